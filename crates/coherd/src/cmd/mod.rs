@@ -1,0 +1,7 @@
+//! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
+
+pub mod herd;
+pub mod offsets;
+pub mod replay;
+pub mod simulate;
+pub mod splay;

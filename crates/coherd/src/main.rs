@@ -1,0 +1,50 @@
+//! The `coherd` command: a thin layer that parses arguments, dispatches to the
+//! library crates and maps errors to exit codes.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// coherd keeps a fleet coherent: it compares what every member reports with
+/// the other members and with the operators' intent, and opens divergences
+/// where the fleet has lost coherence.
+#[derive(Parser)]
+#[command(name = "coherd", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay a captured NDJSON stream of observations against an intent.
+    Replay(cmd::replay::Args),
+    /// Run a simulated fleet with injected faults and score detection.
+    Simulate(cmd::simulate::Args),
+    /// Sleep a stable or random offset inside a window, then run a command.
+    Splay(cmd::splay::Args),
+    /// Print every member's offset under an even spread.
+    Offsets(cmd::offsets::Args),
+    /// Measure how synchronised periodic events or crontab schedules are.
+    Herd(cmd::herd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => cmd::replay::run(args),
+        Command::Simulate(args) => cmd::simulate::run(args),
+        Command::Splay(args) => cmd::splay::run(args),
+        Command::Offsets(args) => cmd::offsets::run(args),
+        Command::Herd(args) => cmd::herd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
