@@ -1,1 +1,62 @@
+//! coherd's detection engine, sans-IO.
+//!
+//! The [`Engine`] holds the fleet model in memory and turns observations and
+//! intent into [`Divergence`]s and SLIs. It does no IO, reads no clock and
+//! spawns nothing: every input carries the time, deadlines wait in a queue the
+//! driver polls, and outputs wait in a queue the driver drains. The same code
+//! runs under the server, in `coherd replay` and in the simulator, and tests
+//! drive it on a virtual clock.
+//!
+//! ```
+//! use coherd_engine::{Engine, Event, Kind};
+//! use coherd_model::{Intent, Limits, Observation, Time};
+//!
+//! let t0: Time = "2026-11-22T08:00:00Z".parse().unwrap();
+//! let mut engine = Engine::default();
+//! let intent = Intent::from_yaml("services:\n  checkout:\n    facets:\n      version: {target: \"1.4.2\"}\n").unwrap();
+//! engine.set_intent(t0, intent);
+//!
+//! let obs = Observation::from_json(
+//!     r#"{"service":"checkout","member":"c-1","seq":1,"facets":{"version":"0.9.0","phase":"ready"}}"#,
+//!     &Limits::default(),
+//! ).unwrap();
+//! engine.observe(t0, &obs).unwrap();
+//!
+//! // A foreign version is drift at once.
+//! let drift = engine.divergences().iter().find(|d| d.kind == Kind::Drift).unwrap();
+//! assert_eq!(drift.subjects, ["c-1"]);
+//! assert!(matches!(engine.poll_event(), Some(Event::Divergence { .. })));
+//!
+//! // Nothing reports for 30 s: at the deadline the member is silent, and the
+//! // divergence is stamped with the deadline's time, not the tick's.
+//! let deadline = engine.poll_timeout().unwrap();
+//! engine.handle_timeout(t0.add(std::time::Duration::from_secs(60)));
+//! let silent = engine.divergences().iter().find(|d| d.kind == Kind::Silent).unwrap();
+//! assert_eq!(silent.opened_at, deadline);
+//! ```
 
+mod counters;
+mod divergence;
+mod engine;
+mod facets;
+mod intent;
+mod intern;
+mod leases;
+mod liveness;
+mod output;
+mod phases;
+mod replicas;
+mod sli;
+mod state;
+mod table;
+mod timer;
+mod views;
+
+pub use divergence::{Change, Divergence, Kind, Severity};
+pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome};
+pub use output::{FacetDistribution, MemberView, ServiceSummary};
+pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};
+
+pub(crate) fn time_nanos(d: std::time::Duration) -> i64 {
+    coherd_model::time::duration_nanos(d)
+}

@@ -1,0 +1,82 @@
+//! Counters: request deltas for the SLIs, restarts, and drain growth.
+
+use coherd_model::{Observation, Time};
+
+use crate::engine::Engine;
+use crate::intern::{NONE, Sym};
+use crate::sli::add_exposed;
+use crate::state::{Slot, flag};
+
+/// The delta of a monotonic counter; a decrease is a restart from zero.
+pub(crate) fn delta(old: u64, new: u64) -> u64 {
+    if new >= old { new - old } else { new }
+}
+
+impl Engine {
+    pub(crate) fn apply_counters(&mut self, svc: u32, slot: Slot, obs: &Observation, old_phase: Sym, new_phase: Sym, now: Time) {
+        if obs.counters.is_empty() {
+            return;
+        }
+        let s = &mut self.services[svc as usize];
+        let m = &mut s.members[slot as usize];
+        let seen = m.has(flag::HAS_REQUESTS);
+        m.set(flag::HAS_REQUESTS, true);
+        let (mut requests, mut grew) = (0, false);
+        let (mut errors, mut schema_errors, mut duplicates) = (0, 0, 0);
+        for (k, &v) in &obs.counters {
+            let slot_ref = match k.as_str() {
+                "requests" => &mut m.requests,
+                "errors" => &mut m.errors,
+                "schema_errors" => &mut m.schema_errors,
+                "duplicates" => &mut m.duplicates,
+                other => {
+                    let sym = self.syms.intern(other);
+                    let custom = &mut m.extra.get_or_insert_with(Default::default).custom_counters;
+                    match custom.iter_mut().find(|(c, _)| *c == sym) {
+                        Some(e) => e.1 = v,
+                        None => custom.push((sym, v)),
+                    }
+                    continue;
+                }
+            };
+            let d = if seen { delta(*slot_ref, v) } else { 0 };
+            match k.as_str() {
+                "requests" => {
+                    requests = d;
+                    grew = seen && v > *slot_ref;
+                }
+                "errors" => errors = d,
+                "schema_errors" => schema_errors = d,
+                _ => duplicates = d,
+            }
+            *slot_ref = v;
+        }
+        let non_serving = |p: Sym| p != NONE && !s.cfg.is_serving(p);
+        let drained = non_serving(old_phase) && non_serving(new_phase);
+        let counts = m.counts();
+        let mut exposed: Vec<(Sym, u64)> = Vec::new();
+        if requests > 0 && counts {
+            for c in &s.columns {
+                if let Some(r) = c.rule.as_ref().filter(|r| r.targeted())
+                    && c.values[slot as usize] != r.target
+                {
+                    exposed.push((c.facet, requests));
+                }
+            }
+        }
+        let b = s.windows.at(now);
+        b.requests += requests;
+        b.errors += errors;
+        b.schema_errors += schema_errors;
+        b.duplicates += duplicates;
+        for (f, n) in exposed {
+            add_exposed(&mut b.exposed, f, n);
+        }
+        if drained && requests > 0 {
+            b.nonserving_requests += requests;
+        }
+        if drained && grew {
+            self.drain_growth(svc, slot, requests, now);
+        }
+    }
+}

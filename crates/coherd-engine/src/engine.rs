@@ -1,0 +1,500 @@
+//! The engine: the one writer of the fleet model.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use coherd_model::{Intent, Observation, Time};
+use hashbrown::HashMap;
+
+use crate::divergence::{Change, DivKey, Divergence};
+use crate::intern::{Interner, NONE, Sym};
+use crate::state::{Column, Member, Service, ServiceCfg, Slot, flag};
+use crate::timer::{Timer, Timers};
+use crate::views::PairState;
+
+/// Settings that are not part of the intent.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a member that left (terminal phase, then silent) is remembered.
+    pub retention: Duration,
+    /// Distinct facet names one service may have (each costs 4 bytes per member).
+    pub max_facets_per_service: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { retention: Duration::from_secs(3600), max_facets_per_service: 64 }
+    }
+}
+
+/// What `observe` did with a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The report was applied.
+    Applied,
+    /// Its `seq` was at or below the last applied one: acknowledged, counted, not applied.
+    Duplicate,
+}
+
+/// Why `observe` refused a report.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObserveError {
+    /// The service already tracks the most distinct facet names allowed.
+    #[error(
+        "facets.{facet}: service {service:?} already tracks {limit} distinct facet names; report fewer distinct facets or raise the limit"
+    )]
+    TooManyFacets {
+        /// The service.
+        service: String,
+        /// The facet that would exceed the limit.
+        facet: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// An output of the engine, polled with [`Engine::poll_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A divergence opened, escalated or resolved; `index` is its record in [`Engine::divergences`].
+    Divergence {
+        /// Index into [`Engine::divergences`].
+        index: usize,
+        /// What happened.
+        change: Change,
+    },
+    /// A change of a targeted facet reached 95 % or 100 % of live members.
+    Convergence {
+        /// The service.
+        service: String,
+        /// The facet.
+        facet: String,
+        /// Change number.
+        revision: u32,
+        /// 95 or 100.
+        percent: u8,
+        /// Seconds since the change started.
+        seconds: f64,
+        /// When it was reached.
+        at: Time,
+    },
+}
+
+/// The sans-IO coherence engine.
+///
+/// Methods come in four groups, in the order a driver calls them:
+///
+/// - inputs: [`observe`](Engine::observe), [`set_intent`](Engine::set_intent),
+///   [`remove_member`](Engine::remove_member) — each takes the current time;
+/// - [`handle_timeout`](Engine::handle_timeout) when the time returned by
+///   [`poll_timeout`](Engine::poll_timeout) has come (calling it early is harmless);
+/// - outputs: drain [`poll_event`](Engine::poll_event) after every input or timeout;
+/// - getters: [`divergences`](Engine::divergences), [`service_slis`](Engine::service_slis), ...
+///
+/// Time never goes backwards inside the engine: an input older than the
+/// latest one is applied at the latest time.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) syms: Interner,
+    pub(crate) services: Vec<Service>,
+    pub(crate) service_index: HashMap<Sym, u32>,
+    pub(crate) intent: Option<Intent>,
+    pub(crate) timers: Timers,
+    pub(crate) records: Vec<Divergence>,
+    pub(crate) latest: HashMap<DivKey, u32>,
+    pub(crate) pairs: HashMap<crate::views::PairKey, PairState>,
+    pub(crate) viewers: HashMap<(Sym, Sym), Vec<(u32, Slot)>>,
+    pub(crate) label_sets: HashMap<Vec<(Sym, Sym)>, u32>,
+    pub(crate) events: VecDeque<Event>,
+    /// The latest time seen.
+    pub(crate) now: Time,
+    /// The time of the call being handled (deadlines may be stamped earlier).
+    pub(crate) clock: Time,
+    pub(crate) duplicates: u64,
+    pub(crate) applied: u64,
+}
+
+impl Default for Engine {
+    fn default() -> Engine {
+        Engine::new(EngineConfig::default())
+    }
+}
+
+impl Engine {
+    /// An engine with no intent (every service gets the defaults).
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            syms: Interner::default(),
+            services: Vec::new(),
+            service_index: HashMap::new(),
+            intent: None,
+            timers: Timers::default(),
+            records: Vec::new(),
+            latest: HashMap::new(),
+            pairs: HashMap::new(),
+            viewers: HashMap::new(),
+            label_sets: HashMap::new(),
+            events: VecDeque::new(),
+            now: Time::EPOCH,
+            clock: Time::EPOCH,
+            duplicates: 0,
+            applied: 0,
+        }
+    }
+
+    /// The next deadline, if any: call [`handle_timeout`](Engine::handle_timeout) then.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    /// The next output, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Fires every deadline at or before `now`, each stamped with its own time.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now = now.max(self.now);
+        self.clock = now;
+        self.run_timers(now, true);
+        self.now = now;
+    }
+
+    /// Applies one report at `now`. Deadlines before `now` fire first.
+    pub fn observe(&mut self, now: Time, obs: &Observation) -> Result<Outcome, ObserveError> {
+        let now = now.max(self.now);
+        self.clock = now;
+        self.run_timers(now, false);
+        self.now = now;
+        let svc = self.service_idx(&obs.service);
+        let name = self.syms.intern(&obs.member);
+        self.check_facet_room(svc, obs)?;
+        let (slot, is_new) = self.member_slot(svc, name);
+
+        let m = &self.services[svc as usize].members[slot as usize];
+        let gap = match obs.seq {
+            Some(seq) if m.has(flag::HAS_SEQ) => {
+                if seq <= m.seq {
+                    self.duplicates += 1;
+                    return Ok(Outcome::Duplicate);
+                }
+                seq > m.seq + 1
+            }
+            _ => false,
+        };
+        self.applied += 1;
+        let was_live = m.has(flag::LIVE);
+        let was_counting = m.counts();
+        let old_phase = m.phase;
+
+        // Liveness and the silence list.
+        {
+            let s = &mut self.services[svc as usize];
+            let m = &mut s.members[slot as usize];
+            m.last_report = now;
+            if let Some(seq) = obs.seq {
+                m.seq = seq;
+                m.set(flag::HAS_SEQ, true);
+            }
+            s.unlink(slot);
+            s.push_back(slot);
+            if s.head == slot {
+                let d = Time::from_nanos(now.as_nanos().saturating_add(s.cfg.silence_after()));
+                self.timers.schedule(d, Timer::Silence { svc });
+            }
+        }
+        if !was_live {
+            self.set_live(svc, slot, true, is_new, now);
+        }
+        self.apply_labels(svc, slot, obs);
+
+        // Phase first, so that terminal status is known before facets count.
+        let new_phase = obs.phase().map(|p| self.syms.intern(p)).unwrap_or(old_phase);
+        if new_phase != old_phase {
+            self.set_phase(svc, slot, old_phase, new_phase, gap, now);
+        }
+
+        self.apply_facets(svc, slot, obs, was_counting, now);
+        if new_phase != old_phase || !was_live {
+            self.reeval_viewers_of(svc, slot, now);
+        }
+        self.apply_counters(svc, slot, obs, old_phase, new_phase, now);
+        self.apply_views(svc, slot, obs, was_live, now);
+        self.apply_leases(svc, slot, obs, now);
+        self.apply_checksums(svc, slot, obs, now);
+        self.refresh_coherent(svc, slot);
+        self.touch_coherence(svc);
+        Ok(Outcome::Applied)
+    }
+
+    /// Replaces the intent at `now`. Targets that differ start a change.
+    pub fn set_intent(&mut self, now: Time, intent: Intent) {
+        let now = now.max(self.now);
+        self.clock = now;
+        self.run_timers(now, false);
+        self.now = now;
+        for name in intent.services.keys() {
+            self.service_idx(name);
+        }
+        self.intent = Some(intent);
+        for svc in 0..self.services.len() as u32 {
+            self.apply_service_intent(svc, now);
+        }
+    }
+
+    /// Forgets a member at once (an operator's delete), resolving what it had open.
+    /// Returns false when the member is unknown.
+    pub fn remove_member(&mut self, now: Time, service: &str, member: &str) -> bool {
+        let now = now.max(self.now);
+        self.clock = now;
+        self.run_timers(now, false);
+        self.now = now;
+        let (Some(s), Some(m)) = (self.syms.get(service), self.syms.get(member)) else { return false };
+        let Some(&svc) = self.service_index.get(&s) else { return false };
+        let Some(slot) = self.services[svc as usize].slot_of(m) else { return false };
+        self.forget_member(svc, slot, now);
+        self.touch_coherence(svc);
+        true
+    }
+
+    /// The current intent, if one was set.
+    pub fn intent(&self) -> Option<&Intent> {
+        self.intent.as_ref()
+    }
+
+    /// The latest time the engine has seen.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Reports applied and duplicates ignored so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.applied, self.duplicates)
+    }
+
+    pub(crate) fn run_timers(&mut self, now: Time, inclusive: bool) {
+        while let Some((t, timer)) = self.timers.pop_due(now, inclusive) {
+            self.fire(t, timer);
+        }
+    }
+
+    fn fire(&mut self, t: Time, timer: Timer) {
+        match timer {
+            Timer::Silence { svc } => self.on_silence_timer(svc, t),
+            Timer::Window { svc, col } => self.on_window_timer(svc, col as usize, t),
+            Timer::UniformMixed { svc, col } => self.on_uniform_timer(svc, col as usize, t),
+            Timer::Hold { svc, slot } => self.on_hold_timer(svc, slot, t),
+            Timer::Flap { svc, slot } => self.on_flap_timer(svc, slot, t),
+            Timer::Pair { obs_svc, obs_slot, tsvc, tmem } => self.on_pair_timer(obs_svc, obs_slot, tsvc, tmem, t),
+            Timer::Lease { svc, resource } => self.eval_resource(svc, resource, t),
+            Timer::Forget { svc, slot } => self.on_forget_timer(svc, slot, t),
+        }
+        if let Timer::Silence { svc }
+        | Timer::Window { svc, .. }
+        | Timer::UniformMixed { svc, .. }
+        | Timer::Hold { svc, .. }
+        | Timer::Flap { svc, .. }
+        | Timer::Lease { svc, .. }
+        | Timer::Forget { svc, .. } = timer
+        {
+            self.touch_coherence_at(svc, t);
+        }
+    }
+
+    /// The index of a service, creating it with the intent's rules or the defaults.
+    pub(crate) fn service_idx(&mut self, name: &str) -> u32 {
+        let sym = self.syms.intern(name);
+        if let Some(&i) = self.service_index.get(&sym) {
+            return i;
+        }
+        let i = self.services.len() as u32;
+        let cfg = self.compile_cfg(name);
+        self.services.push(Service {
+            name: sym,
+            name_str: name.to_string(),
+            cfg,
+            members: Vec::new(),
+            free: Vec::new(),
+            by_name: HashMap::new(),
+            columns: Vec::new(),
+            head: NONE,
+            tail: NONE,
+            known: 0,
+            live: 0,
+            terminal: 0,
+            counting: 0,
+            coherent: 0,
+            datasets: HashMap::new(),
+            resources: HashMap::new(),
+            windows: Default::default(),
+        });
+        self.service_index.insert(sym, i);
+        if self.intent.is_some() {
+            self.apply_service_intent(i, self.now);
+        }
+        i
+    }
+
+    pub(crate) fn compile_cfg(&mut self, name: &str) -> ServiceCfg {
+        let default = coherd_model::ServiceIntent::default();
+        let si = self.intent.as_ref().and_then(|i| i.services.get(name)).unwrap_or(&default).clone();
+        let m = &si.phases;
+        let syms = &mut self.syms;
+        let mut v = |xs: &mut dyn Iterator<Item = &str>| xs.map(|x| syms.intern(x)).collect::<Vec<_>>();
+        let terminal = v(&mut m.terminal().into_iter());
+        let phases = v(&mut m.phases().into_iter());
+        let serving = v(&mut m.serving.iter().map(String::as_str));
+        let exclusive = v(&mut si.leases.iter().filter(|(_, l)| l.exclusive).map(|(k, _)| k.as_str()));
+        let transitions =
+            m.transitions.iter().map(|(from, to)| (self.syms.intern(from), to.iter().map(|t| self.syms.intern(t)).collect())).collect();
+        ServiceCfg {
+            report_interval: coherd_model::time::duration_nanos(si.report_interval),
+            expect_members: si.expect_members,
+            serving,
+            terminal,
+            phases,
+            transitions,
+            agreement_timeout: coherd_model::time::duration_nanos(m.agreement_timeout),
+            max_flips: m.max_flips_per_hour,
+            hold: coherd_model::time::duration_nanos(m.hold),
+            exclusive,
+        }
+    }
+
+    fn check_facet_room(&mut self, svc: u32, obs: &Observation) -> Result<(), ObserveError> {
+        let s = &self.services[svc as usize];
+        let limit = self.config.max_facets_per_service;
+        if s.columns.len() + obs.facets.len() <= limit {
+            return Ok(());
+        }
+        let mut new = 0;
+        for f in obs.facets.keys() {
+            if self.syms.get(f).and_then(|sym| s.column_of(sym)).is_none() {
+                new += 1;
+                if s.columns.len() + new > limit {
+                    return Err(ObserveError::TooManyFacets { service: s.name_str.clone(), facet: f.clone(), limit });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The slot of a member, adding it when new.
+    fn member_slot(&mut self, svc: u32, name: Sym) -> (Slot, bool) {
+        let s = &mut self.services[svc as usize];
+        if let Some(slot) = s.slot_of(name) {
+            return (slot, false);
+        }
+        let slot = match s.free.pop() {
+            Some(slot) => {
+                s.members[slot as usize] = Member::new(name);
+                for c in &mut s.columns {
+                    c.values[slot as usize] = NONE;
+                }
+                slot
+            }
+            None => {
+                s.members.push(Member::new(name));
+                for c in &mut s.columns {
+                    c.values.push(NONE);
+                }
+                (s.members.len() - 1) as Slot
+            }
+        };
+        s.by_name.insert(name, slot);
+        s.known += 1;
+        (slot, true)
+    }
+
+    /// The column of a facet, adding it when new.
+    pub(crate) fn column(&mut self, svc: u32, facet: Sym) -> usize {
+        let s = &mut self.services[svc as usize];
+        if let Some(c) = s.column_of(facet) {
+            return c;
+        }
+        s.columns.push(Column::new(facet, s.members.len()));
+        s.columns.len() - 1
+    }
+
+    fn apply_labels(&mut self, svc: u32, slot: Slot, obs: &Observation) {
+        if obs.labels.is_empty() && obs.deploy.is_none() {
+            return;
+        }
+        if let Some(d) = &obs.deploy {
+            let d = self.syms.intern(d);
+            self.services[svc as usize].members[slot as usize].deploy = d;
+        }
+        if obs.labels.is_empty() {
+            return;
+        }
+        let current = self.services[svc as usize].members[slot as usize].labels;
+        let mut set: Vec<(Sym, Sym)> = if current == NONE {
+            Vec::new()
+        } else {
+            self.label_sets.iter().find(|(_, id)| **id == current).map(|(k, _)| k.clone()).unwrap_or_default()
+        };
+        for (k, v) in &obs.labels {
+            let (k, v) = (self.syms.intern(k), self.syms.intern(v));
+            match set.iter_mut().find(|(kk, _)| *kk == k) {
+                Some(e) => e.1 = v,
+                None => set.push((k, v)),
+            }
+        }
+        set.sort_unstable();
+        let next = self.label_sets.len() as u32;
+        let id = *self.label_sets.entry(set).or_insert(next);
+        self.services[svc as usize].members[slot as usize].labels = id;
+    }
+
+    /// A member's labels, resolved.
+    pub(crate) fn labels_of(&self, id: u32) -> Vec<(&str, &str)> {
+        if id == NONE {
+            return Vec::new();
+        }
+        self.label_sets
+            .iter()
+            .find(|(_, i)| **i == id)
+            .map(|(k, _)| k.iter().map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v))).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn push_event(&mut self, e: Event) {
+        self.events.push_back(e);
+    }
+
+    /// Updates a member's coherent flag and the service's count.
+    pub(crate) fn refresh_coherent(&mut self, svc: u32, slot: Slot) {
+        let s = &self.services[svc as usize];
+        let m = &s.members[slot as usize];
+        if m.has(flag::REMOVED) {
+            return;
+        }
+        let now = self.now;
+        let coherent = m.counts()
+            && m.open_divs == 0
+            && s.columns.iter().all(|c| match &c.rule {
+                Some(r) if r.targeted() => {
+                    let v = c.values[slot as usize];
+                    v != NONE && matches!(r.classify(v, now), crate::state::Class::AtTarget | crate::state::Class::Converging)
+                }
+                _ => true,
+            });
+        if coherent != m.has(flag::COHERENT) {
+            let s = &mut self.services[svc as usize];
+            s.members[slot as usize].set(flag::COHERENT, coherent);
+            if coherent { s.coherent += 1 } else { s.coherent -= 1 }
+        }
+    }
+
+    pub(crate) fn touch_coherence(&mut self, svc: u32) {
+        self.touch_coherence_at(svc, self.now);
+    }
+
+    pub(crate) fn touch_coherence_at(&mut self, svc: u32, at: Time) {
+        let s = &mut self.services[svc as usize];
+        let den = s.coherence_denominator();
+        let ratio = (den > 0).then(|| s.coherent as f64 / den as f64);
+        s.windows.coherence_changed(at, ratio);
+    }
+}

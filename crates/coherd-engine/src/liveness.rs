@@ -1,0 +1,140 @@
+//! Liveness: `silent`, members that leave, and forgetting them.
+
+use coherd_model::Time;
+use serde_json::json;
+
+use crate::divergence::{DivKey, Kind, Severity};
+use crate::engine::Engine;
+use crate::intern::NONE;
+use crate::state::{Member, Slot, flag};
+use crate::timer::Timer;
+
+impl Engine {
+    /// Marks a member live (it reported); resolves its `silent`.
+    pub(crate) fn set_live(&mut self, svc: u32, slot: Slot, live: bool, is_new: bool, at: Time) {
+        let s = &mut self.services[svc as usize];
+        let m = &mut s.members[slot as usize];
+        if m.has(flag::LIVE) == live {
+            return;
+        }
+        m.set(flag::LIVE, live);
+        let terminal = m.has(flag::TERMINAL);
+        let name = m.name;
+        if live {
+            s.live += 1;
+            if !terminal {
+                s.counting += 1;
+            }
+        } else {
+            s.live -= 1;
+            if !terminal {
+                s.counting -= 1;
+            }
+        }
+        if live && !is_new {
+            self.resolve(DivKey::new(Kind::Silent, svc, name, NONE, NONE), at, None);
+        }
+    }
+
+    /// Silence deadlines: members at the head of the list whose time is up.
+    pub(crate) fn on_silence_timer(&mut self, svc: u32, t: Time) {
+        loop {
+            let s = &self.services[svc as usize];
+            let head = s.head;
+            if head == NONE {
+                return;
+            }
+            let d = Time::from_nanos(s.members[head as usize].last_report.as_nanos().saturating_add(s.cfg.silence_after()));
+            if d > t {
+                self.timers.schedule(d, Timer::Silence { svc });
+                return;
+            }
+            self.go_silent(svc, head, d);
+        }
+    }
+
+    fn go_silent(&mut self, svc: u32, slot: Slot, at: Time) {
+        let was_counting = self.services[svc as usize].members[slot as usize].counts();
+        self.services[svc as usize].unlink(slot);
+        self.set_live(svc, slot, false, false, at);
+        let s = &self.services[svc as usize];
+        let m = &s.members[slot as usize];
+        if m.has(flag::TERMINAL) {
+            let forget = at.add(self.config.retention);
+            self.timers.schedule(forget, Timer::Forget { svc, slot });
+        } else {
+            let key = DivKey::new(Kind::Silent, svc, m.name, NONE, NONE);
+            let interval = s.cfg.report_interval;
+            self.upsert(key, Severity::Warning, at, false, |e| {
+                let m = &e.services[svc as usize].members[slot as usize];
+                let evidence = json!({"last_report": m.last_report, "report_interval_s": interval as f64 / 1e9, "silent_after_s": 3.0 * interval as f64 / 1e9});
+                (vec![e.syms.resolve(m.name).to_string()], evidence)
+            });
+        }
+        self.recount_member(svc, slot, was_counting, at);
+        self.reeval_viewers_of(svc, slot, at);
+        self.reeval_views_of(svc, slot, at);
+        self.refresh_coherent(svc, slot);
+    }
+
+    pub(crate) fn on_forget_timer(&mut self, svc: u32, slot: Slot, t: Time) {
+        let s = &self.services[svc as usize];
+        let Some(m) = s.members.get(slot as usize) else { return };
+        let due = m.last_report.as_nanos().saturating_add(s.cfg.silence_after()).saturating_add(crate::time_nanos(self.config.retention));
+        if !m.has(flag::REMOVED) && !m.has(flag::LIVE) && m.has(flag::TERMINAL) && due == t.as_nanos() {
+            self.forget_member(svc, slot, t);
+        }
+    }
+
+    /// Removes a member and everything it had open.
+    pub(crate) fn forget_member(&mut self, svc: u32, slot: Slot, at: Time) {
+        let was_counting = self.services[svc as usize].members[slot as usize].counts();
+        self.services[svc as usize].unlink(slot);
+        // Stop counting it anywhere, as if it had gone silent in a terminal phase.
+        {
+            let s = &mut self.services[svc as usize];
+            let m = &mut s.members[slot as usize];
+            if m.has(flag::LIVE) {
+                m.set(flag::LIVE, false);
+                s.live -= 1;
+                if was_counting {
+                    s.counting -= 1;
+                }
+            }
+        }
+        self.recount_member(svc, slot, was_counting, at);
+        self.reeval_viewers_of(svc, slot, at);
+        self.clear_views(svc, slot, at);
+        self.drop_leases(svc, slot, at);
+        let name = self.services[svc as usize].members[slot as usize].name;
+        let open: Vec<DivKey> = self
+            .latest
+            .iter()
+            .filter(|&(k, &i)| k.svc == svc && k.a == name && k.kind().is_member_level() && self.records[i as usize].is_open())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in open {
+            self.resolve(key, at, None);
+        }
+        for ds in self.services[svc as usize].datasets.values_mut() {
+            ds.reporters.retain(|&r| r != name);
+        }
+        let s = &mut self.services[svc as usize];
+        let m = &s.members[slot as usize];
+        if m.has(flag::TERMINAL) {
+            s.terminal -= 1;
+        }
+        if m.has(flag::COHERENT) {
+            s.coherent -= 1;
+        }
+        s.known -= 1;
+        s.by_name.remove(&name);
+        let mut gone = Member::new(NONE);
+        gone.set(flag::REMOVED, true);
+        s.members[slot as usize] = gone;
+        for c in &mut s.columns {
+            c.values[slot as usize] = NONE;
+        }
+        s.free.push(slot);
+    }
+}

@@ -1,0 +1,240 @@
+//! Getters: SLIs, per-service summaries and members, for the shell to serve.
+
+use std::collections::BTreeMap;
+
+use coherd_model::Time;
+use serde::Serialize;
+
+use crate::divergence::Kind;
+use crate::engine::Engine;
+use crate::intern::NONE;
+use crate::sli::{Convergence, Exposure, ServiceSlis, W1H, W5M, Windowed, ratio};
+use crate::state::flag;
+
+/// One service at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSummary {
+    /// The service.
+    pub service: String,
+    /// Known members.
+    pub members: u32,
+    /// Members reporting.
+    pub live: u32,
+    /// Coherence now; `None` with no known members.
+    pub coherence: Option<f64>,
+    /// Divergences open now.
+    pub open_divergences: u32,
+}
+
+/// A facet's value distribution among counting members.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FacetDistribution {
+    /// The target, if the facet has one.
+    pub target: Option<String>,
+    /// Members per value.
+    pub values: BTreeMap<String, u32>,
+}
+
+/// One member as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberView {
+    /// Member id.
+    pub member: String,
+    /// Latest phase.
+    pub phase: Option<String>,
+    /// `live`, `silent` or `left`.
+    pub state: &'static str,
+    /// Facet values.
+    pub facets: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Latest deploy id.
+    pub deploy: Option<String>,
+    /// When it last reported.
+    pub last_report: Time,
+    /// Latest applied `seq`.
+    pub seq: Option<u64>,
+    /// At target on every targeted facet, with nothing open against it.
+    pub coherent: bool,
+    /// Member-level divergences open against it.
+    pub open_divergences: u16,
+}
+
+impl Engine {
+    /// Names of every service the engine knows, sorted.
+    pub fn service_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.services.iter().map(|s| s.name_str.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn svc(&self, service: &str) -> Option<u32> {
+        self.syms.get(service).and_then(|s| self.service_index.get(&s)).copied()
+    }
+
+    /// A summary of every service, sorted by name.
+    pub fn services(&self) -> Vec<ServiceSummary> {
+        let mut open: BTreeMap<u32, u32> = BTreeMap::new();
+        for d in self.open_divergences() {
+            *open.entry(d.key.svc).or_default() += 1;
+        }
+        let mut out: Vec<ServiceSummary> = self
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceSummary {
+                service: s.name_str.clone(),
+                members: s.known,
+                live: s.live,
+                coherence: ratio(s.coherent as u64, s.coherence_denominator() as u64),
+                open_divergences: open.get(&(i as u32)).copied().unwrap_or(0),
+            })
+            .collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+
+    /// Value distributions per facet of a service.
+    pub fn facet_distributions(&self, service: &str) -> Option<BTreeMap<String, FacetDistribution>> {
+        let s = &self.services[self.svc(service)? as usize];
+        Some(
+            s.columns
+                .iter()
+                .map(|c| {
+                    let target = c.rule.as_ref().filter(|r| r.targeted()).map(|r| self.syms.resolve(r.target).to_string());
+                    let values = c.counts.iter().map(|(&v, &n)| (self.syms.resolve(v).to_string(), n)).collect();
+                    (self.syms.resolve(c.facet).to_string(), FacetDistribution { target, values })
+                })
+                .collect(),
+        )
+    }
+
+    /// Members of a service, sorted by id.
+    pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
+        let s = &self.services[self.svc(service)? as usize];
+        let name = |x| if x == NONE { None } else { Some(self.syms.resolve(x).to_string()) };
+        let mut out: Vec<MemberView> = s
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.has(flag::REMOVED))
+            .map(|(slot, m)| MemberView {
+                member: self.syms.resolve(m.name).to_string(),
+                phase: name(m.phase),
+                state: if m.has(flag::LIVE) {
+                    "live"
+                } else if m.has(flag::TERMINAL) {
+                    "left"
+                } else {
+                    "silent"
+                },
+                facets: s
+                    .columns
+                    .iter()
+                    .filter(|c| c.values[slot] != NONE)
+                    .map(|c| (self.syms.resolve(c.facet).to_string(), self.syms.resolve(c.values[slot]).to_string()))
+                    .collect(),
+                labels: self.labels_of(m.labels).into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                deploy: name(m.deploy),
+                last_report: m.last_report,
+                seq: m.has(flag::HAS_SEQ).then_some(m.seq),
+                coherent: m.has(flag::COHERENT),
+                open_divergences: m.open_divs,
+            })
+            .collect();
+        out.sort_by(|a, b| a.member.cmp(&b.member));
+        Some(out)
+    }
+
+    /// Brings the subjects and evidence of open `mixed` divergences up to date
+    /// (they are kept lazily because computing them costs a pass over the service).
+    pub fn refresh_open_subjects(&mut self) {
+        let open: Vec<(usize, u32, u32)> = self
+            .latest
+            .iter()
+            .filter(|&(k, &i)| k.kind() == Kind::Mixed && self.records[i as usize].is_open())
+            .map(|(k, &i)| (i as usize, k.svc, k.a))
+            .collect();
+        for (i, svc, facet) in open {
+            let Some(c) = self.services[svc as usize].column_of(facet) else { continue };
+            let (subjects, evidence) = self.mixed_view(svc, c, None);
+            let r = &mut self.records[i];
+            r.subjects = subjects;
+            r.evidence = evidence;
+        }
+    }
+
+    /// Every SLI of a service at the engine's current time.
+    pub fn service_slis(&mut self, service: &str) -> Option<ServiceSlis> {
+        let svc = self.svc(service)?;
+        let now = self.now;
+        let (pairs, disagree) = self.phase_pairs(svc);
+        let s = &mut self.services[svc as usize];
+        let coherence_5m = s.windows.coherence_over(now, W5M);
+        let coherence_1h = s.windows.coherence_over(now, W1H);
+        let (w5, w1) = (s.windows.sum(now, W5M), s.windows.sum(now, W1H));
+        let non_terminal = s.coherence_denominator();
+        let counting = s.counting;
+        let silent = s.members.iter().filter(|m| !m.has(flag::REMOVED) && !m.has(flag::LIVE) && !m.has(flag::TERMINAL)).count() as u32;
+        let mut exposure = BTreeMap::new();
+        let mut convergence = BTreeMap::new();
+        for c in &s.columns {
+            let Some(r) = c.rule.as_ref().filter(|r| r.targeted()) else { continue };
+            let facet = self.syms.resolve(c.facet).to_string();
+            let off = counting.saturating_sub(c.count(r.target));
+            let now_share = ratio(off as u64, counting as u64);
+            let windowed = |b: &crate::sli::Bucket| if b.requests > 0 { ratio(b.exposed(c.facet), b.requests) } else { now_share };
+            exposure.insert(facet.clone(), Exposure { now: now_share, w5m: windowed(&w5), w1h: windowed(&w1) });
+            convergence.insert(
+                facet,
+                Convergence {
+                    revision: r.revision,
+                    target: self.syms.resolve(r.target).to_string(),
+                    started_at: r.tc,
+                    p95_seconds: c.converged.0.map(|t| t.seconds_since(r.tc)),
+                    p100_seconds: c.converged.1.map(|t| t.seconds_since(r.tc)),
+                },
+            );
+        }
+        let rate = |num: fn(&crate::sli::Bucket) -> u64, den: fn(&crate::sli::Bucket) -> u64| Windowed {
+            w5m: ratio(num(&w5), den(&w5)),
+            w1h: ratio(num(&w1), den(&w1)),
+        };
+        let live_non_terminal = counting;
+        Some(ServiceSlis {
+            members: s.known,
+            live: s.live,
+            silent,
+            coherence: ratio(s.coherent as u64, non_terminal as u64),
+            coherence_5m,
+            coherence_1h,
+            telemetry_completeness: match s.cfg.expect_members {
+                Some(n) => ratio(live_non_terminal as u64, n as u64),
+                None => ratio(live_non_terminal as u64, non_terminal as u64),
+            },
+            exposure,
+            convergence,
+            replica_divergence_rate: rate(|b| b.divergent_comparisons, |b| b.comparisons),
+            phase_mismatch_rate: ratio(disagree, pairs),
+            drain_failure_rate: rate(|b| b.nonserving_requests, |b| b.requests),
+            phase_change_latency_seconds: s.windows.phase_change_latency.snapshot(),
+            flap_frequency: ratio(w1.flips, s.known as u64),
+            detection_latency_seconds: s.windows.detection_latency.snapshot(),
+            schema_error_rate: rate(|b| b.schema_errors, |b| b.requests),
+            duplicate_rate: rate(|b| b.duplicates, |b| b.requests),
+        })
+    }
+
+    /// Approximate heap bytes held by the fleet model (members, columns, names).
+    pub fn approx_heap_bytes(&self) -> usize {
+        let mut n = self.syms.heap_bytes();
+        for s in &self.services {
+            n += s.members.capacity() * std::mem::size_of::<crate::state::Member>();
+            n += s.by_name.capacity() * 9;
+            for c in &s.columns {
+                n += c.values.capacity() * 4 + c.counts.capacity() * 9;
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,116 @@
+//! Replica digests compared at equal positions: `replica_divergence`.
+
+use coherd_model::{Observation, Time};
+use serde_json::json;
+
+use crate::divergence::{DivKey, Kind, Severity};
+use crate::engine::Engine;
+use crate::intern::{NONE, Sym};
+use crate::state::{Slot, flag};
+
+/// Positions kept per dataset for comparison.
+const POSITIONS_KEPT: usize = 256;
+
+impl Engine {
+    pub(crate) fn apply_checksums(&mut self, svc: u32, slot: Slot, obs: &Observation, now: Time) {
+        if obs.checksums.is_empty() {
+            return;
+        }
+        let name = self.services[svc as usize].members[slot as usize].name;
+        for c in &obs.checksums {
+            let ds = self.syms.intern(&c.dataset);
+            let digest = self.syms.intern(&c.digest);
+            self.add_checksum(svc, name, ds, c.position, digest, now);
+        }
+    }
+
+    fn add_checksum(&mut self, svc: u32, member: Sym, ds: Sym, position: u64, digest: Sym, at: Time) {
+        let s = &mut self.services[svc as usize];
+        let d = s.datasets.entry(ds).or_default();
+        if !d.reporters.contains(&member) {
+            d.reporters.push(member);
+        }
+        let entry = d.positions.entry(position).or_default();
+        let was_divergent = distinct(entry) > 1;
+        let before = entry.len();
+        match entry.iter_mut().find(|e| e.0 == member) {
+            Some(e) => e.1 = digest,
+            None => entry.push((member, digest)),
+        }
+        let (after, divergent) = (entry.len(), distinct(entry) > 1);
+        let culprits = if divergent { minority(entry) } else { Vec::new() };
+        while d.positions.len() > POSITIONS_KEPT {
+            d.positions.pop_first();
+        }
+        let b = s.windows.at(at);
+        if before < 2 && after >= 2 {
+            b.comparisons += 1;
+        }
+        if divergent && !was_divergent {
+            b.divergent_comparisons += 1;
+        }
+        let key = DivKey::new(Kind::ReplicaDivergence, svc, ds, NONE, NONE);
+        let d = s.datasets.get_mut(&ds).expect("inserted above");
+        if divergent {
+            d.divergent_max = Some(d.divergent_max.map_or(position, |m| m.max(position)));
+            for c in culprits {
+                if !d.culprits.contains(&c) {
+                    d.culprits.push(c);
+                }
+            }
+            if !d.divergent_positions.contains(&position) {
+                d.divergent_positions.push(position);
+            }
+            self.upsert(key, Severity::Critical, at, true, |e| e.replica_detail(svc, ds, position));
+            return;
+        }
+        let Some(max) = d.divergent_max else { return };
+        if position <= max {
+            return;
+        }
+        // Resolved when every live member reporting the dataset agrees here.
+        let live = |m: &Sym| s.by_name.get(m).is_some_and(|&sl| s.members[sl as usize].has(flag::LIVE));
+        let entry = &d.positions[&position];
+        let all_agree = d.reporters.iter().filter(|m| live(m)).all(|m| entry.iter().any(|(x, dg)| x == m && *dg == digest));
+        if all_agree {
+            d.divergent_max = None;
+            let detail = self.replica_detail(svc, ds, position);
+            let d = self.services[svc as usize].datasets.get_mut(&ds).expect("exists");
+            d.culprits.clear();
+            d.divergent_positions.clear();
+            self.resolve(key, at, Some(detail));
+        }
+    }
+
+    fn replica_detail(&self, svc: u32, ds: Sym, position: u64) -> (Vec<String>, serde_json::Value) {
+        let d = &self.services[svc as usize].datasets[&ds];
+        let mut subjects: Vec<String> = d.culprits.iter().map(|&m| self.syms.resolve(m).to_string()).collect();
+        subjects.sort_unstable();
+        let at_position: serde_json::Map<String, serde_json::Value> = d
+            .positions
+            .get(&position)
+            .map(|e| e.iter().map(|(m, dg)| (self.syms.resolve(*m).to_string(), self.syms.resolve(*dg).into())).collect())
+            .unwrap_or_default();
+        let evidence = json!({
+            "dataset": self.syms.resolve(ds),
+            "divergent_positions": d.divergent_positions,
+            "position": position,
+            "digests": at_position,
+        });
+        (subjects, evidence)
+    }
+}
+
+fn distinct(entry: &[(Sym, Sym)]) -> usize {
+    let mut seen: Vec<Sym> = entry.iter().map(|e| e.1).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen.len()
+}
+
+/// Members whose digest differs from the strict majority; all of them when there is none.
+fn minority(entry: &[(Sym, Sym)]) -> Vec<Sym> {
+    let n = entry.len();
+    let majority = entry.iter().map(|e| e.1).find(|&dg| entry.iter().filter(|e| e.1 == dg).count() * 2 > n);
+    entry.iter().filter(|e| Some(e.1) != majority).map(|e| e.0).collect()
+}

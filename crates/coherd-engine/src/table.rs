@@ -1,0 +1,126 @@
+//! Opening, escalating and resolving divergences: one record per episode,
+//! an event for every change, and member-level bookkeeping for coherence.
+
+use coherd_model::Time;
+use serde_json::Value;
+
+use crate::divergence::{Change, DivKey, Divergence, Kind, Severity};
+use crate::engine::{Engine, Event};
+use crate::intern::NONE;
+
+impl Engine {
+    /// Whether `key` is open, and at which severity.
+    pub(crate) fn open_severity(&self, key: &DivKey) -> Option<Severity> {
+        let &i = self.latest.get(key)?;
+        let r = &self.records[i as usize];
+        r.is_open().then_some(r.severity)
+    }
+
+    /// Opens `key` at `at`, or raises its severity, or (with `refresh`) updates
+    /// its subjects and evidence. `detail` is called only when something is written.
+    pub(crate) fn upsert(
+        &mut self,
+        key: DivKey,
+        severity: Severity,
+        at: Time,
+        refresh: bool,
+        detail: impl FnOnce(&Engine) -> (Vec<String>, Value),
+    ) {
+        if let Some(&i) = self.latest.get(&key) {
+            let i = i as usize;
+            if self.records[i].is_open() {
+                let escalate = severity > self.records[i].severity;
+                let write = escalate || refresh;
+                let d = write.then(|| detail(self));
+                let r = &mut self.records[i];
+                r.last_seen_at = r.last_seen_at.max(at);
+                if let Some((subjects, evidence)) = d {
+                    r.subjects = subjects;
+                    r.evidence = evidence;
+                }
+                if escalate {
+                    r.severity = severity;
+                    self.push_event(Event::Divergence { index: i, change: Change::Escalated });
+                }
+                return;
+            }
+        }
+        let (subjects, evidence) = detail(self);
+        let reopens = self.latest.get(&key).map_or(0, |&i| self.records[i as usize].reopens + 1);
+        let svc = &self.services[key.svc as usize];
+        let record = Divergence {
+            id: self.div_id(&key),
+            service: svc.name_str.clone(),
+            kind: key.kind(),
+            severity,
+            subjects,
+            evidence,
+            opened_at: at,
+            last_seen_at: at,
+            resolved_at: None,
+            reopens,
+            key,
+        };
+        let index = self.records.len();
+        self.records.push(record);
+        self.latest.insert(key, index as u32);
+        let latency = self.clock.seconds_since(at).max(0.0);
+        self.services[key.svc as usize].windows.detection_latency.record(latency);
+        self.push_event(Event::Divergence { index, change: Change::Opened });
+        self.member_divs_changed(&key, 1);
+    }
+
+    /// Resolves `key` at `at` if open; `last` replaces subjects and evidence.
+    pub(crate) fn resolve(&mut self, key: DivKey, at: Time, last: Option<(Vec<String>, Value)>) {
+        let Some(&i) = self.latest.get(&key) else { return };
+        let r = &mut self.records[i as usize];
+        if !r.is_open() {
+            return;
+        }
+        r.resolved_at = Some(at);
+        r.last_seen_at = r.last_seen_at.max(at);
+        if let Some((subjects, evidence)) = last {
+            r.subjects = subjects;
+            r.evidence = evidence;
+        }
+        self.push_event(Event::Divergence { index: i as usize, change: Change::Resolved });
+        self.member_divs_changed(&key, -1);
+    }
+
+    fn member_divs_changed(&mut self, key: &DivKey, delta: i32) {
+        if !key.kind().is_member_level() {
+            return;
+        }
+        let s = &mut self.services[key.svc as usize];
+        if let Some(slot) = s.slot_of(key.a) {
+            let m = &mut s.members[slot as usize];
+            m.open_divs = (m.open_divs as i32 + delta).max(0) as u16;
+            self.refresh_coherent(key.svc, slot);
+        }
+    }
+
+    /// The stable id: `kind:service:subject`.
+    pub(crate) fn div_id(&self, key: &DivKey) -> String {
+        let s = |x| if x == NONE { "" } else { self.syms.resolve(x) };
+        let service = &self.services[key.svc as usize].name_str;
+        let kind = key.kind();
+        let subject = match kind {
+            Kind::Drift | Kind::StaleEpoch => format!("{}:{}", s(key.a), s(key.b)),
+            Kind::PhaseDisagreement | Kind::DrainViolation => {
+                format!("{}:{}/{}", s(key.a), self.services[key.b as usize].name_str, s(key.c))
+            }
+            _ => s(key.a).to_string(),
+        };
+        format!("{kind}:{service}:{subject}")
+    }
+
+    /// Every divergence record, one per episode, in the order they opened.
+    pub fn divergences(&self) -> &[Divergence] {
+        &self.records
+    }
+
+    /// Records that are open now.
+    pub fn open_divergences(&self) -> impl Iterator<Item = &Divergence> {
+        self.latest.values().map(|&i| &self.records[i as usize]).filter(|r| r.is_open())
+    }
+}

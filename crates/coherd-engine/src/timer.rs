@@ -1,0 +1,56 @@
+//! The deadline queue. Timers are data: a heap of (deadline, what) entries.
+//!
+//! Entries are never removed when their reason goes away; the handler checks
+//! the current state when an entry comes due and ignores stale ones. So a
+//! tick costs what expires, never what the fleet holds.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use coherd_model::Time;
+
+use crate::intern::Sym;
+
+/// What a deadline is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// The head of a service's silence list may have gone silent.
+    Silence { svc: u32 },
+    /// A targeted facet's rollout window ends.
+    Window { svc: u32, col: u16 },
+    /// A uniform facet without target has been mixed for its window.
+    UniformMixed { svc: u32, col: u16 },
+    /// An illegal transition's hold ends.
+    Hold { svc: u32, slot: u32 },
+    /// A flip leaves a flapping member's one-hour window.
+    Flap { svc: u32, slot: u32 },
+    /// A pending phase disagreement reaches its agreement timeout.
+    Pair { obs_svc: u32, obs_slot: u32, tsvc: Sym, tmem: Sym },
+    /// A lease on a resource expires.
+    Lease { svc: u32, resource: Sym },
+    /// A member that left is forgotten.
+    Forget { svc: u32, slot: u32 },
+}
+
+/// A min-heap of deadlines.
+#[derive(Default)]
+pub(crate) struct Timers {
+    heap: BinaryHeap<Reverse<(Time, Timer)>>,
+}
+
+impl Timers {
+    pub fn schedule(&mut self, at: Time, timer: Timer) {
+        self.heap.push(Reverse((at, timer)));
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<Time> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Pops the earliest entry if it is due: before `now`, or at `now` when `inclusive`.
+    pub fn pop_due(&mut self, now: Time, inclusive: bool) -> Option<(Time, Timer)> {
+        let &Reverse((t, _)) = self.heap.peek()?;
+        if t < now || (inclusive && t == now) { self.heap.pop().map(|Reverse(e)| e) } else { None }
+    }
+}

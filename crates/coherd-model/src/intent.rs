@@ -1,0 +1,503 @@
+//! Intent: what the operators want per service (DESIGN 2.2).
+//!
+//! [`Intent::from_yaml`] reads YAML (or JSON) and returns either a complete,
+//! validated intent or every error with its line and column. An intent is
+//! never half-applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{IntentError, IntentErrors};
+use crate::names;
+use crate::time::{format_duration, parse_duration};
+use crate::yaml::{self, Node, NodeKind};
+
+/// The whole intent: per-service targets and rules.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Intent {
+    /// Services by name.
+    pub services: BTreeMap<String, ServiceIntent>,
+}
+
+/// What the operators want for one service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceIntent {
+    /// How often members report; a member is silent after 3 x this.
+    #[serde(serialize_with = "ser_duration")]
+    pub report_interval: Duration,
+    /// Members expected; the denominator of telemetry completeness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_members: Option<u32>,
+    /// Facets with targets or uniformity rules.
+    pub facets: BTreeMap<String, FacetIntent>,
+    /// The lifecycle phase machine.
+    pub phases: PhaseMachine,
+    /// Lease rules by resource.
+    pub leases: BTreeMap<String, LeaseIntent>,
+    /// Declared datasets (all datasets are compared, declared or not).
+    pub datasets: BTreeMap<String, DatasetIntent>,
+}
+
+/// Rules for one facet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FacetIntent {
+    /// The value every member should have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Values that may serve beside the target during a rollout.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compatible: Vec<String>,
+    /// Must converge to one value (true whenever there is a target).
+    pub uniform: bool,
+    /// How long a change may take before old values count as lagging.
+    #[serde(serialize_with = "ser_duration")]
+    pub rollout_window: Duration,
+}
+
+impl FacetIntent {
+    /// Whether this facet raises `mixed` (targeted or uniform).
+    pub fn is_uniform(&self) -> bool {
+        self.uniform || self.target.is_some()
+    }
+}
+
+/// The lifecycle phase machine of a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseMachine {
+    /// Phases a member may start in.
+    pub initial: Vec<String>,
+    /// Phases in which a member serves traffic.
+    pub serving: Vec<String>,
+    /// Allowed moves: from -> [to].
+    pub transitions: BTreeMap<String, Vec<String>>,
+    /// How long an observer's view may differ from the member's own phase.
+    #[serde(serialize_with = "ser_duration")]
+    pub agreement_timeout: Duration,
+    /// More phase changes than this in an hour is flapping.
+    pub max_flips_per_hour: u32,
+    /// How long an illegal transition stays open after the last one.
+    #[serde(serialize_with = "ser_duration")]
+    pub hold: Duration,
+}
+
+impl Default for PhaseMachine {
+    fn default() -> PhaseMachine {
+        let t = |from: &str, to: &[&str]| (from.to_string(), to.iter().map(|s| s.to_string()).collect());
+        PhaseMachine {
+            initial: vec!["starting".into()],
+            serving: vec!["ready".into()],
+            transitions: BTreeMap::from([
+                t("starting", &["ready", "stopped"]),
+                t("ready", &["draining", "stopped"]),
+                t("draining", &["stopped"]),
+                t("stopped", &["starting"]),
+            ]),
+            agreement_timeout: Duration::from_secs(5),
+            max_flips_per_hour: 6,
+            hold: Duration::from_secs(600),
+        }
+    }
+}
+
+impl PhaseMachine {
+    /// Every phase the machine names.
+    pub fn phases(&self) -> BTreeSet<&str> {
+        let mut all: BTreeSet<&str> = self.initial.iter().chain(&self.serving).map(String::as_str).collect();
+        for (from, to) in &self.transitions {
+            all.insert(from);
+            all.extend(to.iter().map(String::as_str));
+        }
+        all
+    }
+
+    /// Terminal phases: those with no way out but to an initial phase.
+    pub fn terminal(&self) -> BTreeSet<&str> {
+        self.phases()
+            .into_iter()
+            .filter(|p| self.transitions.get(*p).is_none_or(|to| to.iter().all(|t| self.initial.contains(t))))
+            .filter(|p| !self.initial.iter().any(|i| i == p) && !self.serving.iter().any(|s| s == p))
+            .collect()
+    }
+}
+
+/// Rules for a leased resource.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct LeaseIntent {
+    /// At most one holder at a time (raises `split_brain` and `stale_epoch`).
+    pub exclusive: bool,
+}
+
+/// A declared dataset.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct DatasetIntent {}
+
+/// Defaults for a service the intent does not name.
+impl Default for ServiceIntent {
+    fn default() -> ServiceIntent {
+        ServiceIntent {
+            report_interval: Duration::from_secs(10),
+            expect_members: None,
+            facets: BTreeMap::new(),
+            phases: PhaseMachine::default(),
+            leases: BTreeMap::new(),
+            datasets: BTreeMap::new(),
+        }
+    }
+}
+
+/// The default rollout window.
+pub const DEFAULT_ROLLOUT_WINDOW: Duration = Duration::from_secs(600);
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_duration(*d))
+}
+
+impl Intent {
+    /// Parses and validates YAML or JSON text.
+    pub fn from_yaml(src: &str) -> Result<Intent, IntentErrors> {
+        let node = yaml::parse(src).map_err(|e| IntentErrors(vec![e]))?;
+        Intent::from_node(&node)
+    }
+
+    /// Validates a JSON value (as in a replay line), placing errors at `line`.
+    pub fn from_json(v: &serde_json::Value, line: usize) -> Result<Intent, IntentErrors> {
+        Intent::from_node(&yaml::from_json(v, line))
+    }
+
+    /// Validates a parsed node tree.
+    pub fn from_node(node: &Node) -> Result<Intent, IntentErrors> {
+        let mut r = Reader::default();
+        let intent = r.intent(node);
+        if r.errors.is_empty() { Ok(intent) } else { Err(IntentErrors(r.errors)) }
+    }
+
+    /// The rules for `service`, or the defaults when it is not named.
+    pub fn service(&self, service: &str) -> Option<&ServiceIntent> {
+        self.services.get(service)
+    }
+}
+
+#[derive(Default)]
+struct Reader {
+    errors: Vec<IntentError>,
+}
+
+impl Reader {
+    fn err(&mut self, node: &Node, path: &str, message: impl Into<String>) {
+        self.errors.push(IntentError { line: node.line, column: node.column, path: path.to_string(), message: message.into() });
+    }
+
+    /// The entries of a mapping, checking keys against `allowed` (when given).
+    fn map<'a>(&mut self, node: &'a Node, path: &str, allowed: Option<&[&str]>) -> Vec<(&'a str, &'a Node)> {
+        let entries = match &node.kind {
+            NodeKind::Map(e) => e,
+            NodeKind::Null => return Vec::new(),
+            _ => {
+                self.err(node, path, format!("expected a mapping, found {}", node.shape()));
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<(&str, &Node)> = Vec::new();
+        for (k, v) in entries {
+            let Some(key) = k.as_str() else {
+                self.err(k, path, format!("keys must be text, found {}", k.shape()));
+                continue;
+            };
+            let here = join(path, key);
+            if out.iter().any(|(seen, _)| *seen == key) {
+                self.err(k, &here, "duplicate key");
+                continue;
+            }
+            if let Some(allowed) = allowed
+                && !allowed.contains(&key)
+            {
+                self.err(k, &here, format!("unknown field `{key}`; expected one of: {}", allowed.join(", ")));
+                continue;
+            }
+            out.push((key, v));
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match node.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.err(node, path, format!("expected text, found {}", node.shape()));
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
+        match &node.kind {
+            NodeKind::Seq(items) => items.iter().enumerate().filter_map(|(i, n)| self.string(n, &format!("{path}[{i}]"))).collect(),
+            NodeKind::Null => Vec::new(),
+            _ => {
+                self.err(node, path, format!("expected a list, found {}", node.shape()));
+                Vec::new()
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        let s = self.string(node, path)?;
+        match parse_duration(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(node, path, e);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.kind {
+            NodeKind::Scalar { value, plain: true } if value == "true" => Some(true),
+            NodeKind::Scalar { value, plain: true } if value == "false" => Some(false),
+            _ => {
+                self.err(node, path, "expected true or false");
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, node: &Node, path: &str, max: u32) -> Option<u32> {
+        match node.as_str().and_then(|s| s.parse::<u32>().ok()) {
+            Some(n) if n <= max => Some(n),
+            _ => {
+                self.err(node, path, format!("expected a whole number from 0 to {max}"));
+                None
+            }
+        }
+    }
+
+    fn intent(&mut self, node: &Node) -> Intent {
+        let mut intent = Intent::default();
+        for (key, v) in self.map(node, "", Some(&["services"])) {
+            debug_assert_eq!(key, "services");
+            for (name, svc) in self.map(v, "services", None) {
+                let path = join("services", name);
+                if let Err(e) = names::service(name) {
+                    self.err(v, &path, e);
+                }
+                let s = self.service(svc, &path);
+                intent.services.insert(name.to_string(), s);
+            }
+        }
+        intent
+    }
+
+    fn service(&mut self, node: &Node, path: &str) -> ServiceIntent {
+        const FIELDS: &[&str] = &["report_interval", "expect_members", "facets", "phases", "leases", "datasets"];
+        let mut s = ServiceIntent::default();
+        for (key, v) in self.map(node, path, Some(FIELDS)) {
+            let here = join(path, key);
+            match key {
+                "report_interval" => {
+                    if let Some(d) = self.duration(v, &here) {
+                        if d.is_zero() {
+                            self.err(v, &here, "must be longer than zero");
+                        }
+                        s.report_interval = d;
+                    }
+                }
+                "expect_members" => s.expect_members = self.number(v, &here, 10_000_000),
+                "facets" => {
+                    for (name, f) in self.map(v, &here, None) {
+                        let fp = join(&here, name);
+                        if let Err(e) = names::facet(name) {
+                            self.err(v, &fp, e);
+                        }
+                        let facet = self.facet(f, &fp, name);
+                        s.facets.insert(name.to_string(), facet);
+                    }
+                }
+                "phases" => s.phases = self.phases(v, &here),
+                "leases" => {
+                    for (name, l) in self.map(v, &here, None) {
+                        let lp = join(&here, name);
+                        let mut lease = LeaseIntent::default();
+                        for (k, x) in self.map(l, &lp, Some(&["exclusive"])) {
+                            debug_assert_eq!(k, "exclusive");
+                            lease.exclusive = self.boolean(x, &join(&lp, k)).unwrap_or(false);
+                        }
+                        s.leases.insert(name.to_string(), lease);
+                    }
+                }
+                "datasets" => {
+                    for (name, d) in self.map(v, &here, None) {
+                        self.map(d, &join(&here, name), Some(&[]));
+                        s.datasets.insert(name.to_string(), DatasetIntent {});
+                    }
+                }
+                _ => unreachable!("checked by map()"),
+            }
+        }
+        s
+    }
+
+    fn facet(&mut self, node: &Node, path: &str, name: &str) -> FacetIntent {
+        let mut f = FacetIntent { target: None, compatible: Vec::new(), uniform: false, rollout_window: DEFAULT_ROLLOUT_WINDOW };
+        let mut uniform_node = None;
+        for (key, v) in self.map(node, path, Some(&["target", "compatible", "uniform", "rollout_window"])) {
+            let here = join(path, key);
+            match key {
+                "target" => {
+                    f.target = self.string(v, &here);
+                    if let Some(t) = &f.target
+                        && let Err(e) = names::value(t, 256)
+                    {
+                        self.err(v, &here, e);
+                    }
+                }
+                "compatible" => f.compatible = self.strings(v, &here),
+                "uniform" => {
+                    f.uniform = self.boolean(v, &here).unwrap_or(false);
+                    uniform_node = Some((v, here));
+                }
+                "rollout_window" => f.rollout_window = self.duration(v, &here).unwrap_or(DEFAULT_ROLLOUT_WINDOW),
+                _ => unreachable!("checked by map()"),
+            }
+        }
+        if let (Some((v, here)), Some(_)) = (&uniform_node, &f.target)
+            && !f.uniform
+        {
+            self.err(v, here, "a facet with a target is uniform; remove `uniform: false`");
+        }
+        if let Some(t) = &f.target
+            && f.compatible.contains(t)
+        {
+            self.err(node, &join(path, "compatible"), format!("lists the target {t:?}; list only other values"));
+        }
+        if name == "phase" && (f.target.is_some() || f.uniform) {
+            self.err(node, path, "the phase facet follows the phase machine; configure it under `phases`");
+        }
+        f.uniform |= f.target.is_some();
+        f
+    }
+
+    fn phases(&mut self, node: &Node, path: &str) -> PhaseMachine {
+        const FIELDS: &[&str] = &["initial", "serving", "transitions", "agreement_timeout", "max_flips_per_hour", "hold"];
+        let mut m = PhaseMachine::default();
+        let mut transitions_given = false;
+        for (key, v) in self.map(node, path, Some(FIELDS)) {
+            let here = join(path, key);
+            match key {
+                "initial" => m.initial = self.strings(v, &here),
+                "serving" => m.serving = self.strings(v, &here),
+                "transitions" => {
+                    transitions_given = true;
+                    m.transitions = self.map(v, &here, None).into_iter().map(|(k, to)| (k.to_string(), self.strings(to, &join(&here, k)))).collect();
+                }
+                "agreement_timeout" => m.agreement_timeout = self.duration(v, &here).unwrap_or(m.agreement_timeout),
+                "max_flips_per_hour" => m.max_flips_per_hour = self.number(v, &here, 10_000).unwrap_or(m.max_flips_per_hour),
+                "hold" => m.hold = self.duration(v, &here).unwrap_or(m.hold),
+                _ => unreachable!("checked by map()"),
+            }
+        }
+        if node_is_map(node) && !transitions_given && (m.initial != PhaseMachine::default().initial || m.serving != PhaseMachine::default().serving)
+        {
+            self.err(node, path, "give `transitions` when changing `initial` or `serving`");
+        }
+        if m.initial.is_empty() {
+            self.err(node, &join(path, "initial"), "name at least one initial phase");
+        }
+        m
+    }
+}
+
+fn node_is_map(n: &Node) -> bool {
+    matches!(n.kind, NodeKind::Map(_))
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIGN: &str = r#"
+services:
+  checkout:
+    report_interval: 10s          # default 10s
+    expect_members: 120
+    facets:
+      version: {target: "1.4.2", compatible: ["1.4.1"], rollout_window: 30m}
+      config:  {target: "sha256:ab12", rollout_window: 2m}
+      schema:  {target: "42", compatible: ["41"], rollout_window: 1h}
+      kernel:  {uniform: true, rollout_window: 1d}
+    phases:
+      initial: [starting]
+      serving: [ready]
+      transitions:
+        starting: [ready, stopped]
+        ready: [draining, stopped]
+        draining: [stopped]
+        stopped: [starting]
+      agreement_timeout: 5s
+      max_flips_per_hour: 6
+      hold: 10m
+    leases:
+      scheduler: {exclusive: true}
+    datasets:
+      users: {}
+"#;
+
+    #[test]
+    fn parses_the_design_example() {
+        let i = Intent::from_yaml(DESIGN).unwrap();
+        let s = &i.services["checkout"];
+        assert_eq!(s.expect_members, Some(120));
+        assert_eq!(s.facets["version"].target.as_deref(), Some("1.4.2"));
+        assert_eq!(s.facets["version"].rollout_window, Duration::from_secs(1800));
+        assert!(s.facets["kernel"].uniform && s.facets["kernel"].target.is_none());
+        assert_eq!(s.facets["kernel"].rollout_window, Duration::from_secs(86400));
+        assert_eq!(s.phases, PhaseMachine::default());
+        assert!(s.leases["scheduler"].exclusive);
+        assert!(s.datasets.contains_key("users"));
+    }
+
+    #[test]
+    fn default_machine_has_stopped_terminal() {
+        let m = PhaseMachine::default();
+        assert_eq!(m.terminal().into_iter().collect::<Vec<_>>(), ["stopped"]);
+    }
+
+    #[test]
+    fn every_error_has_its_line() {
+        let src = "services:\n  checkout:\n    report_intervl: 10s\n    facets:\n      version: {target: \"1\", rollout_window: 30x}\n    phases:\n      max_flips_per_hour: lots\n";
+        let errs = Intent::from_yaml(src).unwrap_err().0;
+        let lines: Vec<_> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+        assert_eq!(
+            lines,
+            [
+                (3, "services.checkout.report_intervl"),
+                (5, "services.checkout.facets.version.rollout_window"),
+                (7, "services.checkout.phases.max_flips_per_hour")
+            ]
+        );
+        assert!(errs[0].message.contains("unknown field"), "{}", errs[0]);
+        assert_eq!(errs[0].column, 5);
+    }
+
+    #[test]
+    fn bad_names_and_contradictions() {
+        let src = "services:\n  Check Out:\n    facets:\n      version: {target: \"1\", uniform: false, compatible: [\"1\"]}\n";
+        let errs = Intent::from_yaml(src).unwrap_err().0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
+    }
+
+    #[test]
+    fn json_intent_is_accepted() {
+        let v: serde_json::Value = serde_json::from_str(r#"{"services":{"a":{"facets":{"version":{"target":"2"}}}}}"#).unwrap();
+        let i = Intent::from_json(&v, 7).unwrap();
+        assert_eq!(i.services["a"].facets["version"].rollout_window, DEFAULT_ROLLOUT_WINDOW);
+        let v: serde_json::Value = serde_json::from_str(r#"{"services":{"a":{"facetz":{}}}}"#).unwrap();
+        assert_eq!(Intent::from_json(&v, 7).unwrap_err().0[0].line, 7);
+    }
+}
