@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand};
 /// the other members and with the operators' intent, and opens divergences
 /// where the fleet has lost coherence.
 #[derive(Parser)]
-#[command(name = "coherd", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "coherd",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

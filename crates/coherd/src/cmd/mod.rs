@@ -2,6 +2,7 @@
 
 pub mod herd;
 pub mod offsets;
+pub mod output;
 pub mod replay;
 pub mod simulate;
 pub mod splay;

@@ -1,0 +1,74 @@
+//! Terminal tables shared by the commands.
+
+use std::collections::BTreeMap;
+
+use coherd_engine::{Divergence, ServiceSlis};
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// A table of divergences, one line each.
+pub fn print_divergences(divs: &[Divergence]) {
+    let open = divs.iter().filter(|d| d.is_open()).count();
+    println!(
+        "{} divergences ({} open, {} resolved)",
+        divs.len(),
+        open,
+        divs.len() - open
+    );
+    if divs.is_empty() {
+        return;
+    }
+    println!(
+        "{:<19} {:<8} {:<20} {:<16} {:<22} {}",
+        "KIND", "SEVERITY", "OPENED", "RESOLVED", "SERVICE", "SUBJECTS"
+    );
+    for d in divs {
+        let resolved = d.resolved_at.map_or("open".to_string(), |r| {
+            format!("+{}s", r.seconds_since(d.opened_at).round())
+        });
+        let subjects = match d.subjects.len() {
+            0 => String::new(),
+            1..=3 => d.subjects.join(","),
+            n => format!("{},… ({n})", d.subjects[..2].join(",")),
+        };
+        println!(
+            "{:<19} {:<8} {:<20} {:<16} {:<22} {}",
+            d.kind.as_str(),
+            d.severity.as_str(),
+            d.opened_at.to_string().chars().take(20).collect::<String>(),
+            resolved,
+            short(&d.service, 22),
+            short(&subjects, 40)
+        );
+    }
+}
+
+/// A table of the main SLIs per service.
+pub fn print_slis(slis: &BTreeMap<String, ServiceSlis>) {
+    println!(
+        "{:<22} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "SERVICE", "MEMBERS", "LIVE", "COHERENCE", "COH 1H", "COMPLETE", "MISMATCH"
+    );
+    for (name, s) in slis {
+        println!(
+            "{:<22} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            short(name, 22),
+            s.members,
+            s.live,
+            pct(s.coherence),
+            pct(s.coherence_1h),
+            pct(s.telemetry_completeness),
+            pct(s.phase_mismatch_rate)
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! `coherd replay`: run a captured NDJSON stream through the engine.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use coherd_engine::{Divergence, Engine, ServiceSlis};
+use coherd_model::{Intent, Limits, Observation, Time};
+use serde::Serialize;
+
+use super::output;
+
+/// Replay a captured stream against an intent and print what coherd would have flagged.
+///
+/// Each line of the stream is an observation (DESIGN 2.1, with a `time`), or an intent
+/// change written as {"time": "...", "intent": {...}}. Lines must not go back in time.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  coherd replay capture.ndjson --intent intent.yaml\n  \
+    coherd replay capture.ndjson --intent intent.yaml --until +15m --json\n  \
+    zcat capture.ndjson.gz | coherd replay - --intent intent.yaml"
+)]
+pub struct Args {
+    /// NDJSON file to replay, or - for standard input.
+    pub file: PathBuf,
+    /// Intent YAML in force from the first line's time (without it, every service gets the defaults).
+    #[arg(long)]
+    pub intent: Option<PathBuf>,
+    /// Tick the engine until this time after the last line: RFC 3339, or +DURATION after the last line.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a replay found.
+#[derive(Serialize)]
+pub struct Report {
+    /// Every divergence episode, ordered by `opened_at`.
+    pub divergences: Vec<Divergence>,
+    /// SLIs per service at the end.
+    pub slis: std::collections::BTreeMap<String, ServiceSlis>,
+}
+
+enum Line {
+    Observation(Box<Observation>),
+    Intent(Intent),
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let intent = match &args.intent {
+        Some(p) => Some(load_intent(p)?),
+        None => None,
+    };
+    let input: Box<dyn Read> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            File::open(&args.file)
+                .with_context(|| format!("cannot open {}", args.file.display()))?,
+        )
+    };
+    let report = replay(BufReader::new(input), intent, args.until.as_deref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::print_divergences(&report.divergences);
+        println!();
+        output::print_slis(&report.slis);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and validates an intent file.
+pub fn load_intent(path: &PathBuf) -> Result<Intent> {
+    let src = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read intent file {}", path.display()))?;
+    Intent::from_yaml(&src).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Replays a stream; see [`Args`].
+pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) -> Result<Report> {
+    let limits = Limits::default();
+    let mut engine = Engine::default();
+    let mut intent = intent;
+    let mut last: Option<Time> = None;
+    for (i, line) in input.lines().enumerate() {
+        let n = i + 1;
+        let line = line.with_context(|| format!("line {n}: cannot read"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (time, parsed) = parse_line(&line, n, &limits)?;
+        match last {
+            Some(prev) if time < prev => bail!(
+                "line {n}: time {time} is before the previous line's time {prev}; lines must be in time order"
+            ),
+            Some(prev) if time > prev => engine.handle_timeout(prev),
+            None => {
+                if let Some(intent) = intent.take() {
+                    engine.set_intent(time, intent);
+                }
+            }
+            _ => {}
+        }
+        last = Some(time);
+        match parsed {
+            Line::Observation(obs) => {
+                engine
+                    .observe(time, &obs)
+                    .map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
+            }
+            Line::Intent(intent) => engine.set_intent(time, intent),
+        }
+        while engine.poll_event().is_some() {}
+    }
+    let Some(last) = last else {
+        bail!("the stream has no lines to replay")
+    };
+    engine.handle_timeout(last);
+    if let Some(until) = until {
+        let end = parse_until(until, last)?;
+        engine.handle_timeout(end);
+    }
+    while engine.poll_event().is_some() {}
+    engine.refresh_open_subjects();
+    let mut divergences = engine.divergences().to_vec();
+    divergences.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+    let slis = engine
+        .service_names()
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|s| engine.service_slis(&s).map(|x| (s, x)))
+        .collect();
+    Ok(Report { divergences, slis })
+}
+
+fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| anyhow::anyhow!("line {n}: not valid JSON: {e}"))?;
+    let serde_json::Value::Object(mut map) = value else {
+        bail!("line {n}: expected a JSON object")
+    };
+    if map.contains_key("intent") {
+        let time = map
+            .remove("time")
+            .context(format!("line {n}: an intent line needs a \"time\""))?;
+        let intent = map.remove("intent").expect("checked");
+        if let Some(k) = map.keys().next() {
+            bail!(
+                "line {n}: unknown field `{k}` in an intent line; expected only `time` and `intent`"
+            );
+        }
+        let time = parse_time_value(&time, n)?;
+        let intent = Intent::from_json(&intent, n).map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
+        return Ok((time, Line::Intent(intent)));
+    }
+    let obs = Observation::from_value(serde_json::Value::Object(map), limits).map_err(|errs| {
+        let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("line {n}: invalid observation: {}", list.join("; "))
+    })?;
+    let time = obs.time.context(format!(
+        "line {n}: every replayed observation needs a \"time\""
+    ))?;
+    Ok((time, Line::Observation(Box::new(obs))))
+}
+
+fn parse_time_value(v: &serde_json::Value, n: usize) -> Result<Time> {
+    let s = v
+        .as_str()
+        .context(format!("line {n}: time must be an RFC 3339 string"))?;
+    s.parse().map_err(|e| anyhow::anyhow!("line {n}: {e}"))
+}
+
+fn parse_until(until: &str, last: Time) -> Result<Time> {
+    let end = match until.strip_prefix('+') {
+        Some(d) => last.add(
+            coherd_model::time::parse_duration(d).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+        ),
+        None => until.parse().map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+    };
+    if end < last {
+        bail!("--until {until} is before the last line's time {last}");
+    }
+    Ok(end)
+}
