@@ -68,6 +68,13 @@ impl Kind {
         }
     }
 
+    /// The stable id of a divergence of this kind: `kind:service:subject`, where
+    /// `subject` is the member (drift: `member:facet`; stale_epoch: `member:resource`;
+    /// phase pairs: `member:service/observer`), facet, dataset or resource.
+    pub fn id(self, service: &str, subject: &str) -> String {
+        format!("{}:{service}:{subject}", self.as_str())
+    }
+
     /// Parses a kind name.
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
@@ -171,7 +178,13 @@ pub(crate) struct DivKey {
 
 impl DivKey {
     pub fn new(kind: Kind, svc: u32, a: Sym, b: Sym, c: Sym) -> DivKey {
-        DivKey { kind: kind as u8, svc, a, b, c }
+        DivKey {
+            kind: kind as u8,
+            svc,
+            a,
+            b,
+            c,
+        }
     }
 
     pub fn kind(&self) -> Kind {

@@ -40,13 +40,19 @@ impl Engine {
                 }
                 if escalate {
                     r.severity = severity;
-                    self.push_event(Event::Divergence { index: i, change: Change::Escalated });
+                    self.push_event(Event::Divergence {
+                        index: i,
+                        change: Change::Escalated,
+                    });
                 }
                 return;
             }
         }
         let (subjects, evidence) = detail(self);
-        let reopens = self.latest.get(&key).map_or(0, |&i| self.records[i as usize].reopens + 1);
+        let reopens = self
+            .latest
+            .get(&key)
+            .map_or(0, |&i| self.records[i as usize].reopens + 1);
         let svc = &self.services[key.svc as usize];
         let record = Divergence {
             id: self.div_id(&key),
@@ -65,14 +71,22 @@ impl Engine {
         self.records.push(record);
         self.latest.insert(key, index as u32);
         let latency = self.clock.seconds_since(at).max(0.0);
-        self.services[key.svc as usize].windows.detection_latency.record(latency);
-        self.push_event(Event::Divergence { index, change: Change::Opened });
+        self.services[key.svc as usize]
+            .windows
+            .detection_latency
+            .record(latency);
+        self.push_event(Event::Divergence {
+            index,
+            change: Change::Opened,
+        });
         self.member_divs_changed(&key, 1);
     }
 
     /// Resolves `key` at `at` if open; `last` replaces subjects and evidence.
     pub(crate) fn resolve(&mut self, key: DivKey, at: Time, last: Option<(Vec<String>, Value)>) {
-        let Some(&i) = self.latest.get(&key) else { return };
+        let Some(&i) = self.latest.get(&key) else {
+            return;
+        };
         let r = &mut self.records[i as usize];
         if !r.is_open() {
             return;
@@ -83,7 +97,10 @@ impl Engine {
             r.subjects = subjects;
             r.evidence = evidence;
         }
-        self.push_event(Event::Divergence { index: i as usize, change: Change::Resolved });
+        self.push_event(Event::Divergence {
+            index: i as usize,
+            change: Change::Resolved,
+        });
         self.member_divs_changed(&key, -1);
     }
 
@@ -107,11 +124,16 @@ impl Engine {
         let subject = match kind {
             Kind::Drift | Kind::StaleEpoch => format!("{}:{}", s(key.a), s(key.b)),
             Kind::PhaseDisagreement | Kind::DrainViolation => {
-                format!("{}:{}/{}", s(key.a), self.services[key.b as usize].name_str, s(key.c))
+                format!(
+                    "{}:{}/{}",
+                    s(key.a),
+                    self.services[key.b as usize].name_str,
+                    s(key.c)
+                )
             }
             _ => s(key.a).to_string(),
         };
-        format!("{kind}:{service}:{subject}")
+        kind.id(service, &subject)
     }
 
     /// Every divergence record, one per episode, in the order they opened.
@@ -121,6 +143,9 @@ impl Engine {
 
     /// Records that are open now.
     pub fn open_divergences(&self) -> impl Iterator<Item = &Divergence> {
-        self.latest.values().map(|&i| &self.records[i as usize]).filter(|r| r.is_open())
+        self.latest
+            .values()
+            .map(|&i| &self.records[i as usize])
+            .filter(|r| r.is_open())
     }
 }

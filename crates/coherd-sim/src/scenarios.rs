@@ -1,0 +1,469 @@
+//! The scenarios: each a fleet, an intent, and faults injected at known times.
+//!
+//! Faults are chosen by *rule index* (for example every member whose index is
+//! 7 modulo 100 is a straggler); the seed permutes which member has which
+//! index, so different seeds pick different members.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coherd_engine::Kind;
+use coherd_model::{Checksum, Intent, Lease, Observation, Time, View};
+
+use crate::fleet::{Truth, t0};
+
+/// A scenario with ground truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scenario {
+    /// A version rollout in waves with stragglers, and a config deploy that stalls half way.
+    Rollout,
+    /// A few members get a hand-edited config, then revert.
+    ConfigDrift,
+    /// Rolling restarts with lagging balancer views; one balancer keeps routing to a draining member that still serves.
+    Drain,
+    /// A partition: two lease holders, then a deposed leader with a stale epoch.
+    SplitBrain,
+    /// Replica groups compare digests; one replica diverges, then re-syncs.
+    Replica,
+    /// Some members crash and go quiet; others stop cleanly and leave.
+    Silent,
+    /// Members cycle phases too often; one jumps `stopped -> ready`.
+    Flap,
+    /// A schema rollout with a compatible previous version and a few members on an incompatible one.
+    IncompatibleMix,
+}
+
+impl Scenario {
+    /// Every scenario, in order.
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Rollout,
+        Scenario::ConfigDrift,
+        Scenario::Drain,
+        Scenario::SplitBrain,
+        Scenario::Replica,
+        Scenario::Silent,
+        Scenario::Flap,
+        Scenario::IncompatibleMix,
+    ];
+
+    /// The scenario's name, also its service's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Rollout => "rollout",
+            Scenario::ConfigDrift => "config-drift",
+            Scenario::Drain => "drain",
+            Scenario::SplitBrain => "split-brain",
+            Scenario::Replica => "replica",
+            Scenario::Silent => "silent",
+            Scenario::Flap => "flap",
+            Scenario::IncompatibleMix => "incompatible-mix",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Who reports.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    /// A member of the scenario's service, by slot.
+    Member(usize),
+    /// A load balancer that holds views (drain scenario).
+    Balancer(usize),
+}
+
+const LBS: usize = 4;
+const MIN: i64 = 60;
+
+pub struct World {
+    scenario: Scenario,
+    n: usize,
+    /// rule index -> member slot
+    perm: Vec<usize>,
+    /// member slot -> rule index
+    rule: Vec<usize>,
+}
+
+fn at(secs: i64) -> Time {
+    Time::from_nanos(t0().as_nanos() + secs * 1_000_000_000)
+}
+
+fn secs(t: Time) -> i64 {
+    (t.as_nanos() - t0().as_nanos()).div_euclid(1_000_000_000)
+}
+
+impl World {
+    pub fn new(scenario: Scenario, n: usize, seed: u64) -> World {
+        let mut perm: Vec<usize> = (0..n).collect();
+        fastrand::Rng::with_seed(seed ^ scenario as u64).shuffle(&mut perm);
+        let mut rule = vec![0; n];
+        for (i, &slot) in perm.iter().enumerate() {
+            rule[slot] = i;
+        }
+        World {
+            scenario,
+            n,
+            perm,
+            rule,
+        }
+    }
+
+    fn svc(&self) -> &'static str {
+        self.scenario.name()
+    }
+
+    /// The name of the member with rule index `i`.
+    fn name(&self, i: usize) -> String {
+        format!("{}-{:05}", self.svc(), self.perm[i])
+    }
+
+    pub fn actors(&self) -> Vec<Actor> {
+        let mut a: Vec<Actor> = (0..self.n).map(Actor::Member).collect();
+        if self.scenario == Scenario::Drain {
+            a.extend((0..LBS).map(Actor::Balancer));
+        }
+        a
+    }
+
+    pub fn intents(&self) -> Vec<(Time, Intent)> {
+        let yaml = |s: &str| Intent::from_yaml(s).expect("scenario intents are valid");
+        let svc = self.svc();
+        match self.scenario {
+            Scenario::Rollout => vec![
+                (
+                    at(0),
+                    yaml(&format!(
+                        "services:\n  {svc}:\n    facets:\n      version: {{target: v1}}\n      config: {{target: c1}}\n"
+                    )),
+                ),
+                (
+                    at(2 * MIN),
+                    yaml(&format!(
+                        "services:\n  {svc}:\n    facets:\n      version: {{target: v2}}\n      config: {{target: c2}}\n"
+                    )),
+                ),
+            ],
+            Scenario::ConfigDrift => vec![(
+                at(0),
+                yaml(&format!(
+                    "services:\n  {svc}:\n    facets:\n      config: {{target: c1}}\n"
+                )),
+            )],
+            Scenario::Drain => vec![(
+                at(0),
+                yaml(&format!(
+                    "services:\n  {svc}:\n    phases:\n      agreement_timeout: 30s\n"
+                )),
+            )],
+            Scenario::SplitBrain => vec![(
+                at(0),
+                yaml(&format!(
+                    "services:\n  {svc}:\n    leases:\n      leader: {{exclusive: true}}\n"
+                )),
+            )],
+            Scenario::IncompatibleMix => vec![(
+                at(0),
+                yaml(&format!(
+                    "services:\n  {svc}:\n    facets:\n      schema: {{target: \"42\", compatible: [\"41\"], rollout_window: 30m}}\n"
+                )),
+            )],
+            Scenario::Replica | Scenario::Silent | Scenario::Flap => {
+                vec![(at(0), yaml("services: {}\n"))]
+            }
+        }
+    }
+
+    /// Rule indices with `i % 100 == r`.
+    fn every_hundredth(&self, r: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.n).filter(move |i| i % 100 == r)
+    }
+
+    /// The faults this world injects, as the divergences they must cause.
+    pub fn truths(&self) -> Vec<Truth> {
+        let svc = self.svc();
+        let t = |kind: Kind, subject: String, when: i64| Truth {
+            id: kind.id(svc, &subject),
+            kind,
+            injected_at: at(when),
+        };
+        let mut out = Vec::new();
+        match self.scenario {
+            Scenario::Rollout => {
+                out.push(t(Kind::Mixed, "version".into(), 2 * MIN));
+                out.push(t(Kind::Mixed, "config".into(), 2 * MIN));
+                for i in self.every_hundredth(7) {
+                    out.push(t(Kind::Drift, format!("{}:version", self.name(i)), 2 * MIN));
+                }
+                for i in self.n / 2..self.n {
+                    out.push(t(Kind::Drift, format!("{}:config", self.name(i)), 2 * MIN));
+                }
+            }
+            Scenario::ConfigDrift => {
+                let bad: Vec<usize> = self.every_hundredth(3).collect();
+                if !bad.is_empty() {
+                    out.push(t(Kind::Mixed, "config".into(), 5 * MIN));
+                }
+                for i in bad {
+                    out.push(t(Kind::Drift, format!("{}:config", self.name(i)), 5 * MIN));
+                }
+            }
+            Scenario::Drain => {
+                if self.n > 2 {
+                    out.push(t(
+                        Kind::DrainViolation,
+                        format!("{}:drain-lb/lb-{}", self.name(1), self.perm[1] % LBS),
+                        10 * MIN,
+                    ));
+                    out.push(t(
+                        Kind::PhaseDisagreement,
+                        format!("{}:drain-lb/lb-{}", self.name(2), self.perm[2] % LBS),
+                        12 * MIN,
+                    ));
+                }
+            }
+            Scenario::SplitBrain => {
+                if self.n > 2 {
+                    out.push(t(Kind::SplitBrain, "leader".into(), 5 * MIN));
+                    out.push(t(
+                        Kind::StaleEpoch,
+                        format!("{}:leader", self.name(0)),
+                        5 * MIN,
+                    ));
+                    out.push(t(
+                        Kind::StaleEpoch,
+                        format!("{}:leader", self.name(2)),
+                        15 * MIN,
+                    ));
+                }
+            }
+            Scenario::Replica => {
+                if self.n >= 3 {
+                    out.push(t(
+                        Kind::ReplicaDivergence,
+                        format!("shard-{}", self.group_of_bad()),
+                        6 * MIN,
+                    ));
+                }
+            }
+            Scenario::Silent => {
+                for i in self.every_hundredth(5) {
+                    out.push(t(Kind::Silent, self.name(i), 5 * MIN));
+                }
+            }
+            Scenario::Flap => {
+                for i in self.every_hundredth(9) {
+                    out.push(t(Kind::Flapping, self.name(i), 5 * MIN));
+                }
+                for i in self.every_hundredth(4) {
+                    out.push(t(Kind::IllegalTransition, self.name(i), 6 * MIN));
+                }
+            }
+            Scenario::IncompatibleMix => {
+                let bad: Vec<usize> = self.every_hundredth(8).collect();
+                if !bad.is_empty() {
+                    out.push(t(Kind::Mixed, "schema".into(), 0));
+                }
+                for i in bad {
+                    out.push(t(Kind::Drift, format!("{}:schema", self.name(i)), 0));
+                }
+            }
+        }
+        out
+    }
+
+    /// The replica group whose third replica diverges: the group of member slot 8 (or 2).
+    fn group_of_bad(&self) -> usize {
+        if self.n >= 9 { 2 } else { 0 }
+    }
+
+    /// The phase a member of the drain, flap or silent scenarios is in at `s` seconds.
+    fn phase(&self, i: usize, s: i64) -> &'static str {
+        let cycle = |start: i64, step: i64| -> &'static str {
+            if s < start {
+                return "ready";
+            }
+            ["draining", "stopped", "starting", "ready"][(((s - start) / step) % 4) as usize]
+        };
+        match self.scenario {
+            Scenario::Drain => {
+                if i == 1 {
+                    // Stays draining a while after the balancer recovers, so they agree first.
+                    return if (10 * MIN..20 * MIN + 30).contains(&s) {
+                        "draining"
+                    } else if (20 * MIN + 30..21 * MIN + 30).contains(&s) {
+                        "stopped"
+                    } else if (21 * MIN + 30..22 * MIN + 30).contains(&s) {
+                        "starting"
+                    } else {
+                        "ready"
+                    };
+                }
+                if i % 10 == 0 {
+                    let start = 5 * MIN + (i / 10) as i64 * 3;
+                    if (start..start + 80).contains(&s) {
+                        return cycle(start, 20);
+                    }
+                }
+                "ready"
+            }
+            Scenario::Flap if i % 100 == 9 && (5 * MIN..15 * MIN).contains(&s) => {
+                cycle(5 * MIN, 30)
+            }
+            Scenario::Flap if i % 100 == 4 => match s {
+                x if x < 5 * MIN => "ready",
+                x if x < 5 * MIN + 30 => "draining",
+                x if x < 6 * MIN => "stopped",
+                _ => "ready",
+            },
+            Scenario::Silent if i % 100 == 6 && s >= 5 * MIN => "stopped",
+            _ => "ready",
+        }
+    }
+
+    /// The report an actor makes at tick `k` (time `t`), if it reports.
+    pub fn report(&mut self, actor: &Actor, k: u64, t: Time) -> Option<Observation> {
+        let s = secs(t);
+        let slot = match *actor {
+            Actor::Member(slot) => slot,
+            Actor::Balancer(lb) => return Some(self.balancer(lb, k, t)),
+        };
+        let i = self.rule[slot];
+        let mut obs = Observation {
+            service: self.svc().to_string(),
+            member: format!("{}-{:05}", self.svc(), slot),
+            seq: Some(k + 1),
+            time: Some(t),
+            ..Observation::default()
+        };
+        let mut requests = 100 * k;
+        let phase = self.phase(i, s);
+        obs.facets.insert("phase".into(), phase.into());
+        let facet = |obs: &mut Observation, f: &str, v: &str| {
+            obs.facets.insert(f.into(), v.into());
+        };
+        match self.scenario {
+            Scenario::Rollout => {
+                let version = if i % 100 != 7 && s >= 2 * MIN + (i % 5) as i64 * MIN {
+                    "v2"
+                } else {
+                    "v1"
+                };
+                let config = if i < self.n / 2 && s >= 2 * MIN + 30 {
+                    "c2"
+                } else {
+                    "c1"
+                };
+                facet(&mut obs, "version", version);
+                facet(&mut obs, "config", config);
+            }
+            Scenario::ConfigDrift => {
+                let manual = i % 100 == 3 && (5 * MIN..15 * MIN).contains(&s);
+                let config = if manual {
+                    format!("c-manual-{i}")
+                } else {
+                    "c1".into()
+                };
+                facet(&mut obs, "config", &config);
+            }
+            Scenario::Drain => {
+                // Draining members stop serving, except the victim, which still serves.
+                if i % 10 == 0 && phase != "ready" {
+                    requests = 100 * ((5 * MIN + (i / 10) as i64 * 3) / 10) as u64;
+                }
+            }
+            Scenario::SplitBrain => {
+                let lease = |epoch| Lease {
+                    resource: "leader".into(),
+                    epoch,
+                    expires: t.add(Duration::from_secs(15)),
+                };
+                if i == 0 && s < 8 * MIN {
+                    obs.leases.push(lease(1));
+                }
+                if i == 1 && s >= 5 * MIN {
+                    obs.leases.push(lease(2));
+                }
+                if i == 2 && (15 * MIN..15 * MIN + 10).contains(&s) {
+                    obs.leases.push(lease(1));
+                }
+            }
+            Scenario::Replica => {
+                let group = slot / 3;
+                let bad_slot = self.group_of_bad() * 3 + 2;
+                let diverged = slot == bad_slot && (6 * MIN..9 * MIN).contains(&(k as i64 * 10));
+                let digest = if diverged {
+                    format!("bad{k:x}")
+                } else {
+                    format!("{:016x}", mix(group as u64 * 1_000_003 + k))
+                };
+                obs.checksums.push(Checksum {
+                    dataset: format!("shard-{group}"),
+                    position: k,
+                    digest,
+                });
+            }
+            Scenario::Silent => {
+                if i % 100 == 5 && s >= 5 * MIN {
+                    return None;
+                }
+                if i % 100 == 6 && s >= 5 * MIN + 20 {
+                    return None;
+                }
+            }
+            Scenario::Flap => {}
+            Scenario::IncompatibleMix => {
+                let schema = if i % 100 == 8 {
+                    "40"
+                } else if s >= (i % 10) as i64 * MIN {
+                    "42"
+                } else {
+                    "41"
+                };
+                facet(&mut obs, "schema", schema);
+            }
+        }
+        obs.counters = BTreeMap::from([("requests".to_string(), requests)]);
+        Some(obs)
+    }
+
+    /// A balancer's report: its view of each backend it routes to, a little behind.
+    fn balancer(&self, lb: usize, k: u64, t: Time) -> Observation {
+        let s = secs(t);
+        let mut views = BTreeMap::new();
+        for slot in (lb..self.n).step_by(LBS) {
+            let i = self.rule[slot];
+            let mut phase = self.phase(i, s - 8);
+            if i == 1 && (10 * MIN..20 * MIN).contains(&s) {
+                phase = "ready"; // stuck: keeps routing to a draining member
+            }
+            if i == 2 && (12 * MIN..18 * MIN).contains(&s) {
+                phase = "starting"; // stale view of a serving member
+            }
+            views.insert(
+                format!("drain/drain-{slot:05}"),
+                View {
+                    phase: Some(phase.into()),
+                },
+            );
+        }
+        Observation {
+            service: "drain-lb".into(),
+            member: format!("lb-{lb}"),
+            seq: Some(k + 1),
+            time: Some(t),
+            views,
+            ..Observation::default()
+        }
+    }
+}
+
+/// A cheap deterministic hash for digests.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x
+}
