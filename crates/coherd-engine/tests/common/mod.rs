@@ -1,0 +1,168 @@
+//! A fake-clock driver for engine scenarios.
+//!
+//! [`Fleet`] feeds the engine the way `coherd replay` does: when time moves
+//! forward it first fires every deadline up to the previous input's time,
+//! then applies the new input at its own time. Times are written as offsets
+//! from [`T0`] (`"30s"`, `"1h 5m"`, `"29s 999ms 999us 999ns"`).
+
+#![allow(dead_code)]
+
+use coherd_engine::{Change, Divergence, Engine, Event, Kind, Outcome, Severity};
+use coherd_model::{Intent, Limits, Observation, Time};
+use serde_json::Value;
+
+/// The start of every scenario.
+pub const T0: &str = "2026-11-22T08:00:00Z";
+
+/// `T0` plus an offset such as `"10m 5s"`; `"0s"` is `T0`.
+pub fn at(offset: &str) -> Time {
+    let t0: Time = T0.parse().expect("T0 parses");
+    t0.add(coherd_model::time::parse_duration(offset).expect("offset parses"))
+}
+
+/// Parses an intent, panicking with every error.
+pub fn intent(yaml: &str) -> Intent {
+    Intent::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses and validates one observation.
+pub fn observation(v: &Value) -> Observation {
+    Observation::from_json(&v.to_string(), &Limits::default())
+        .unwrap_or_else(|e| panic!("invalid observation {v}: {e:?}"))
+}
+
+/// An engine on a virtual clock, driven in replay order.
+pub struct Fleet {
+    pub engine: Engine,
+    last: Option<Time>,
+    /// Every event polled so far, with the index of its divergence resolved to (id, change, severity).
+    pub changes: Vec<(String, Change, Severity)>,
+}
+
+impl Fleet {
+    /// An engine with `yaml` as its intent from `T0`.
+    pub fn new(yaml: &str) -> Fleet {
+        let mut f = Fleet::bare();
+        f.set_intent("0s", yaml);
+        f
+    }
+
+    /// An engine with no intent at all (every service gets the defaults).
+    pub fn bare() -> Fleet {
+        Fleet {
+            engine: Engine::default(),
+            last: None,
+            changes: Vec::new(),
+        }
+    }
+
+    fn advance(&mut self, t: Time) {
+        if let Some(prev) = self.last {
+            assert!(t >= prev, "scenario goes back in time: {t} < {prev}");
+            if t > prev {
+                self.engine.handle_timeout(prev);
+            }
+        }
+        self.last = Some(t);
+    }
+
+    fn drain(&mut self) {
+        while let Some(e) = self.engine.poll_event() {
+            if let Event::Divergence { index, change } = e {
+                let d = &self.engine.divergences()[index];
+                self.changes.push((d.id.clone(), change, d.severity));
+            }
+        }
+    }
+
+    /// Applies one report at `T0 + offset`.
+    pub fn report(&mut self, offset: &str, v: Value) -> Outcome {
+        let obs = observation(&v);
+        self.report_obs(at(offset), &obs)
+    }
+
+    /// Applies one parsed report at `t`.
+    pub fn report_obs(&mut self, t: Time, obs: &Observation) -> Outcome {
+        self.advance(t);
+        let out = self.engine.observe(t, obs).expect("observe");
+        self.drain();
+        out
+    }
+
+    /// Replaces the intent at `T0 + offset`.
+    pub fn set_intent(&mut self, offset: &str, yaml: &str) {
+        let t = at(offset);
+        self.advance(t);
+        self.engine.set_intent(t, intent(yaml));
+        self.drain();
+    }
+
+    /// Lets time pass to `T0 + offset` with no input (fires every deadline up to it).
+    pub fn tick(&mut self, offset: &str) {
+        let t = at(offset);
+        self.advance(t);
+        self.engine.handle_timeout(t);
+        self.drain();
+    }
+
+    /// Every record of `kind`, in the order they opened.
+    pub fn of(&self, kind: Kind) -> Vec<&Divergence> {
+        self.engine
+            .divergences()
+            .iter()
+            .filter(|d| d.kind == kind)
+            .collect()
+    }
+
+    /// The only record of `kind`, failing when there are none or several.
+    pub fn one(&self, kind: Kind) -> &Divergence {
+        let v = self.of(kind);
+        assert_eq!(v.len(), 1, "expected one {kind} record, got {v:#?}");
+        v[0]
+    }
+
+    /// The only record with this id.
+    pub fn by_id(&self, id: &str) -> Vec<&Divergence> {
+        self.engine
+            .divergences()
+            .iter()
+            .filter(|d| d.id == id)
+            .collect()
+    }
+
+    /// Fails when any divergence was ever opened.
+    pub fn assert_nothing(&self) {
+        assert!(
+            self.engine.divergences().is_empty(),
+            "expected no divergence, got {:#?}",
+            self.engine.divergences()
+        );
+    }
+
+    /// Fails when any record of `kind` exists.
+    pub fn assert_no(&self, kind: Kind) {
+        let v = self.of(kind);
+        assert!(v.is_empty(), "expected no {kind}, got {v:#?}");
+    }
+
+    /// Severities an id went through (opened, then each escalation).
+    pub fn severities(&self, id: &str) -> Vec<Severity> {
+        self.changes
+            .iter()
+            .filter(|(i, c, _)| i == id && *c != Change::Resolved)
+            .map(|(_, _, s)| *s)
+            .collect()
+    }
+}
+
+/// Asserts one episode: opened at `opened`, resolved at `resolved` (None = still open).
+#[track_caller]
+pub fn assert_episode(d: &Divergence, opened: &str, resolved: Option<&str>) {
+    assert_eq!(d.opened_at, at(opened), "opened_at of {}", d.id);
+    assert_eq!(d.resolved_at, resolved.map(at), "resolved_at of {}", d.id);
+}
+
+/// A report with just `service`, `member`, `seq` and `facets`.
+pub fn rep(service: &str, member: &str, seq: u64, facets: Value) -> Value {
+    serde_json::json!({"service": service, "member": member, "seq": seq, "facets": facets})
+}

@@ -1,0 +1,184 @@
+//! Liveness: `silent`, members that leave, reopens, coherence and a coherent
+//! fleet that raises nothing (DESIGN 3, 3.1, 4).
+
+mod common;
+
+use coherd_engine::{Kind, Outcome, Severity};
+use common::{Fleet, assert_episode, rep};
+use serde_json::json;
+
+const INTENT: &str = "
+services:
+  web:
+    report_interval: 10s
+    facets:
+      version: {target: \"2\"}
+";
+
+fn ready(member: &str, seq: u64) -> serde_json::Value {
+    rep(
+        "web",
+        member,
+        seq,
+        json!({"version": "2", "phase": "ready"}),
+    )
+}
+
+#[test]
+fn silent_opens_at_three_report_intervals_and_resolves_on_the_next_report() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", ready("w1", 1));
+    f.tick("29s 999ms 999us 999ns");
+    f.assert_nothing();
+    f.tick("45s");
+    {
+        let d = f.one(Kind::Silent);
+        assert_eq!(d.id, "silent:web:w1");
+        assert_eq!(d.severity, Severity::Warning);
+        assert_eq!(d.subjects, ["w1"]);
+        assert_episode(d, "30s", None);
+    }
+    f.report("50s", ready("w1", 2));
+    assert_episode(f.one(Kind::Silent), "30s", Some("50s"));
+}
+
+#[test]
+fn a_report_exactly_at_the_silence_deadline_wins() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", ready("w1", 1));
+    f.report("30s", ready("w1", 2));
+    f.tick("59s");
+    f.assert_nothing();
+}
+
+#[test]
+fn a_duplicate_does_not_keep_a_member_alive() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", ready("w1", 7));
+    assert_eq!(f.report("20s", ready("w1", 7)), Outcome::Duplicate);
+    f.tick("40s");
+    assert_episode(f.one(Kind::Silent), "30s", None);
+}
+
+#[test]
+fn silent_reopens_with_the_same_id_and_counts_reopens() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", ready("w1", 1));
+    f.report("1m", ready("w1", 2));
+    f.tick("2m");
+    let v = f.of(Kind::Silent);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0].id, v[1].id);
+    assert_eq!((v[0].reopens, v[1].reopens), (0, 1));
+    assert_episode(v[0], "30s", Some("1m"));
+    assert_episode(v[1], "1m 30s", None);
+}
+
+#[test]
+fn a_member_that_stops_in_a_terminal_phase_has_left() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", ready("w1", 1));
+    f.report("0s", ready("w2", 1));
+    f.report("5s", rep("web", "w1", 2, json!({"phase": "stopped"})));
+    for (i, t) in ["20s", "40s", "1m"].into_iter().enumerate() {
+        f.report(t, ready("w2", i as u64 + 2));
+    }
+    f.assert_nothing();
+    let members = f.engine.members("web").unwrap();
+    assert_eq!(members[0].state, "left");
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
+    // Forgotten after the retention period (default 1 h after it left).
+    f.tick("1h 0m 34s 999ms");
+    assert_eq!(f.engine.members("web").unwrap().len(), 2);
+    f.tick("1h 0m 35s");
+    let left: Vec<_> = f
+        .engine
+        .members("web")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member)
+        .collect();
+    assert_eq!(left, ["w2"]);
+}
+
+#[test]
+fn a_silent_member_is_unknown_for_coherence() {
+    let yaml = "services:\n  web:\n    report_interval: 10s\n    facets:\n      version: {target: \"2\"}\n";
+    let mut f = Fleet::new(yaml);
+    f.report("0s", ready("w1", 1));
+    f.report("0s", ready("w2", 1));
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
+    f.report("20s", ready("w2", 2));
+    f.tick("35s");
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(0.5));
+}
+
+#[test]
+fn coherence_is_null_with_no_known_members() {
+    let mut f = Fleet::new(INTENT);
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, None);
+    f.report("0s", ready("w1", 1));
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
+    assert!(f.engine.remove_member(common::at("1s"), "web", "w1"));
+    assert_eq!(f.engine.service_slis("web").unwrap().coherence, None);
+}
+
+#[test]
+fn removing_a_member_resolves_what_it_had_open() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", rep("web", "w1", 1, json!({"version": "0"})));
+    f.tick("40s");
+    assert!(f.engine.remove_member(common::at("45s"), "web", "w1"));
+    assert_episode(f.one(Kind::Drift), "0s", Some("30s"));
+    assert_episode(f.one(Kind::Silent), "30s", Some("45s"));
+    assert!(!f.engine.remove_member(common::at("46s"), "web", "w1"));
+}
+
+/// Everything a healthy fleet reports, for ten minutes: nothing opens.
+#[test]
+fn a_coherent_fleet_opens_nothing() {
+    let yaml = "
+services:
+  web:
+    report_interval: 10s
+    expect_members: 3
+    facets:
+      version: {target: \"2\", compatible: [\"1\"]}
+      kernel: {uniform: true}
+    leases:
+      leader: {exclusive: true}
+  lb:
+    report_interval: 10s
+";
+    let mut f = Fleet::new(yaml);
+    let mut seq = 0;
+    for tick in 0..60u64 {
+        seq += 1;
+        let t = format!("{}s", tick * 10);
+        let expires = common::at(&format!("{}s", tick * 10 + 15)).to_string();
+        for m in ["w1", "w2", "w3"] {
+            let mut v = json!({
+                "service": "web", "member": m, "seq": seq,
+                "facets": {"version": "2", "kernel": "6.1", "phase": "ready"},
+                "counters": {"requests": tick * 100, "errors": 0},
+                "checksums": [{"dataset": "users", "position": tick, "digest": format!("d{tick}")}],
+                "views": {"w1": {"phase": "ready"}, "w2": {"phase": "ready"}},
+            });
+            if m == "w1" {
+                v["leases"] = json!([{"resource": "leader", "epoch": 3, "expires": expires}]);
+            }
+            f.report(&t, v);
+        }
+        f.report(
+            &t,
+            json!({"service": "lb", "member": "lb-1", "seq": seq,
+                   "views": {"web/w1": {"phase": "ready"}, "web/w2": {"phase": "ready"}, "web/w3": {"phase": "ready"}}}),
+        );
+    }
+    f.tick("10m");
+    f.assert_nothing();
+    let slis = f.engine.service_slis("web").unwrap();
+    assert_eq!(slis.coherence, Some(1.0));
+    assert_eq!(slis.telemetry_completeness, Some(1.0));
+    assert_eq!(slis.phase_mismatch_rate, Some(0.0));
+}
