@@ -24,7 +24,15 @@ impl Engine {
         }
     }
 
-    fn add_checksum(&mut self, svc: u32, member: Sym, ds: Sym, position: u64, digest: Sym, at: Time) {
+    fn add_checksum(
+        &mut self,
+        svc: u32,
+        member: Sym,
+        ds: Sym,
+        position: u64,
+        digest: Sym,
+        at: Time,
+    ) {
         let s = &mut self.services[svc as usize];
         let d = s.datasets.entry(ds).or_default();
         if !d.reporters.contains(&member) {
@@ -38,7 +46,6 @@ impl Engine {
             None => entry.push((member, digest)),
         }
         let (after, divergent) = (entry.len(), distinct(entry) > 1);
-        let culprits = if divergent { minority(entry) } else { Vec::new() };
         while d.positions.len() > POSITIONS_KEPT {
             d.positions.pop_first();
         }
@@ -53,15 +60,23 @@ impl Engine {
         let d = s.datasets.get_mut(&ds).expect("inserted above");
         if divergent {
             d.divergent_max = Some(d.divergent_max.map_or(position, |m| m.max(position)));
-            for c in culprits {
-                if !d.culprits.contains(&c) {
-                    d.culprits.push(c);
-                }
-            }
             if !d.divergent_positions.contains(&position) {
                 d.divergent_positions.push(position);
             }
-            self.upsert(key, Severity::Critical, at, true, |e| e.replica_detail(svc, ds, position));
+            // The minority as it stands now at every divergent position still
+            // kept, not as it stood while the position was filling up.
+            let mut culprits: Vec<Sym> = d
+                .divergent_positions
+                .iter()
+                .filter_map(|p| d.positions.get(p))
+                .flat_map(|entry| minority(entry))
+                .collect();
+            culprits.sort_unstable();
+            culprits.dedup();
+            d.culprits = culprits;
+            self.upsert(key, Severity::Critical, at, true, |e| {
+                e.replica_detail(svc, ds, position)
+            });
             return;
         }
         let Some(max) = d.divergent_max else { return };
@@ -69,13 +84,24 @@ impl Engine {
             return;
         }
         // Resolved when every live member reporting the dataset agrees here.
-        let live = |m: &Sym| s.by_name.get(m).is_some_and(|&sl| s.members[sl as usize].has(flag::LIVE));
+        let live = |m: &Sym| {
+            s.by_name
+                .get(m)
+                .is_some_and(|&sl| s.members[sl as usize].has(flag::LIVE))
+        };
         let entry = &d.positions[&position];
-        let all_agree = d.reporters.iter().filter(|m| live(m)).all(|m| entry.iter().any(|(x, dg)| x == m && *dg == digest));
+        let all_agree = d
+            .reporters
+            .iter()
+            .filter(|m| live(m))
+            .all(|m| entry.iter().any(|(x, dg)| x == m && *dg == digest));
         if all_agree {
             d.divergent_max = None;
             let detail = self.replica_detail(svc, ds, position);
-            let d = self.services[svc as usize].datasets.get_mut(&ds).expect("exists");
+            let d = self.services[svc as usize]
+                .datasets
+                .get_mut(&ds)
+                .expect("exists");
             d.culprits.clear();
             d.divergent_positions.clear();
             self.resolve(key, at, Some(detail));
@@ -84,12 +110,25 @@ impl Engine {
 
     fn replica_detail(&self, svc: u32, ds: Sym, position: u64) -> (Vec<String>, serde_json::Value) {
         let d = &self.services[svc as usize].datasets[&ds];
-        let mut subjects: Vec<String> = d.culprits.iter().map(|&m| self.syms.resolve(m).to_string()).collect();
+        let mut subjects: Vec<String> = d
+            .culprits
+            .iter()
+            .map(|&m| self.syms.resolve(m).to_string())
+            .collect();
         subjects.sort_unstable();
         let at_position: serde_json::Map<String, serde_json::Value> = d
             .positions
             .get(&position)
-            .map(|e| e.iter().map(|(m, dg)| (self.syms.resolve(*m).to_string(), self.syms.resolve(*dg).into())).collect())
+            .map(|e| {
+                e.iter()
+                    .map(|(m, dg)| {
+                        (
+                            self.syms.resolve(*m).to_string(),
+                            self.syms.resolve(*dg).into(),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let evidence = json!({
             "dataset": self.syms.resolve(ds),
@@ -111,6 +150,13 @@ fn distinct(entry: &[(Sym, Sym)]) -> usize {
 /// Members whose digest differs from the strict majority; all of them when there is none.
 fn minority(entry: &[(Sym, Sym)]) -> Vec<Sym> {
     let n = entry.len();
-    let majority = entry.iter().map(|e| e.1).find(|&dg| entry.iter().filter(|e| e.1 == dg).count() * 2 > n);
-    entry.iter().filter(|e| Some(e.1) != majority).map(|e| e.0).collect()
+    let majority = entry
+        .iter()
+        .map(|e| e.1)
+        .find(|&dg| entry.iter().filter(|e| e.1 == dg).count() * 2 > n);
+    entry
+        .iter()
+        .filter(|e| Some(e.1) != majority)
+        .map(|e| e.0)
+        .collect()
 }

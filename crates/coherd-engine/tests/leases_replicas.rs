@@ -211,3 +211,18 @@ fn datasets_are_compared_in_their_service_only() {
     f.tick("20s");
     f.assert_nothing();
 }
+
+/// Regression: subjects were accumulated from every intermediate state of a
+/// position, so a member that was briefly in a tie stayed a subject after the
+/// majority formed, and the subjects depended on the order of reports.
+#[test]
+fn replica_subjects_are_the_final_minority_whatever_the_report_order() {
+    for order in [["a", "b", "c"], ["a", "c", "b"], ["b", "a", "c"]] {
+        let mut f = Fleet::new(DB);
+        for m in order {
+            let d = if m == "b" { "y" } else { "x" };
+            f.report("0s", digest(m, 1, 100, d));
+        }
+        assert_eq!(f.one(Kind::ReplicaDivergence).subjects, ["b"], "{order:?}");
+    }
+}
