@@ -1,1 +1,50 @@
-fn main() {}
+//! Engine hot paths: `observe` on a large fleet, and `handle_timeout` when
+//! nothing expires (which must not grow with the fleet).
+
+mod fleet;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use coherd_model::Time;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn observe(c: &mut Criterion) {
+    let members = 100_000;
+    let reports = fleet::reports(members);
+    let mut engine = fleet::engine(&reports);
+    // Every member reports every 10 s: advance the clock 10 s / members per report.
+    let step = 10_000_000_000 / members as i64;
+    let mut i = 0usize;
+    let mut now = fleet::t0();
+    c.bench_function("observe/100k members, 5 facets, at target", |b| {
+        b.iter(|| {
+            i = (i + 1) % members;
+            now = Time::from_nanos(now.as_nanos() + step);
+            black_box(engine.observe(now, &reports[i]).unwrap());
+        })
+    });
+    while engine.poll_event().is_some() {}
+}
+
+fn handle_timeout_idle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("handle_timeout/nothing expiring");
+    for members in [1_000usize, 1_000_000] {
+        let mut engine = fleet::engine(&fleet::reports(members));
+        let now = fleet::t0().add(Duration::from_secs(1));
+        group.bench_function(format!("{members} members"), |b| {
+            b.iter(|| {
+                engine.handle_timeout(black_box(now));
+                black_box(engine.poll_timeout())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(5));
+    targets = observe, handle_timeout_idle
+}
+criterion_main!(benches);

@@ -1,1 +1,64 @@
-fn main() {}
+//! Resident memory per member at 1M members with 5 facets.
+//!
+//! Reads the process's resident set size before and after building the fleet
+//! (the reports themselves are built one at a time and dropped, so they are
+//! not counted). Run: `cargo bench -p coherd-engine --bench memory`.
+
+mod fleet;
+
+use std::collections::BTreeMap;
+
+use coherd_engine::Engine;
+use coherd_model::{Intent, Observation};
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn main() {
+    let members: usize = std::env::var("MEMBERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let before = rss_bytes();
+    let mut e = Engine::default();
+    e.set_intent(fleet::t0(), Intent::from_yaml(fleet::INTENT).unwrap());
+    let mut obs = Observation {
+        service: "bench".into(),
+        ..Observation::default()
+    };
+    obs.facets = BTreeMap::from([
+        ("version".into(), "1.4.2".into()),
+        ("config".into(), "sha256:ab12".into()),
+        ("schema".into(), "42".into()),
+        ("flags".into(), "f-7".into()),
+        ("kernel".into(), "6.1.0-28".into()),
+        ("phase".into(), "ready".into()),
+    ]);
+    for i in 0..members {
+        obs.member.clear();
+        use std::fmt::Write;
+        let _ = write!(obs.member, "bench-{i:07}");
+        e.observe(fleet::t0(), &obs).unwrap();
+    }
+    while e.poll_event().is_some() {}
+    let after = rss_bytes();
+    let per = (after.saturating_sub(before)) as f64 / members as f64;
+    println!("members: {members}");
+    println!(
+        "resident bytes per member: {per:.0} (RSS {} MiB -> {} MiB)",
+        before >> 20,
+        after >> 20
+    );
+    println!(
+        "engine's own estimate of heap bytes per member: {:.0}",
+        e.approx_heap_bytes() as f64 / members as f64
+    );
+    std::hint::black_box(&e);
+}

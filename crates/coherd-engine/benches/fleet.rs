@@ -1,0 +1,51 @@
+//! A synthetic fleet shared by the benchmarks: members at target on five facets.
+
+use std::collections::BTreeMap;
+
+use coherd_engine::Engine;
+use coherd_model::{Intent, Observation, Time};
+
+pub const INTENT: &str = r#"
+services:
+  bench:
+    facets:
+      version: {target: "1.4.2", compatible: ["1.4.1"]}
+      config: {target: "sha256:ab12"}
+      schema: {target: "42", compatible: ["41"]}
+      flags: {target: "f-7"}
+      kernel: {uniform: true}
+"#;
+
+pub fn t0() -> Time {
+    "2026-11-22T08:00:00Z".parse().unwrap()
+}
+
+/// One report per member, no `seq` (always applied), five facets and a phase.
+pub fn reports(members: usize) -> Vec<Observation> {
+    (0..members)
+        .map(|i| Observation {
+            service: "bench".into(),
+            member: format!("bench-{i:07}"),
+            facets: BTreeMap::from([
+                ("version".into(), "1.4.2".into()),
+                ("config".into(), "sha256:ab12".into()),
+                ("schema".into(), "42".into()),
+                ("flags".into(), "f-7".into()),
+                ("kernel".into(), "6.1.0-28".into()),
+                ("phase".into(), "ready".into()),
+            ]),
+            ..Observation::default()
+        })
+        .collect()
+}
+
+/// An engine with `members` members that all reported at t0.
+pub fn engine(reports: &[Observation]) -> Engine {
+    let mut e = Engine::default();
+    e.set_intent(t0(), Intent::from_yaml(INTENT).unwrap());
+    for r in reports {
+        e.observe(t0(), r).unwrap();
+    }
+    while e.poll_event().is_some() {}
+    e
+}
