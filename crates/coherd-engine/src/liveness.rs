@@ -44,7 +44,12 @@ impl Engine {
             if head == NONE {
                 return;
             }
-            let d = Time::from_nanos(s.members[head as usize].last_report.as_nanos().saturating_add(s.cfg.silence_after()));
+            let d = Time::from_nanos(
+                s.members[head as usize]
+                    .last_report
+                    .as_nanos()
+                    .saturating_add(s.cfg.silence_after()),
+            );
             if d > t {
                 self.timers.schedule(d, Timer::Silence { svc });
                 return;
@@ -74,14 +79,26 @@ impl Engine {
         self.recount_member(svc, slot, was_counting, at);
         self.reeval_viewers_of(svc, slot, at);
         self.reeval_views_of(svc, slot, at);
+        let name = self.services[svc as usize].members[slot as usize].name;
+        self.recheck_replicas(svc, name, at);
         self.refresh_coherent(svc, slot);
     }
 
     pub(crate) fn on_forget_timer(&mut self, svc: u32, slot: Slot, t: Time) {
         let s = &self.services[svc as usize];
-        let Some(m) = s.members.get(slot as usize) else { return };
-        let due = m.last_report.as_nanos().saturating_add(s.cfg.silence_after()).saturating_add(crate::time_nanos(self.config.retention));
-        if !m.has(flag::REMOVED) && !m.has(flag::LIVE) && m.has(flag::TERMINAL) && due == t.as_nanos() {
+        let Some(m) = s.members.get(slot as usize) else {
+            return;
+        };
+        let due = m
+            .last_report
+            .as_nanos()
+            .saturating_add(s.cfg.silence_after())
+            .saturating_add(crate::time_nanos(self.config.retention));
+        if !m.has(flag::REMOVED)
+            && !m.has(flag::LIVE)
+            && m.has(flag::TERMINAL)
+            && due == t.as_nanos()
+        {
             self.forget_member(svc, slot, t);
         }
     }
@@ -110,12 +127,18 @@ impl Engine {
         let open: Vec<DivKey> = self
             .latest
             .iter()
-            .filter(|&(k, &i)| k.svc == svc && k.a == name && k.kind().is_member_level() && self.records[i as usize].is_open())
+            .filter(|&(k, &i)| {
+                k.svc == svc
+                    && k.a == name
+                    && k.kind().is_member_level()
+                    && self.records[i as usize].is_open()
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in open {
             self.resolve(key, at, None);
         }
+        self.recheck_replicas(svc, name, at);
         for ds in self.services[svc as usize].datasets.values_mut() {
             ds.reporters.retain(|&r| r != name);
         }

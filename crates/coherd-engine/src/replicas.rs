@@ -1,5 +1,7 @@
 //! Replica digests compared at equal positions: `replica_divergence`.
 
+use std::ops::Bound;
+
 use coherd_model::{Observation, Time};
 use serde_json::json;
 
@@ -79,33 +81,69 @@ impl Engine {
             });
             return;
         }
-        let Some(max) = d.divergent_max else { return };
-        if position <= max {
-            return;
+        if d.divergent_max.is_some_and(|max| position > max) {
+            self.resolve_if_agreed(svc, ds, position, at);
         }
-        // Resolved when every live member reporting the dataset agrees here.
+    }
+
+    /// A reporter of datasets stopped counting (silent or forgotten): open
+    /// divergences it alone held back may resolve at a position already reported.
+    pub(crate) fn recheck_replicas(&mut self, svc: u32, member: Sym, at: Time) {
+        let open: Vec<(Sym, u64)> = self.services[svc as usize]
+            .datasets
+            .iter()
+            .filter(|(_, d)| d.reporters.contains(&member))
+            .filter_map(|(&ds, d)| d.divergent_max.map(|max| (ds, max)))
+            .collect();
+        for (ds, max) in open {
+            let above: Vec<u64> = self.services[svc as usize].datasets[&ds]
+                .positions
+                .range((Bound::Excluded(max), Bound::Unbounded))
+                .map(|(&p, _)| p)
+                .collect();
+            for position in above {
+                if self.resolve_if_agreed(svc, ds, position, at) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Resolves the dataset's open divergence when every live member reporting
+    /// it has reported one identical digest at `position` (above every divergent one).
+    fn resolve_if_agreed(&mut self, svc: u32, ds: Sym, position: u64, at: Time) -> bool {
+        let s = &self.services[svc as usize];
+        let d = &s.datasets[&ds];
+        let Some(entry) = d.positions.get(&position) else {
+            return false;
+        };
+        if distinct(entry) > 1 {
+            return false;
+        }
         let live = |m: &Sym| {
             s.by_name
                 .get(m)
                 .is_some_and(|&sl| s.members[sl as usize].has(flag::LIVE))
         };
-        let entry = &d.positions[&position];
         let all_agree = d
             .reporters
             .iter()
             .filter(|m| live(m))
-            .all(|m| entry.iter().any(|(x, dg)| x == m && *dg == digest));
-        if all_agree {
-            d.divergent_max = None;
-            let detail = self.replica_detail(svc, ds, position);
-            let d = self.services[svc as usize]
-                .datasets
-                .get_mut(&ds)
-                .expect("exists");
-            d.culprits.clear();
-            d.divergent_positions.clear();
-            self.resolve(key, at, Some(detail));
+            .all(|m| entry.iter().any(|(x, _)| x == m));
+        if !all_agree {
+            return false;
         }
+        let detail = self.replica_detail(svc, ds, position);
+        let d = self.services[svc as usize]
+            .datasets
+            .get_mut(&ds)
+            .expect("exists");
+        d.divergent_max = None;
+        d.culprits.clear();
+        d.divergent_positions.clear();
+        let key = DivKey::new(Kind::ReplicaDivergence, svc, ds, NONE, NONE);
+        self.resolve(key, at, Some(detail));
+        true
     }
 
     fn replica_detail(&self, svc: u32, ds: Sym, position: u64) -> (Vec<String>, serde_json::Value) {

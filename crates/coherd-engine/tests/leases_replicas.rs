@@ -189,13 +189,14 @@ fn a_silent_reporter_does_not_hold_resolution_back() {
     f.report("0s", digest("a", 1, 100, "x"));
     f.report("0s", digest("b", 1, 100, "x"));
     f.report("0s", digest("c", 1, 100, "y"));
-    // c goes silent at 30s; a and b agree at 200 after that.
+    // c goes silent at 30s; a and b agreed at 150 before that and at 200 after.
     f.report("20s", digest("a", 2, 150, "q"));
     f.report("20s", digest("b", 2, 150, "q"));
     f.report("40s", digest("a", 3, 200, "z"));
     f.report("40s", digest("b", 3, 200, "z"));
     assert_episode(f.one(Kind::Silent), "30s", None);
-    assert_episode(f.one(Kind::ReplicaDivergence), "0s", Some("40s"));
+    // From 30s every live reporter has reported one digest at 150.
+    assert_episode(f.one(Kind::ReplicaDivergence), "0s", Some("30s"));
 }
 
 #[test]
@@ -225,4 +226,39 @@ fn replica_subjects_are_the_final_minority_whatever_the_report_order() {
         }
         assert_eq!(f.one(Kind::ReplicaDivergence).subjects, ["b"], "{order:?}");
     }
+}
+
+/// Regression: resolution was only checked when a checksum arrived, so a
+/// divergence held open by a reporter that then went silent stayed open,
+/// although every live reporter already agreed at a later position.
+#[test]
+fn replica_divergence_resolves_when_the_last_dissenting_reporter_goes_silent() {
+    let yaml = "services:\n  db:\n    report_interval: 10s\n";
+    let mut f = Fleet::new(yaml);
+    f.report("0s", digest("a", 1, 100, "x"));
+    f.report("0s", digest("b", 1, 100, "x"));
+    f.report("0s", digest("c", 1, 100, "y"));
+    f.report("10s", digest("a", 2, 200, "z"));
+    f.report("10s", digest("b", 2, 200, "z"));
+    f.report("20s", rep("db", "a", 3, json!({})));
+    f.report("20s", rep("db", "b", 3, json!({})));
+    f.tick("40s");
+    assert_episode(f.by_id("silent:db:c")[0], "30s", None);
+    assert_episode(f.one(Kind::ReplicaDivergence), "0s", Some("30s"));
+}
+
+/// Regression: a checksum at a position below every kept position was
+/// dropped at once, then looked up, and the engine panicked.
+#[test]
+fn a_checksum_older_than_every_kept_position_is_harmless() {
+    let mut f = Fleet::new(DB);
+    f.report("0s", digest("a", 1, 1, "x"));
+    f.report("0s", digest("b", 1, 1, "y"));
+    // c never reports again, so no later position resolves the divergence.
+    f.report("0s", digest("c", 1, 1, "x"));
+    for i in 0..300u64 {
+        f.report("1s", digest("a", i + 2, 1000 + i, "z"));
+    }
+    f.report("2s", digest("a", 400, 500, "z"));
+    assert!(f.one(Kind::ReplicaDivergence).is_open());
 }
