@@ -14,14 +14,25 @@ impl Engine {
     pub(crate) fn apply_service_intent(&mut self, svc: u32, now: Time) {
         let name = self.services[svc as usize].name_str.clone();
         let cfg = self.compile_cfg(&name);
-        let si = self.intent.as_ref().and_then(|i| i.services.get(&name)).cloned().unwrap_or_default();
+        let si = self
+            .intent
+            .as_ref()
+            .and_then(|i| i.services.get(&name))
+            .cloned()
+            .unwrap_or_default();
         let old_cfg = std::mem::replace(&mut self.services[svc as usize].cfg, cfg);
 
-        // Silence deadlines move with the report interval.
+        // Silence deadlines move with the report interval; one that the new
+        // interval puts in the past falls due now, not before this intent.
         let s = &self.services[svc as usize];
         if old_cfg.report_interval != s.cfg.report_interval && s.head != NONE {
-            let d = Time::from_nanos(s.members[s.head as usize].last_report.as_nanos().saturating_add(s.cfg.silence_after()));
-            self.timers.schedule(d, Timer::Silence { svc });
+            let d = Time::from_nanos(
+                s.members[s.head as usize]
+                    .last_report
+                    .as_nanos()
+                    .saturating_add(s.cfg.silence_after()),
+            );
+            self.timers.schedule(d.max(now), Timer::Silence { svc });
         }
 
         // Facet rules: a different target starts a change.
@@ -41,7 +52,15 @@ impl Engine {
                     Some(o) => (now, o.target, o.revision + 1),
                     None => (now, NONE, 1),
                 };
-                FacetRule { target, prev, compatible, uniform: fi.is_uniform(), window: duration_nanos(fi.rollout_window), tc, revision }
+                FacetRule {
+                    target,
+                    prev,
+                    compatible,
+                    uniform: fi.is_uniform(),
+                    window: duration_nanos(fi.rollout_window),
+                    tc,
+                    revision,
+                }
             });
             let col = &mut self.services[svc as usize].columns[c];
             let changed = match (&col.rule, &new_rule) {
@@ -49,7 +68,10 @@ impl Engine {
                 (None, Some(_)) => true,
                 _ => false,
             };
-            if new_rule.as_ref().is_some_and(|n| col.rule.as_ref().is_none_or(|o| o.tc != n.tc)) {
+            if new_rule
+                .as_ref()
+                .is_some_and(|n| col.rule.as_ref().is_none_or(|o| o.tc != n.tc))
+            {
                 col.converged = (None, None);
             }
             if new_rule.as_ref().is_none_or(|n| n.targeted()) {
@@ -58,7 +80,8 @@ impl Engine {
             col.rule = new_rule;
             if changed && let Some(r) = col.rule.as_ref().filter(|r| r.targeted()) {
                 let end = r.window_end();
-                self.timers.schedule(end, Timer::Window { svc, col: c as u16 });
+                self.timers
+                    .schedule(end, Timer::Window { svc, col: c as u16 });
             }
         }
 
@@ -85,11 +108,24 @@ impl Engine {
 
         // Leases: only exclusive resources are tracked.
         let exclusive = s.cfg.exclusive.clone();
-        let dropped: Vec<_> = s.resources.keys().copied().filter(|r| !exclusive.contains(r)).collect();
+        let dropped: Vec<_> = s
+            .resources
+            .keys()
+            .copied()
+            .filter(|r| !exclusive.contains(r))
+            .collect();
         for res in dropped {
             let s = &mut self.services[svc as usize];
-            let holders: Vec<_> = s.resources.remove(&res).map(|r| r.holders.iter().map(|h| h.0).collect()).unwrap_or_default();
-            self.resolve(DivKey::new(Kind::SplitBrain, svc, res, NONE, NONE), now, None);
+            let holders: Vec<_> = s
+                .resources
+                .remove(&res)
+                .map(|r| r.holders.iter().map(|h| h.0).collect())
+                .unwrap_or_default();
+            self.resolve(
+                DivKey::new(Kind::SplitBrain, svc, res, NONE, NONE),
+                now,
+                None,
+            );
             for m in holders {
                 self.resolve(DivKey::new(Kind::StaleEpoch, svc, m, res, NONE), now, None);
             }

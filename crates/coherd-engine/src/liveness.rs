@@ -54,7 +54,8 @@ impl Engine {
                 self.timers.schedule(d, Timer::Silence { svc });
                 return;
             }
-            self.go_silent(svc, head, d);
+            // Later than `d` only when a shorter report interval came in after it.
+            self.go_silent(svc, head, d.max(t));
         }
     }
 
@@ -94,10 +95,11 @@ impl Engine {
             .as_nanos()
             .saturating_add(s.cfg.silence_after())
             .saturating_add(crate::time_nanos(self.config.retention));
+        // A member that left under a shorter report interval is due after `due`.
         if !m.has(flag::REMOVED)
             && !m.has(flag::LIVE)
             && m.has(flag::TERMINAL)
-            && due == t.as_nanos()
+            && due <= t.as_nanos()
         {
             self.forget_member(svc, slot, t);
         }

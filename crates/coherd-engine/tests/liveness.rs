@@ -182,3 +182,32 @@ services:
     assert_eq!(slis.telemetry_completeness, Some(1.0));
     assert_eq!(slis.phase_mismatch_rate, Some(0.0));
 }
+
+/// Regression: a shorter `report_interval` scheduled the silence deadline in
+/// the past, so `silent` was stamped before the intent that made the member
+/// silent was loaded.
+#[test]
+fn silence_under_a_shorter_report_interval_opens_at_the_intent_change() {
+    let mut f = Fleet::new("services:\n  web:\n    report_interval: 1h\n");
+    f.report("0s", ready("w1", 1));
+    f.report("0s", ready("w2", 1));
+    f.report("4m", ready("w2", 2));
+    f.set_intent("5m", "services:\n  web:\n    report_interval: 1m\n");
+    f.tick("10m");
+    assert_episode(f.by_id("silent:web:w1")[0], "5m", None);
+    // w2's deadline under the new interval is after the change: stamped with it.
+    assert_episode(f.by_id("silent:web:w2")[0], "7m", None);
+}
+
+/// A member that left under a changed interval is still forgotten.
+#[test]
+fn a_member_that_left_before_an_interval_change_is_forgotten() {
+    let mut f = Fleet::new("services:\n  web:\n    report_interval: 1h\n");
+    f.report("0s", rep("web", "w1", 1, json!({"phase": "stopped"})));
+    f.set_intent("5m", "services:\n  web:\n    report_interval: 1m\n");
+    f.tick("1h 4m 59s");
+    assert_eq!(f.engine.members("web").unwrap().len(), 1);
+    f.tick("1h 5m");
+    assert_eq!(f.engine.members("web").unwrap().len(), 0);
+    f.assert_nothing();
+}
