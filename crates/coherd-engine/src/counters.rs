@@ -13,7 +13,15 @@ pub(crate) fn delta(old: u64, new: u64) -> u64 {
 }
 
 impl Engine {
-    pub(crate) fn apply_counters(&mut self, svc: u32, slot: Slot, obs: &Observation, old_phase: Sym, new_phase: Sym, now: Time) {
+    pub(crate) fn apply_counters(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        obs: &Observation,
+        old_phase: Sym,
+        new_phase: Sym,
+        now: Time,
+    ) {
         if obs.counters.is_empty() {
             return;
         }

@@ -23,7 +23,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { retention: Duration::from_secs(3600), max_facets_per_service: 64 }
+        EngineConfig {
+            retention: Duration::from_secs(3600),
+            max_facets_per_service: 64,
+        }
     }
 }
 
@@ -104,7 +107,9 @@ pub struct Engine {
     pub(crate) latest: HashMap<DivKey, u32>,
     pub(crate) pairs: HashMap<crate::views::PairKey, PairState>,
     pub(crate) viewers: HashMap<(Sym, Sym), Vec<(u32, Slot)>>,
+    /// Interned label sets: members in one zone share one set.
     pub(crate) label_sets: HashMap<Vec<(Sym, Sym)>, u32>,
+    pub(crate) label_list: Vec<Vec<(Sym, Sym)>>,
     pub(crate) events: VecDeque<Event>,
     /// The latest time seen.
     pub(crate) now: Time,
@@ -135,6 +140,7 @@ impl Engine {
             pairs: HashMap::new(),
             viewers: HashMap::new(),
             label_sets: HashMap::new(),
+            label_list: Vec::new(),
             events: VecDeque::new(),
             now: Time::EPOCH,
             clock: Time::EPOCH,
@@ -210,7 +216,10 @@ impl Engine {
         self.apply_labels(svc, slot, obs);
 
         // Phase first, so that terminal status is known before facets count.
-        let new_phase = obs.phase().map(|p| self.syms.intern(p)).unwrap_or(old_phase);
+        let new_phase = obs
+            .phase()
+            .map(|p| self.syms.intern(p))
+            .unwrap_or(old_phase);
         if new_phase != old_phase {
             self.set_phase(svc, slot, old_phase, new_phase, gap, now);
         }
@@ -250,9 +259,15 @@ impl Engine {
         self.clock = now;
         self.run_timers(now, false);
         self.now = now;
-        let (Some(s), Some(m)) = (self.syms.get(service), self.syms.get(member)) else { return false };
-        let Some(&svc) = self.service_index.get(&s) else { return false };
-        let Some(slot) = self.services[svc as usize].slot_of(m) else { return false };
+        let (Some(s), Some(m)) = (self.syms.get(service), self.syms.get(member)) else {
+            return false;
+        };
+        let Some(&svc) = self.service_index.get(&s) else {
+            return false;
+        };
+        let Some(slot) = self.services[svc as usize].slot_of(m) else {
+            return false;
+        };
         self.forget_member(svc, slot, now);
         self.touch_coherence(svc);
         true
@@ -286,7 +301,12 @@ impl Engine {
             Timer::UniformMixed { svc, col } => self.on_uniform_timer(svc, col as usize, t),
             Timer::Hold { svc, slot } => self.on_hold_timer(svc, slot, t),
             Timer::Flap { svc, slot } => self.on_flap_timer(svc, slot, t),
-            Timer::Pair { obs_svc, obs_slot, tsvc, tmem } => self.on_pair_timer(obs_svc, obs_slot, tsvc, tmem, t),
+            Timer::Pair {
+                obs_svc,
+                obs_slot,
+                tsvc,
+                tmem,
+            } => self.on_pair_timer(obs_svc, obs_slot, tsvc, tmem, t),
             Timer::Lease { svc, resource } => self.eval_resource(svc, resource, t),
             Timer::Forget { svc, slot } => self.on_forget_timer(svc, slot, t),
         }
@@ -338,16 +358,34 @@ impl Engine {
 
     pub(crate) fn compile_cfg(&mut self, name: &str) -> ServiceCfg {
         let default = coherd_model::ServiceIntent::default();
-        let si = self.intent.as_ref().and_then(|i| i.services.get(name)).unwrap_or(&default).clone();
+        let si = self
+            .intent
+            .as_ref()
+            .and_then(|i| i.services.get(name))
+            .unwrap_or(&default)
+            .clone();
         let m = &si.phases;
         let syms = &mut self.syms;
-        let mut v = |xs: &mut dyn Iterator<Item = &str>| xs.map(|x| syms.intern(x)).collect::<Vec<_>>();
+        let mut v =
+            |xs: &mut dyn Iterator<Item = &str>| xs.map(|x| syms.intern(x)).collect::<Vec<_>>();
         let terminal = v(&mut m.terminal().into_iter());
         let phases = v(&mut m.phases().into_iter());
         let serving = v(&mut m.serving.iter().map(String::as_str));
-        let exclusive = v(&mut si.leases.iter().filter(|(_, l)| l.exclusive).map(|(k, _)| k.as_str()));
-        let transitions =
-            m.transitions.iter().map(|(from, to)| (self.syms.intern(from), to.iter().map(|t| self.syms.intern(t)).collect())).collect();
+        let exclusive = v(&mut si
+            .leases
+            .iter()
+            .filter(|(_, l)| l.exclusive)
+            .map(|(k, _)| k.as_str()));
+        let transitions = m
+            .transitions
+            .iter()
+            .map(|(from, to)| {
+                (
+                    self.syms.intern(from),
+                    to.iter().map(|t| self.syms.intern(t)).collect(),
+                )
+            })
+            .collect();
         ServiceCfg {
             report_interval: coherd_model::time::duration_nanos(si.report_interval),
             expect_members: si.expect_members,
@@ -373,7 +411,11 @@ impl Engine {
             if self.syms.get(f).and_then(|sym| s.column_of(sym)).is_none() {
                 new += 1;
                 if s.columns.len() + new > limit {
-                    return Err(ObserveError::TooManyFacets { service: s.name_str.clone(), facet: f.clone(), limit });
+                    return Err(ObserveError::TooManyFacets {
+                        service: s.name_str.clone(),
+                        facet: f.clone(),
+                        limit,
+                    });
                 }
             }
         }
@@ -429,11 +471,11 @@ impl Engine {
             return;
         }
         let current = self.services[svc as usize].members[slot as usize].labels;
-        let mut set: Vec<(Sym, Sym)> = if current == NONE {
-            Vec::new()
-        } else {
-            self.label_sets.iter().find(|(_, id)| **id == current).map(|(k, _)| k.clone()).unwrap_or_default()
-        };
+        let mut set: Vec<(Sym, Sym)> = self
+            .label_list
+            .get(current as usize)
+            .cloned()
+            .unwrap_or_default();
         for (k, v) in &obs.labels {
             let (k, v) = (self.syms.intern(k), self.syms.intern(v));
             match set.iter_mut().find(|(kk, _)| *kk == k) {
@@ -442,8 +484,15 @@ impl Engine {
             }
         }
         set.sort_unstable();
-        let next = self.label_sets.len() as u32;
-        let id = *self.label_sets.entry(set).or_insert(next);
+        let id = match self.label_sets.get(&set) {
+            Some(&id) => id,
+            None => {
+                let id = self.label_list.len() as u32;
+                self.label_list.push(set.clone());
+                self.label_sets.insert(set, id);
+                id
+            }
+        };
         self.services[svc as usize].members[slot as usize].labels = id;
     }
 
@@ -452,10 +501,13 @@ impl Engine {
         if id == NONE {
             return Vec::new();
         }
-        self.label_sets
-            .iter()
-            .find(|(_, i)| **i == id)
-            .map(|(k, _)| k.iter().map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v))).collect())
+        self.label_list
+            .get(id as usize)
+            .map(|set| {
+                set.iter()
+                    .map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -476,14 +528,22 @@ impl Engine {
             && s.columns.iter().all(|c| match &c.rule {
                 Some(r) if r.targeted() => {
                     let v = c.values[slot as usize];
-                    v != NONE && matches!(r.classify(v, now), crate::state::Class::AtTarget | crate::state::Class::Converging)
+                    v != NONE
+                        && matches!(
+                            r.classify(v, now),
+                            crate::state::Class::AtTarget | crate::state::Class::Converging
+                        )
                 }
                 _ => true,
             });
         if coherent != m.has(flag::COHERENT) {
             let s = &mut self.services[svc as usize];
             s.members[slot as usize].set(flag::COHERENT, coherent);
-            if coherent { s.coherent += 1 } else { s.coherent -= 1 }
+            if coherent {
+                s.coherent += 1
+            } else {
+                s.coherent -= 1
+            }
         }
     }
 

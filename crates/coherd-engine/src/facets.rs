@@ -14,7 +14,14 @@ use crate::timer::Timer;
 impl Engine {
     /// Merges a report's facets into the member's columns. `was_counting`
     /// is whether the member counted before this report.
-    pub(crate) fn apply_facets(&mut self, svc: u32, slot: Slot, obs: &Observation, was_counting: bool, now: Time) {
+    pub(crate) fn apply_facets(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        obs: &Observation,
+        was_counting: bool,
+        now: Time,
+    ) {
         let counting = self.services[svc as usize].members[slot as usize].counts();
         let mut updates: Vec<(usize, Sym)> = Vec::with_capacity(obs.facets.len());
         for (f, v) in &obs.facets {
@@ -31,7 +38,10 @@ impl Engine {
         } else {
             for c in 0..self.services[svc as usize].columns.len() {
                 let old = self.services[svc as usize].columns[c].values[slot as usize];
-                let new = updates.iter().find(|(uc, _)| *uc == c).map_or(old, |(_, v)| *v);
+                let new = updates
+                    .iter()
+                    .find(|(uc, _)| *uc == c)
+                    .map_or(old, |(_, v)| *v);
                 self.update_column(svc, slot, c, old, new, was_counting, counting, now);
             }
         }
@@ -50,7 +60,17 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn update_column(&mut self, svc: u32, slot: Slot, c: usize, old: Sym, new: Sym, was_counting: bool, counting: bool, at: Time) {
+    fn update_column(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        c: usize,
+        old: Sym,
+        new: Sym,
+        was_counting: bool,
+        counting: bool,
+        at: Time,
+    ) {
         if old == new && was_counting == counting {
             return;
         }
@@ -94,7 +114,13 @@ impl Engine {
             let s = &e.services[svc as usize];
             let col = &s.columns[c];
             let rule = col.rule.as_ref().expect("checked above");
-            let name = |x: Sym| if x == NONE { Value::Null } else { Value::from(e.syms.resolve(x)) };
+            let name = |x: Sym| {
+                if x == NONE {
+                    Value::Null
+                } else {
+                    Value::from(e.syms.resolve(x))
+                }
+            };
             let evidence = json!({
                 "facet": e.syms.resolve(col.facet),
                 "value": name(v),
@@ -104,7 +130,10 @@ impl Engine {
                 "change_started_at": rule.tc,
                 "rollout_window_s": rule.window as f64 / 1e9,
             });
-            (vec![e.syms.resolve(s.members[slot as usize].name).to_string()], evidence)
+            (
+                vec![e.syms.resolve(s.members[slot as usize].name).to_string()],
+                evidence,
+            )
         });
     }
 
@@ -139,11 +168,16 @@ impl Engine {
                     None => {
                         col.mixed_since = Some(at);
                         let end = Time::from_nanos(at.as_nanos().saturating_add(window));
-                        self.timers.schedule(end, Timer::UniformMixed { svc, col: c as u16 });
+                        self.timers
+                            .schedule(end, Timer::UniformMixed { svc, col: c as u16 });
                         at
                     }
                 };
-                if at.as_nanos() >= since.as_nanos().saturating_add(window) { Severity::Warning } else { Severity::Info }
+                if at.as_nanos() >= since.as_nanos().saturating_add(window) {
+                    Severity::Warning
+                } else {
+                    Severity::Info
+                }
             };
             self.upsert(key, severity, at, false, |e| e.mixed_view(svc, c, None));
         } else {
@@ -161,7 +195,12 @@ impl Engine {
     /// Subjects and evidence of `mixed`: members off the target (or off the
     /// most common value), and the value distribution. With `before`, one
     /// member's contribution is taken as it was before its latest change.
-    pub(crate) fn mixed_view(&self, svc: u32, c: usize, before: Option<(Slot, Sym)>) -> (Vec<String>, Value) {
+    pub(crate) fn mixed_view(
+        &self,
+        svc: u32,
+        c: usize,
+        before: Option<(Slot, Sym)>,
+    ) -> (Vec<String>, Value) {
         let s = &self.services[svc as usize];
         let col = &s.columns[c];
         let value_of = |slot: usize| {
@@ -194,7 +233,10 @@ impl Engine {
         } else {
             by_sym
                 .iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| self.syms.resolve(b.0).cmp(self.syms.resolve(a.0))))
+                .max_by(|a, b| {
+                    a.1.cmp(&b.1)
+                        .then_with(|| self.syms.resolve(b.0).cmp(self.syms.resolve(a.0)))
+                })
                 .map_or(NONE, |e| e.0)
         };
         let mut subjects: Vec<String> = (0..s.members.len())
@@ -205,7 +247,13 @@ impl Engine {
             .map(|slot| self.syms.resolve(s.members[slot].name).to_string())
             .collect();
         subjects.sort_unstable();
-        let name = |x: Sym| if x == NONE { Value::Null } else { Value::from(self.syms.resolve(x)) };
+        let name = |x: Sym| {
+            if x == NONE {
+                Value::Null
+            } else {
+                Value::from(self.syms.resolve(x))
+            }
+        };
         let evidence = json!({
             "facet": self.syms.resolve(col.facet),
             "target": name(target),
@@ -219,7 +267,9 @@ impl Engine {
         let s = &mut self.services[svc as usize];
         let counting = s.live_counting();
         let col = &mut s.columns[c];
-        let Some(rule) = col.rule.as_ref().filter(|r| r.targeted()) else { return };
+        let Some(rule) = col.rule.as_ref().filter(|r| r.targeted()) else {
+            return;
+        };
         if counting == 0 {
             return;
         }
@@ -252,12 +302,16 @@ impl Engine {
     /// A rollout window ended: converging values now lag.
     pub(crate) fn on_window_timer(&mut self, svc: u32, c: usize, t: Time) {
         let s = &self.services[svc as usize];
-        let Some(rule) = s.columns.get(c).and_then(|col| col.rule.as_ref()) else { return };
+        let Some(rule) = s.columns.get(c).and_then(|col| col.rule.as_ref()) else {
+            return;
+        };
         if !rule.targeted() || rule.window_end() != t {
             return;
         }
         let lagging: Vec<Slot> = (0..s.members.len() as Slot)
-            .filter(|&slot| s.members[slot as usize].counts() && rule.is_old(s.columns[c].values[slot as usize]))
+            .filter(|&slot| {
+                s.members[slot as usize].counts() && rule.is_old(s.columns[c].values[slot as usize])
+            })
             .collect();
         for slot in lagging {
             self.eval_drift(svc, slot, c, t);

@@ -6,8 +6,8 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
 
 /// An interned string.
 pub type Sym = u32;
@@ -38,14 +38,20 @@ impl Interner {
         self.arena.push_str(s);
         self.spans.push((start, s.len() as u32));
         let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
-        self.table.insert_unique(hash, id, |&id| hasher.hash_one(span_str(arena, spans[id as usize])));
+        self.table.insert_unique(hash, id, |&id| {
+            hasher.hash_one(span_str(arena, spans[id as usize]))
+        });
         id
     }
 
     /// The id of `s` if it was interned.
     pub fn get(&self, s: &str) -> Option<Sym> {
         let hash = self.hasher.hash_one(s);
-        self.table.find(hash, |&id| span_str(&self.arena, self.spans[id as usize]) == s).copied()
+        self.table
+            .find(hash, |&id| {
+                span_str(&self.arena, self.spans[id as usize]) == s
+            })
+            .copied()
     }
 
     /// The string behind `id`.

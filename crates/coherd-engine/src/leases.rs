@@ -12,26 +12,51 @@ use crate::timer::Timer;
 impl Engine {
     /// Replaces a member's leases with the report's (absent means none).
     pub(crate) fn apply_leases(&mut self, svc: u32, slot: Slot, obs: &Observation, now: Time) {
-        let had = self.services[svc as usize].members[slot as usize].extra.as_ref().is_some_and(|x| !x.leases.is_empty());
+        let had = self.services[svc as usize].members[slot as usize]
+            .extra
+            .as_ref()
+            .is_some_and(|x| !x.leases.is_empty());
         if obs.leases.is_empty() && !had {
             return;
         }
-        let new: Vec<HeldLease> =
-            obs.leases.iter().map(|l| HeldLease { resource: self.syms.intern(&l.resource), epoch: l.epoch, expires: l.expires }).collect();
-        let old = std::mem::replace(&mut self.services[svc as usize].members[slot as usize].extra().leases, new.clone());
+        let new: Vec<HeldLease> = obs
+            .leases
+            .iter()
+            .map(|l| HeldLease {
+                resource: self.syms.intern(&l.resource),
+                epoch: l.epoch,
+                expires: l.expires,
+            })
+            .collect();
+        let old = std::mem::replace(
+            &mut self.services[svc as usize].members[slot as usize]
+                .extra()
+                .leases,
+            new.clone(),
+        );
         self.update_holdings(svc, slot, &old, &new, now);
     }
 
     /// Drops every lease of a member that is being forgotten.
     pub(crate) fn drop_leases(&mut self, svc: u32, slot: Slot, at: Time) {
-        let old = match self.services[svc as usize].members[slot as usize].extra.as_mut() {
+        let old = match self.services[svc as usize].members[slot as usize]
+            .extra
+            .as_mut()
+        {
             Some(x) => std::mem::take(&mut x.leases),
             None => return,
         };
         self.update_holdings(svc, slot, &old, &[], at);
     }
 
-    fn update_holdings(&mut self, svc: u32, slot: Slot, old: &[HeldLease], new: &[HeldLease], now: Time) {
+    fn update_holdings(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        old: &[HeldLease],
+        new: &[HeldLease],
+        now: Time,
+    ) {
         let name = self.services[svc as usize].members[slot as usize].name;
         let mut resources: Vec<Sym> = old.iter().chain(new).map(|l| l.resource).collect();
         resources.sort_unstable();
@@ -40,17 +65,25 @@ impl Engine {
             if !self.services[svc as usize].cfg.exclusive.contains(&res) {
                 continue;
             }
-            let r = self.services[svc as usize].resources.entry(res).or_default();
+            let r = self.services[svc as usize]
+                .resources
+                .entry(res)
+                .or_default();
             r.holders.retain(|h| h.0 != name);
             match new.iter().find(|l| l.resource == res) {
                 Some(l) => {
                     r.max_epoch = r.max_epoch.max(l.epoch);
                     r.holders.push((name, l.epoch, l.expires));
                     if l.expires > now {
-                        self.timers.schedule(l.expires, Timer::Lease { svc, resource: res });
+                        self.timers
+                            .schedule(l.expires, Timer::Lease { svc, resource: res });
                     }
                 }
-                None => self.resolve(DivKey::new(Kind::StaleEpoch, svc, name, res, NONE), now, None),
+                None => self.resolve(
+                    DivKey::new(Kind::StaleEpoch, svc, name, res, NONE),
+                    now,
+                    None,
+                ),
             }
             self.eval_resource(svc, res, now);
         }
@@ -58,8 +91,15 @@ impl Engine {
 
     /// Re-evaluates one exclusive resource at `at`: expired holders drop out.
     pub(crate) fn eval_resource(&mut self, svc: u32, res: Sym, at: Time) {
-        let Some(r) = self.services[svc as usize].resources.get_mut(&res) else { return };
-        let expired: Vec<Sym> = r.holders.iter().filter(|h| h.2 <= at).map(|h| h.0).collect();
+        let Some(r) = self.services[svc as usize].resources.get_mut(&res) else {
+            return;
+        };
+        let expired: Vec<Sym> = r
+            .holders
+            .iter()
+            .filter(|h| h.2 <= at)
+            .map(|h| h.0)
+            .collect();
         r.holders.retain(|h| h.2 > at);
         let max_epoch = r.max_epoch;
         let mut holders = r.holders.clone();
@@ -69,7 +109,8 @@ impl Engine {
         }
         let split = DivKey::new(Kind::SplitBrain, svc, res, NONE, NONE);
         if holders.len() >= 2 {
-            let changed = self.services[svc as usize].resources[&res].last_split != holders.iter().map(|h| h.0).collect::<Vec<_>>();
+            let changed = self.services[svc as usize].resources[&res].last_split
+                != holders.iter().map(|h| h.0).collect::<Vec<_>>();
             self.upsert(split, Severity::Critical, at, changed, |e| {
                 let list: Vec<_> = holders
                     .iter()

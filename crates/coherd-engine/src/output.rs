@@ -69,7 +69,10 @@ impl Engine {
     }
 
     fn svc(&self, service: &str) -> Option<u32> {
-        self.syms.get(service).and_then(|s| self.service_index.get(&s)).copied()
+        self.syms
+            .get(service)
+            .and_then(|s| self.service_index.get(&s))
+            .copied()
     }
 
     /// A summary of every service, sorted by name.
@@ -95,15 +98,29 @@ impl Engine {
     }
 
     /// Value distributions per facet of a service.
-    pub fn facet_distributions(&self, service: &str) -> Option<BTreeMap<String, FacetDistribution>> {
+    pub fn facet_distributions(
+        &self,
+        service: &str,
+    ) -> Option<BTreeMap<String, FacetDistribution>> {
         let s = &self.services[self.svc(service)? as usize];
         Some(
             s.columns
                 .iter()
                 .map(|c| {
-                    let target = c.rule.as_ref().filter(|r| r.targeted()).map(|r| self.syms.resolve(r.target).to_string());
-                    let values = c.counts.iter().map(|(&v, &n)| (self.syms.resolve(v).to_string(), n)).collect();
-                    (self.syms.resolve(c.facet).to_string(), FacetDistribution { target, values })
+                    let target = c
+                        .rule
+                        .as_ref()
+                        .filter(|r| r.targeted())
+                        .map(|r| self.syms.resolve(r.target).to_string());
+                    let values = c
+                        .counts
+                        .iter()
+                        .map(|(&v, &n)| (self.syms.resolve(v).to_string(), n))
+                        .collect();
+                    (
+                        self.syms.resolve(c.facet).to_string(),
+                        FacetDistribution { target, values },
+                    )
                 })
                 .collect(),
         )
@@ -112,7 +129,13 @@ impl Engine {
     /// Members of a service, sorted by id.
     pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
         let s = &self.services[self.svc(service)? as usize];
-        let name = |x| if x == NONE { None } else { Some(self.syms.resolve(x).to_string()) };
+        let name = |x| {
+            if x == NONE {
+                None
+            } else {
+                Some(self.syms.resolve(x).to_string())
+            }
+        };
         let mut out: Vec<MemberView> = s
             .members
             .iter()
@@ -132,9 +155,18 @@ impl Engine {
                     .columns
                     .iter()
                     .filter(|c| c.values[slot] != NONE)
-                    .map(|c| (self.syms.resolve(c.facet).to_string(), self.syms.resolve(c.values[slot]).to_string()))
+                    .map(|c| {
+                        (
+                            self.syms.resolve(c.facet).to_string(),
+                            self.syms.resolve(c.values[slot]).to_string(),
+                        )
+                    })
                     .collect(),
-                labels: self.labels_of(m.labels).into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                labels: self
+                    .labels_of(m.labels)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 deploy: name(m.deploy),
                 last_report: m.last_report,
                 seq: m.has(flag::HAS_SEQ).then_some(m.seq),
@@ -156,7 +188,9 @@ impl Engine {
             .map(|(k, &i)| (i as usize, k.svc, k.a))
             .collect();
         for (i, svc, facet) in open {
-            let Some(c) = self.services[svc as usize].column_of(facet) else { continue };
+            let Some(c) = self.services[svc as usize].column_of(facet) else {
+                continue;
+            };
             let (subjects, evidence) = self.mixed_view(svc, c, None);
             let r = &mut self.records[i];
             r.subjects = subjects;
@@ -175,16 +209,35 @@ impl Engine {
         let (w5, w1) = (s.windows.sum(now, W5M), s.windows.sum(now, W1H));
         let non_terminal = s.coherence_denominator();
         let counting = s.counting;
-        let silent = s.members.iter().filter(|m| !m.has(flag::REMOVED) && !m.has(flag::LIVE) && !m.has(flag::TERMINAL)).count() as u32;
+        let silent = s
+            .members
+            .iter()
+            .filter(|m| !m.has(flag::REMOVED) && !m.has(flag::LIVE) && !m.has(flag::TERMINAL))
+            .count() as u32;
         let mut exposure = BTreeMap::new();
         let mut convergence = BTreeMap::new();
         for c in &s.columns {
-            let Some(r) = c.rule.as_ref().filter(|r| r.targeted()) else { continue };
+            let Some(r) = c.rule.as_ref().filter(|r| r.targeted()) else {
+                continue;
+            };
             let facet = self.syms.resolve(c.facet).to_string();
             let off = counting.saturating_sub(c.count(r.target));
             let now_share = ratio(off as u64, counting as u64);
-            let windowed = |b: &crate::sli::Bucket| if b.requests > 0 { ratio(b.exposed(c.facet), b.requests) } else { now_share };
-            exposure.insert(facet.clone(), Exposure { now: now_share, w5m: windowed(&w5), w1h: windowed(&w1) });
+            let windowed = |b: &crate::sli::Bucket| {
+                if b.requests > 0 {
+                    ratio(b.exposed(c.facet), b.requests)
+                } else {
+                    now_share
+                }
+            };
+            exposure.insert(
+                facet.clone(),
+                Exposure {
+                    now: now_share,
+                    w5m: windowed(&w5),
+                    w1h: windowed(&w1),
+                },
+            );
             convergence.insert(
                 facet,
                 Convergence {
@@ -196,10 +249,11 @@ impl Engine {
                 },
             );
         }
-        let rate = |num: fn(&crate::sli::Bucket) -> u64, den: fn(&crate::sli::Bucket) -> u64| Windowed {
-            w5m: ratio(num(&w5), den(&w5)),
-            w1h: ratio(num(&w1), den(&w1)),
-        };
+        let rate =
+            |num: fn(&crate::sli::Bucket) -> u64, den: fn(&crate::sli::Bucket) -> u64| Windowed {
+                w5m: ratio(num(&w5), den(&w5)),
+                w1h: ratio(num(&w1), den(&w1)),
+            };
         let live_non_terminal = counting;
         Some(ServiceSlis {
             members: s.known,

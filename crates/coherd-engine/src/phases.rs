@@ -14,7 +14,15 @@ const HOUR: i64 = 3_600_000_000_000;
 impl Engine {
     /// A member's phase moved from `old` (NONE on its first report) to `new`.
     /// `gap` is true when reports were missed in between (a gap in `seq`).
-    pub(crate) fn set_phase(&mut self, svc: u32, slot: Slot, old: Sym, new: Sym, gap: bool, at: Time) {
+    pub(crate) fn set_phase(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        old: Sym,
+        new: Sym,
+        gap: bool,
+        at: Time,
+    ) {
         let s = &mut self.services[svc as usize];
         let terminal = s.cfg.is_terminal(new);
         let m = &mut s.members[slot as usize];
@@ -85,22 +93,37 @@ impl Engine {
             let leaves = Time::from_nanos(front.as_nanos() + HOUR);
             self.timers.schedule(leaves, Timer::Flap { svc, slot });
             let key = DivKey::new(Kind::Flapping, svc, name, NONE, NONE);
-            self.upsert(key, Severity::Warning, at, true, |e| (vec![e.syms.resolve(name).to_string()], e.flap_evidence(svc, slot, at)));
+            self.upsert(key, Severity::Warning, at, true, |e| {
+                (
+                    vec![e.syms.resolve(name).to_string()],
+                    e.flap_evidence(svc, slot, at),
+                )
+            });
         }
     }
 
     fn flap_evidence(&self, svc: u32, slot: Slot, at: Time) -> Value {
         let s = &self.services[svc as usize];
         let flips = s.members[slot as usize].extra.as_ref().map(|x| &x.flips);
-        let in_window = flips.map_or(0, |f| f.iter().filter(|t| t.as_nanos() + HOUR > at.as_nanos()).count());
+        let in_window = flips.map_or(0, |f| {
+            f.iter()
+                .filter(|t| t.as_nanos() + HOUR > at.as_nanos())
+                .count()
+        });
         json!({"changes_last_hour": in_window, "max_flips_per_hour": s.cfg.max_flips})
     }
 
     pub(crate) fn on_flap_timer(&mut self, svc: u32, slot: Slot, t: Time) {
         let s = &self.services[svc as usize];
-        let Some(m) = s.members.get(slot as usize) else { return };
+        let Some(m) = s.members.get(slot as usize) else {
+            return;
+        };
         let Some(extra) = &m.extra else { return };
-        let due = extra.flips.len() == s.cfg.max_flips as usize + 1 && extra.flips.front().is_some_and(|f| f.as_nanos() + HOUR == t.as_nanos());
+        let due = extra.flips.len() == s.cfg.max_flips as usize + 1
+            && extra
+                .flips
+                .front()
+                .is_some_and(|f| f.as_nanos() + HOUR == t.as_nanos());
         if due {
             let key = DivKey::new(Kind::Flapping, svc, m.name, NONE, NONE);
             self.resolve(key, t, None);
@@ -109,12 +132,20 @@ impl Engine {
 
     pub(crate) fn on_hold_timer(&mut self, svc: u32, slot: Slot, t: Time) {
         let s = &mut self.services[svc as usize];
-        let Some(m) = s.members.get_mut(slot as usize) else { return };
+        let Some(m) = s.members.get_mut(slot as usize) else {
+            return;
+        };
         let name = m.name;
-        let Some(extra) = m.extra.as_mut() else { return };
+        let Some(extra) = m.extra.as_mut() else {
+            return;
+        };
         if extra.hold_until == Some(t) {
             extra.hold_until = None;
-            self.resolve(DivKey::new(Kind::IllegalTransition, svc, name, NONE, NONE), t, None);
+            self.resolve(
+                DivKey::new(Kind::IllegalTransition, svc, name, NONE, NONE),
+                t,
+                None,
+            );
         }
     }
 }

@@ -50,7 +50,10 @@ impl Bucket {
     }
 
     pub fn exposed(&self, facet: Sym) -> u64 {
-        self.exposed.iter().find(|(f, _)| *f == facet).map_or(0, |(_, n)| *n)
+        self.exposed
+            .iter()
+            .find(|(f, _)| *f == facet)
+            .map_or(0, |(_, n)| *n)
     }
 }
 
@@ -75,14 +78,24 @@ impl Windows {
     /// The bucket for `now`, cleared if it held an older period.
     pub fn at(&mut self, now: Time) -> &mut Bucket {
         if self.buckets.is_empty() {
-            self.buckets = vec![Bucket { idx: i64::MIN, ..Bucket::default() }; BUCKETS];
+            self.buckets = vec![
+                Bucket {
+                    idx: i64::MIN,
+                    ..Bucket::default()
+                };
+                BUCKETS
+            ];
         }
         let idx = now.as_nanos().div_euclid(BUCKET_NS);
         let b = &mut self.buckets[idx.rem_euclid(BUCKETS as i64) as usize];
         if b.idx != idx {
             let mut exposed = std::mem::take(&mut b.exposed);
             exposed.clear();
-            *b = Bucket { idx, exposed, ..Bucket::default() };
+            *b = Bucket {
+                idx,
+                exposed,
+                ..Bucket::default()
+            };
         }
         b
     }
@@ -154,7 +167,9 @@ impl Summary {
     pub fn snapshot(&self) -> LatencySummary {
         let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
-        let q = |p: f64| (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize]);
+        let q = |p: f64| {
+            (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+        };
         LatencySummary {
             count: self.count,
             mean: (self.count > 0).then(|| self.sum / self.count as f64),

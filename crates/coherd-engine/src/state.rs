@@ -161,7 +161,11 @@ impl FacetRule {
         if v == self.target {
             Class::AtTarget
         } else if self.is_old(v) {
-            if now < self.window_end() { Class::Converging } else { Class::Lagging }
+            if now < self.window_end() {
+                Class::Converging
+            } else {
+                Class::Lagging
+            }
         } else {
             Class::Foreign
         }
@@ -182,7 +186,14 @@ pub(crate) struct Column {
 
 impl Column {
     pub fn new(facet: Sym, members: usize) -> Column {
-        Column { facet, values: vec![NONE; members], counts: HashMap::new(), rule: None, mixed_since: None, converged: (None, None) }
+        Column {
+            facet,
+            values: vec![NONE; members],
+            counts: HashMap::new(),
+            rule: None,
+            mixed_since: None,
+            converged: (None, None),
+        }
     }
 
     pub fn add(&mut self, v: Sym) {
@@ -236,7 +247,9 @@ impl ServiceCfg {
     }
 
     pub fn allows(&self, from: Sym, to: Sym) -> bool {
-        self.transitions.iter().any(|(f, tos)| *f == from && tos.contains(&to))
+        self.transitions
+            .iter()
+            .any(|(f, tos)| *f == from && tos.contains(&to))
     }
 }
 
@@ -306,8 +319,16 @@ impl Service {
         m.set(flag::IN_LIST, false);
         m.prev = NONE;
         m.next = NONE;
-        if prev == NONE { self.head = next } else { self.members[prev as usize].next = next }
-        if next == NONE { self.tail = prev } else { self.members[next as usize].prev = prev }
+        if prev == NONE {
+            self.head = next
+        } else {
+            self.members[prev as usize].next = next
+        }
+        if next == NONE {
+            self.tail = prev
+        } else {
+            self.members[next as usize].prev = prev
+        }
     }
 
     /// Appends a member at the tail of the silence list.
@@ -317,7 +338,11 @@ impl Service {
         m.set(flag::IN_LIST, true);
         m.prev = tail;
         m.next = NONE;
-        if tail == NONE { self.head = slot } else { self.members[tail as usize].next = slot }
+        if tail == NONE {
+            self.head = slot
+        } else {
+            self.members[tail as usize].next = slot
+        }
         self.tail = slot;
     }
 

@@ -25,7 +25,12 @@ pub(crate) enum Timer {
     /// A flip leaves a flapping member's one-hour window.
     Flap { svc: u32, slot: u32 },
     /// A pending phase disagreement reaches its agreement timeout.
-    Pair { obs_svc: u32, obs_slot: u32, tsvc: Sym, tmem: Sym },
+    Pair {
+        obs_svc: u32,
+        obs_slot: u32,
+        tsvc: Sym,
+        tmem: Sym,
+    },
     /// A lease on a resource expires.
     Lease { svc: u32, resource: Sym },
     /// A member that left is forgotten.
@@ -51,6 +56,10 @@ impl Timers {
     /// Pops the earliest entry if it is due: before `now`, or at `now` when `inclusive`.
     pub fn pop_due(&mut self, now: Time, inclusive: bool) -> Option<(Time, Timer)> {
         let &Reverse((t, _)) = self.heap.peek()?;
-        if t < now || (inclusive && t == now) { self.heap.pop().map(|Reverse(e)| e) } else { None }
+        if t < now || (inclusive && t == now) {
+            self.heap.pop().map(|Reverse(e)| e)
+        } else {
+            None
+        }
     }
 }

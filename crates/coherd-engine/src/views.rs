@@ -34,7 +34,14 @@ pub(crate) struct PairState {
 
 impl Engine {
     /// Replaces an observer's views with the report's (absent means none).
-    pub(crate) fn apply_views(&mut self, svc: u32, slot: Slot, obs: &Observation, was_live: bool, at: Time) {
+    pub(crate) fn apply_views(
+        &mut self,
+        svc: u32,
+        slot: Slot,
+        obs: &Observation,
+        was_live: bool,
+        at: Time,
+    ) {
         let m = &self.services[svc as usize].members[slot as usize];
         let had = m.extra.as_ref().is_some_and(|x| !x.views.is_empty());
         if obs.views.is_empty() && !had {
@@ -50,7 +57,11 @@ impl Engine {
             })
             .collect();
         new.sort_unstable();
-        let old = std::mem::take(&mut self.services[svc as usize].members[slot as usize].extra().views);
+        let old = std::mem::take(
+            &mut self.services[svc as usize].members[slot as usize]
+                .extra()
+                .views,
+        );
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
             let o = old.get(i).map(|x| (x.0, x.1));
@@ -76,7 +87,9 @@ impl Engine {
                 (_, None) => unreachable!("loop condition"),
             }
         }
-        self.services[svc as usize].members[slot as usize].extra().views = new;
+        self.services[svc as usize].members[slot as usize]
+            .extra()
+            .views = new;
     }
 
     fn unindex_viewer(&mut self, target: (Sym, Sym), svc: u32, slot: Slot) {
@@ -90,7 +103,10 @@ impl Engine {
 
     /// Drops every view an observer holds (it is being forgotten).
     pub(crate) fn clear_views(&mut self, svc: u32, slot: Slot, at: Time) {
-        let views = match self.services[svc as usize].members[slot as usize].extra.as_mut() {
+        let views = match self.services[svc as usize].members[slot as usize]
+            .extra
+            .as_mut()
+        {
             Some(x) => std::mem::take(&mut x.views),
             None => return,
         };
@@ -102,7 +118,10 @@ impl Engine {
 
     /// Re-evaluates every pair where this member is the observer.
     pub(crate) fn reeval_views_of(&mut self, svc: u32, slot: Slot, at: Time) {
-        let views = match self.services[svc as usize].members[slot as usize].extra.as_ref() {
+        let views = match self.services[svc as usize].members[slot as usize]
+            .extra
+            .as_ref()
+        {
             Some(x) if !x.views.is_empty() => x.views.clone(),
             _ => return,
         };
@@ -128,13 +147,19 @@ impl Engine {
             && x.disagreeing_viewers == 0
             && let Some(changed) = x.phase_changed_at
         {
-            self.services[svc as usize].windows.phase_change_latency.record(at.seconds_since(changed));
+            self.services[svc as usize]
+                .windows
+                .phase_change_latency
+                .record(at.seconds_since(changed));
             self.clear_phase_change(svc, slot);
         }
     }
 
     fn clear_phase_change(&mut self, svc: u32, slot: Slot) {
-        if let Some(x) = self.services[svc as usize].members[slot as usize].extra.as_mut() {
+        if let Some(x) = self.services[svc as usize].members[slot as usize]
+            .extra
+            .as_mut()
+        {
             x.phase_changed_at = None;
         }
     }
@@ -149,9 +174,23 @@ impl Engine {
     }
 
     /// Compares an observer's view of a member with the member's own phase.
-    fn eval_pair(&mut self, obs_svc: u32, obs_slot: Slot, tsvc: Sym, tmem: Sym, view: Sym, at: Time) {
-        let key = PairKey { obs_svc, obs_slot, tsvc, tmem };
-        let observer_live = self.services[obs_svc as usize].members[obs_slot as usize].has(flag::LIVE);
+    fn eval_pair(
+        &mut self,
+        obs_svc: u32,
+        obs_slot: Slot,
+        tsvc: Sym,
+        tmem: Sym,
+        view: Sym,
+        at: Time,
+    ) {
+        let key = PairKey {
+            obs_svc,
+            obs_slot,
+            tsvc,
+            tmem,
+        };
+        let observer_live =
+            self.services[obs_svc as usize].members[obs_slot as usize].has(flag::LIVE);
         let target = self.service_index.get(&tsvc).and_then(|&t| {
             let s = &self.services[t as usize];
             let slot = s.slot_of(tmem)?;
@@ -161,20 +200,54 @@ impl Engine {
         let disagreement = match target {
             Some((t, _, phase)) if observer_live && view != NONE && view != phase => {
                 let cfg = &self.services[t as usize].cfg;
-                Some(if cfg.is_serving(view) && !cfg.is_serving(phase) { Kind::DrainViolation } else { Kind::PhaseDisagreement })
+                Some(if cfg.is_serving(view) && !cfg.is_serving(phase) {
+                    Kind::DrainViolation
+                } else {
+                    Kind::PhaseDisagreement
+                })
             }
             _ => None,
         };
-        let div_key = |kind: Kind, t: u32| DivKey::new(kind, t, tmem, obs_svc, self.services[obs_svc as usize].members[obs_slot as usize].name);
+        let div_key = |kind: Kind, t: u32| {
+            DivKey::new(
+                kind,
+                t,
+                tmem,
+                obs_svc,
+                self.services[obs_svc as usize].members[obs_slot as usize].name,
+            )
+        };
         match (disagreement, target) {
             (Some(kind), Some((t, tslot, phase))) => {
                 let timeout = self.services[t as usize].cfg.agreement_timeout;
                 match self.pairs.get_mut(&key) {
                     None => {
                         let deadline = Time::from_nanos(at.as_nanos().saturating_add(timeout));
-                        self.pairs.insert(key, PairState { since: at, deadline, kind, open: false, grew: false, requests: 0, view, phase });
-                        self.timers.schedule(deadline, Timer::Pair { obs_svc, obs_slot, tsvc, tmem });
-                        self.services[t as usize].members[tslot as usize].extra().disagreeing_viewers += 1;
+                        self.pairs.insert(
+                            key,
+                            PairState {
+                                since: at,
+                                deadline,
+                                kind,
+                                open: false,
+                                grew: false,
+                                requests: 0,
+                                view,
+                                phase,
+                            },
+                        );
+                        self.timers.schedule(
+                            deadline,
+                            Timer::Pair {
+                                obs_svc,
+                                obs_slot,
+                                tsvc,
+                                tmem,
+                            },
+                        );
+                        self.services[t as usize].members[tslot as usize]
+                            .extra()
+                            .disagreeing_viewers += 1;
                     }
                     Some(st) => {
                         st.view = view;
@@ -204,8 +277,13 @@ impl Engine {
                         if let Some(slot) = s.slot_of(tmem) {
                             let x = s.members[slot as usize].extra();
                             x.disagreeing_viewers = x.disagreeing_viewers.saturating_sub(1);
-                            if target.is_some() && x.disagreeing_viewers == 0 && let Some(changed) = x.phase_changed_at.take() {
-                                s.windows.phase_change_latency.record(at.seconds_since(changed));
+                            if target.is_some()
+                                && x.disagreeing_viewers == 0
+                                && let Some(changed) = x.phase_changed_at.take()
+                            {
+                                s.windows
+                                    .phase_change_latency
+                                    .record(at.seconds_since(changed));
                             }
                         }
                     }
@@ -216,12 +294,22 @@ impl Engine {
 
     /// Opens (or refreshes) the divergence of a disagreeing pair at `at`.
     fn open_pair(&mut self, key: PairKey, t: u32, at: Time) {
-        let Some(st) = self.pairs.get(&key).cloned() else { return };
+        let Some(st) = self.pairs.get(&key).cloned() else {
+            return;
+        };
         let observer = self.services[key.obs_svc as usize].members[key.obs_slot as usize].name;
-        let severity = if st.kind == Kind::DrainViolation && st.grew { Severity::Critical } else { Severity::Warning };
+        let severity = if st.kind == Kind::DrainViolation && st.grew {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
         let div = DivKey::new(st.kind, t, key.tmem, key.obs_svc, observer);
         self.upsert(div, severity, at, true, |e| {
-            let observer = format!("{}/{}", e.services[key.obs_svc as usize].name_str, e.syms.resolve(observer));
+            let observer = format!(
+                "{}/{}",
+                e.services[key.obs_svc as usize].name_str,
+                e.syms.resolve(observer)
+            );
             let evidence = json!({
                 "observer": observer,
                 "observed_phase": e.syms.resolve(st.view),
@@ -229,18 +317,37 @@ impl Engine {
                 "disagreeing_since": st.since,
                 "requests_while_non_serving": st.requests,
             });
-            (vec![e.syms.resolve(key.tmem).to_string(), observer], evidence)
+            (
+                vec![e.syms.resolve(key.tmem).to_string(), observer],
+                evidence,
+            )
         });
     }
 
-    pub(crate) fn on_pair_timer(&mut self, obs_svc: u32, obs_slot: Slot, tsvc: Sym, tmem: Sym, t: Time) {
-        let key = PairKey { obs_svc, obs_slot, tsvc, tmem };
-        let Some(st) = self.pairs.get_mut(&key) else { return };
+    pub(crate) fn on_pair_timer(
+        &mut self,
+        obs_svc: u32,
+        obs_slot: Slot,
+        tsvc: Sym,
+        tmem: Sym,
+        t: Time,
+    ) {
+        let key = PairKey {
+            obs_svc,
+            obs_slot,
+            tsvc,
+            tmem,
+        };
+        let Some(st) = self.pairs.get_mut(&key) else {
+            return;
+        };
         if st.open || st.deadline != t {
             return;
         }
         st.open = true;
-        let Some(&tidx) = self.service_index.get(&tsvc) else { return };
+        let Some(&tidx) = self.service_index.get(&tsvc) else {
+            return;
+        };
         self.open_pair(key, tidx, t);
         self.touch_coherence_at(tidx, t);
     }
@@ -250,10 +357,19 @@ impl Engine {
     pub(crate) fn drain_growth(&mut self, svc: u32, slot: Slot, delta: u64, at: Time) {
         let s = &self.services[svc as usize];
         let target = (s.name, s.members[slot as usize].name);
-        let Some(observers) = self.viewers.get(&target).cloned() else { return };
+        let Some(observers) = self.viewers.get(&target).cloned() else {
+            return;
+        };
         for (os, oslot) in observers {
-            let key = PairKey { obs_svc: os, obs_slot: oslot, tsvc: target.0, tmem: target.1 };
-            let Some(st) = self.pairs.get_mut(&key) else { continue };
+            let key = PairKey {
+                obs_svc: os,
+                obs_slot: oslot,
+                tsvc: target.0,
+                tmem: target.1,
+            };
+            let Some(st) = self.pairs.get_mut(&key) else {
+                continue;
+            };
             if st.kind != Kind::DrainViolation {
                 continue;
             }
@@ -273,7 +389,9 @@ impl Engine {
             if !m.has(flag::LIVE) || m.phase == NONE {
                 continue;
             }
-            let Some(obs) = self.viewers.get(&(s.name, m.name)) else { continue };
+            let Some(obs) = self.viewers.get(&(s.name, m.name)) else {
+                continue;
+            };
             for &(os, oslot) in obs {
                 let o = &self.services[os as usize].members[oslot as usize];
                 let view = self.view_of(os, oslot, (s.name, m.name));

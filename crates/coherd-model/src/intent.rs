@@ -84,7 +84,9 @@ pub struct PhaseMachine {
 
 impl Default for PhaseMachine {
     fn default() -> PhaseMachine {
-        let t = |from: &str, to: &[&str]| (from.to_string(), to.iter().map(|s| s.to_string()).collect());
+        let t = |from: &str, to: &[&str]| {
+            (from.to_string(), to.iter().map(|s| s.to_string()).collect())
+        };
         PhaseMachine {
             initial: vec!["starting".into()],
             serving: vec!["ready".into()],
@@ -104,7 +106,12 @@ impl Default for PhaseMachine {
 impl PhaseMachine {
     /// Every phase the machine names.
     pub fn phases(&self) -> BTreeSet<&str> {
-        let mut all: BTreeSet<&str> = self.initial.iter().chain(&self.serving).map(String::as_str).collect();
+        let mut all: BTreeSet<&str> = self
+            .initial
+            .iter()
+            .chain(&self.serving)
+            .map(String::as_str)
+            .collect();
         for (from, to) in &self.transitions {
             all.insert(from);
             all.extend(to.iter().map(String::as_str));
@@ -116,8 +123,14 @@ impl PhaseMachine {
     pub fn terminal(&self) -> BTreeSet<&str> {
         self.phases()
             .into_iter()
-            .filter(|p| self.transitions.get(*p).is_none_or(|to| to.iter().all(|t| self.initial.contains(t))))
-            .filter(|p| !self.initial.iter().any(|i| i == p) && !self.serving.iter().any(|s| s == p))
+            .filter(|p| {
+                self.transitions
+                    .get(*p)
+                    .is_none_or(|to| to.iter().all(|t| self.initial.contains(t)))
+            })
+            .filter(|p| {
+                !self.initial.iter().any(|i| i == p) && !self.serving.iter().any(|s| s == p)
+            })
             .collect()
     }
 }
@@ -170,7 +183,11 @@ impl Intent {
     pub fn from_node(node: &Node) -> Result<Intent, IntentErrors> {
         let mut r = Reader::default();
         let intent = r.intent(node);
-        if r.errors.is_empty() { Ok(intent) } else { Err(IntentErrors(r.errors)) }
+        if r.errors.is_empty() {
+            Ok(intent)
+        } else {
+            Err(IntentErrors(r.errors))
+        }
     }
 
     /// The rules for `service`, or the defaults when it is not named.
@@ -186,16 +203,30 @@ struct Reader {
 
 impl Reader {
     fn err(&mut self, node: &Node, path: &str, message: impl Into<String>) {
-        self.errors.push(IntentError { line: node.line, column: node.column, path: path.to_string(), message: message.into() });
+        self.errors.push(IntentError {
+            line: node.line,
+            column: node.column,
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     /// The entries of a mapping, checking keys against `allowed` (when given).
-    fn map<'a>(&mut self, node: &'a Node, path: &str, allowed: Option<&[&str]>) -> Vec<(&'a str, &'a Node)> {
+    fn map<'a>(
+        &mut self,
+        node: &'a Node,
+        path: &str,
+        allowed: Option<&[&str]>,
+    ) -> Vec<(&'a str, &'a Node)> {
         let entries = match &node.kind {
             NodeKind::Map(e) => e,
             NodeKind::Null => return Vec::new(),
             _ => {
-                self.err(node, path, format!("expected a mapping, found {}", node.shape()));
+                self.err(
+                    node,
+                    path,
+                    format!("expected a mapping, found {}", node.shape()),
+                );
                 return Vec::new();
             }
         };
@@ -213,7 +244,14 @@ impl Reader {
             if let Some(allowed) = allowed
                 && !allowed.contains(&key)
             {
-                self.err(k, &here, format!("unknown field `{key}`; expected one of: {}", allowed.join(", ")));
+                self.err(
+                    k,
+                    &here,
+                    format!(
+                        "unknown field `{key}`; expected one of: {}",
+                        allowed.join(", ")
+                    ),
+                );
                 continue;
             }
             out.push((key, v));
@@ -233,10 +271,18 @@ impl Reader {
 
     fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
         match &node.kind {
-            NodeKind::Seq(items) => items.iter().enumerate().filter_map(|(i, n)| self.string(n, &format!("{path}[{i}]"))).collect(),
+            NodeKind::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| self.string(n, &format!("{path}[{i}]")))
+                .collect(),
             NodeKind::Null => Vec::new(),
             _ => {
-                self.err(node, path, format!("expected a list, found {}", node.shape()));
+                self.err(
+                    node,
+                    path,
+                    format!("expected a list, found {}", node.shape()),
+                );
                 Vec::new()
             }
         }
@@ -268,7 +314,11 @@ impl Reader {
         match node.as_str().and_then(|s| s.parse::<u32>().ok()) {
             Some(n) if n <= max => Some(n),
             _ => {
-                self.err(node, path, format!("expected a whole number from 0 to {max}"));
+                self.err(
+                    node,
+                    path,
+                    format!("expected a whole number from 0 to {max}"),
+                );
                 None
             }
         }
@@ -291,7 +341,14 @@ impl Reader {
     }
 
     fn service(&mut self, node: &Node, path: &str) -> ServiceIntent {
-        const FIELDS: &[&str] = &["report_interval", "expect_members", "facets", "phases", "leases", "datasets"];
+        const FIELDS: &[&str] = &[
+            "report_interval",
+            "expect_members",
+            "facets",
+            "phases",
+            "leases",
+            "datasets",
+        ];
         let mut s = ServiceIntent::default();
         for (key, v) in self.map(node, path, Some(FIELDS)) {
             let here = join(path, key);
@@ -340,9 +397,18 @@ impl Reader {
     }
 
     fn facet(&mut self, node: &Node, path: &str, name: &str) -> FacetIntent {
-        let mut f = FacetIntent { target: None, compatible: Vec::new(), uniform: false, rollout_window: DEFAULT_ROLLOUT_WINDOW };
+        let mut f = FacetIntent {
+            target: None,
+            compatible: Vec::new(),
+            uniform: false,
+            rollout_window: DEFAULT_ROLLOUT_WINDOW,
+        };
         let mut uniform_node = None;
-        for (key, v) in self.map(node, path, Some(&["target", "compatible", "uniform", "rollout_window"])) {
+        for (key, v) in self.map(
+            node,
+            path,
+            Some(&["target", "compatible", "uniform", "rollout_window"]),
+        ) {
             let here = join(path, key);
             match key {
                 "target" => {
@@ -358,29 +424,50 @@ impl Reader {
                     f.uniform = self.boolean(v, &here).unwrap_or(false);
                     uniform_node = Some((v, here));
                 }
-                "rollout_window" => f.rollout_window = self.duration(v, &here).unwrap_or(DEFAULT_ROLLOUT_WINDOW),
+                "rollout_window" => {
+                    f.rollout_window = self.duration(v, &here).unwrap_or(DEFAULT_ROLLOUT_WINDOW)
+                }
                 _ => unreachable!("checked by map()"),
             }
         }
         if let (Some((v, here)), Some(_)) = (&uniform_node, &f.target)
             && !f.uniform
         {
-            self.err(v, here, "a facet with a target is uniform; remove `uniform: false`");
+            self.err(
+                v,
+                here,
+                "a facet with a target is uniform; remove `uniform: false`",
+            );
         }
         if let Some(t) = &f.target
             && f.compatible.contains(t)
         {
-            self.err(node, &join(path, "compatible"), format!("lists the target {t:?}; list only other values"));
+            self.err(
+                node,
+                &join(path, "compatible"),
+                format!("lists the target {t:?}; list only other values"),
+            );
         }
         if name == "phase" && (f.target.is_some() || f.uniform) {
-            self.err(node, path, "the phase facet follows the phase machine; configure it under `phases`");
+            self.err(
+                node,
+                path,
+                "the phase facet follows the phase machine; configure it under `phases`",
+            );
         }
         f.uniform |= f.target.is_some();
         f
     }
 
     fn phases(&mut self, node: &Node, path: &str) -> PhaseMachine {
-        const FIELDS: &[&str] = &["initial", "serving", "transitions", "agreement_timeout", "max_flips_per_hour", "hold"];
+        const FIELDS: &[&str] = &[
+            "initial",
+            "serving",
+            "transitions",
+            "agreement_timeout",
+            "max_flips_per_hour",
+            "hold",
+        ];
         let mut m = PhaseMachine::default();
         let mut transitions_given = false;
         for (key, v) in self.map(node, path, Some(FIELDS)) {
@@ -390,20 +477,41 @@ impl Reader {
                 "serving" => m.serving = self.strings(v, &here),
                 "transitions" => {
                     transitions_given = true;
-                    m.transitions = self.map(v, &here, None).into_iter().map(|(k, to)| (k.to_string(), self.strings(to, &join(&here, k)))).collect();
+                    m.transitions = self
+                        .map(v, &here, None)
+                        .into_iter()
+                        .map(|(k, to)| (k.to_string(), self.strings(to, &join(&here, k))))
+                        .collect();
                 }
-                "agreement_timeout" => m.agreement_timeout = self.duration(v, &here).unwrap_or(m.agreement_timeout),
-                "max_flips_per_hour" => m.max_flips_per_hour = self.number(v, &here, 10_000).unwrap_or(m.max_flips_per_hour),
+                "agreement_timeout" => {
+                    m.agreement_timeout = self.duration(v, &here).unwrap_or(m.agreement_timeout)
+                }
+                "max_flips_per_hour" => {
+                    m.max_flips_per_hour = self
+                        .number(v, &here, 10_000)
+                        .unwrap_or(m.max_flips_per_hour)
+                }
                 "hold" => m.hold = self.duration(v, &here).unwrap_or(m.hold),
                 _ => unreachable!("checked by map()"),
             }
         }
-        if node_is_map(node) && !transitions_given && (m.initial != PhaseMachine::default().initial || m.serving != PhaseMachine::default().serving)
+        if node_is_map(node)
+            && !transitions_given
+            && (m.initial != PhaseMachine::default().initial
+                || m.serving != PhaseMachine::default().serving)
         {
-            self.err(node, path, "give `transitions` when changing `initial` or `serving`");
+            self.err(
+                node,
+                path,
+                "give `transitions` when changing `initial` or `serving`",
+            );
         }
         if m.initial.is_empty() {
-            self.err(node, &join(path, "initial"), "name at least one initial phase");
+            self.err(
+                node,
+                &join(path, "initial"),
+                "name at least one initial phase",
+            );
         }
         m
     }
@@ -414,7 +522,11 @@ fn node_is_map(n: &Node) -> bool {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 #[cfg(test)]
@@ -454,9 +566,15 @@ services:
         let s = &i.services["checkout"];
         assert_eq!(s.expect_members, Some(120));
         assert_eq!(s.facets["version"].target.as_deref(), Some("1.4.2"));
-        assert_eq!(s.facets["version"].rollout_window, Duration::from_secs(1800));
+        assert_eq!(
+            s.facets["version"].rollout_window,
+            Duration::from_secs(1800)
+        );
         assert!(s.facets["kernel"].uniform && s.facets["kernel"].target.is_none());
-        assert_eq!(s.facets["kernel"].rollout_window, Duration::from_secs(86400));
+        assert_eq!(
+            s.facets["kernel"].rollout_window,
+            Duration::from_secs(86400)
+        );
         assert_eq!(s.phases, PhaseMachine::default());
         assert!(s.leases["scheduler"].exclusive);
         assert!(s.datasets.contains_key("users"));
@@ -494,10 +612,16 @@ services:
 
     #[test]
     fn json_intent_is_accepted() {
-        let v: serde_json::Value = serde_json::from_str(r#"{"services":{"a":{"facets":{"version":{"target":"2"}}}}}"#).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"services":{"a":{"facets":{"version":{"target":"2"}}}}}"#)
+                .unwrap();
         let i = Intent::from_json(&v, 7).unwrap();
-        assert_eq!(i.services["a"].facets["version"].rollout_window, DEFAULT_ROLLOUT_WINDOW);
-        let v: serde_json::Value = serde_json::from_str(r#"{"services":{"a":{"facetz":{}}}}"#).unwrap();
+        assert_eq!(
+            i.services["a"].facets["version"].rollout_window,
+            DEFAULT_ROLLOUT_WINDOW
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"services":{"a":{"facetz":{}}}}"#).unwrap();
         assert_eq!(Intent::from_json(&v, 7).unwrap_err().0[0].line, 7);
     }
 }

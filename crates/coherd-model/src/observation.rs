@@ -146,15 +146,25 @@ impl Observation {
     /// Parses one observation from JSON and validates it.
     pub fn from_json(json: &str, limits: &Limits) -> Result<Observation, Vec<FieldError>> {
         let mut de = serde_json::Deserializer::from_str(json);
-        let obs: Observation = serde_path_to_error::deserialize(&mut de).map_err(|e| vec![FieldError::from_serde(&e)])?;
-        de.end().map_err(|e| vec![FieldError::new("", format!("trailing characters after the observation ({e})"))])?;
+        let obs: Observation = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| vec![FieldError::from_serde(&e)])?;
+        de.end().map_err(|e| {
+            vec![FieldError::new(
+                "",
+                format!("trailing characters after the observation ({e})"),
+            )]
+        })?;
         obs.validate(limits)?;
         Ok(obs)
     }
 
     /// Parses one observation from a JSON value and validates it.
-    pub fn from_value(value: serde_json::Value, limits: &Limits) -> Result<Observation, Vec<FieldError>> {
-        let obs: Observation = serde_path_to_error::deserialize(value).map_err(|e| vec![FieldError::from_serde(&e)])?;
+    pub fn from_value(
+        value: serde_json::Value,
+        limits: &Limits,
+    ) -> Result<Observation, Vec<FieldError>> {
+        let obs: Observation = serde_path_to_error::deserialize(value)
+            .map_err(|e| vec![FieldError::from_serde(&e)])?;
         obs.validate(limits)?;
         Ok(obs)
     }
@@ -172,44 +182,86 @@ impl Observation {
         if let Some(d) = &self.deploy {
             check("deploy".into(), names::value(d, limits.value_bytes));
         }
-        check("labels".into(), names::count(self.labels.len(), limits.labels, "labels"));
+        check(
+            "labels".into(),
+            names::count(self.labels.len(), limits.labels, "labels"),
+        );
         for (k, v) in &self.labels {
-            check(format!("labels.{k}"), names::label_key(k).and_then(|()| names::value(v, limits.value_bytes)));
+            check(
+                format!("labels.{k}"),
+                names::label_key(k).and_then(|()| names::value(v, limits.value_bytes)),
+            );
         }
-        check("facets".into(), names::count(self.facets.len(), limits.facets, "facets"));
+        check(
+            "facets".into(),
+            names::count(self.facets.len(), limits.facets, "facets"),
+        );
         for (k, v) in &self.facets {
-            check(format!("facets.{k}"), names::facet(k).and_then(|()| names::value(v, limits.value_bytes)));
+            check(
+                format!("facets.{k}"),
+                names::facet(k).and_then(|()| names::value(v, limits.value_bytes)),
+            );
         }
-        check("views".into(), names::count(self.views.len(), limits.views, "views"));
+        check(
+            "views".into(),
+            names::count(self.views.len(), limits.views, "views"),
+        );
         for (k, v) in &self.views {
             check(format!("views.{k}"), names::view_key(k));
             if let Some(p) = &v.phase {
-                check(format!("views.{k}.phase"), names::value(p, limits.value_bytes));
+                check(
+                    format!("views.{k}.phase"),
+                    names::value(p, limits.value_bytes),
+                );
             }
         }
-        check("leases".into(), names::count(self.leases.len(), limits.leases, "leases"));
+        check(
+            "leases".into(),
+            names::count(self.leases.len(), limits.leases, "leases"),
+        );
         for (i, l) in self.leases.iter().enumerate() {
             check(format!("leases[{i}].resource"), names::name(&l.resource));
             if self.leases[..i].iter().any(|o| o.resource == l.resource) {
-                check(format!("leases[{i}].resource"), Err(format!("resource {:?} is listed twice; list each lease once", l.resource)));
+                check(
+                    format!("leases[{i}].resource"),
+                    Err(format!(
+                        "resource {:?} is listed twice; list each lease once",
+                        l.resource
+                    )),
+                );
             }
         }
-        check("checksums".into(), names::count(self.checksums.len(), limits.checksums, "checksums"));
+        check(
+            "checksums".into(),
+            names::count(self.checksums.len(), limits.checksums, "checksums"),
+        );
         for (i, c) in self.checksums.iter().enumerate() {
             check(format!("checksums[{i}].dataset"), names::name(&c.dataset));
-            check(format!("checksums[{i}].digest"), names::value(&c.digest, limits.value_bytes));
+            check(
+                format!("checksums[{i}].digest"),
+                names::value(&c.digest, limits.value_bytes),
+            );
         }
-        check("counters".into(), names::count(self.counters.len(), limits.counters, "counters"));
+        check(
+            "counters".into(),
+            names::count(self.counters.len(), limits.counters, "counters"),
+        );
         for k in self.counters.keys() {
             check(format!("counters.{k}"), names::name(k));
         }
-        check("events".into(), names::count(self.events.len(), limits.events, "events"));
+        check(
+            "events".into(),
+            names::count(self.events.len(), limits.events, "events"),
+        );
         for (i, e) in self.events.iter().enumerate() {
             check(format!("events[{i}].kind"), names::name(&e.kind));
             if let Some(end) = e.end
                 && end < e.start
             {
-                check(format!("events[{i}].end"), Err(format!("end {end} is before start {}", e.start)));
+                check(
+                    format!("events[{i}].end"),
+                    Err(format!("end {end} is before start {}", e.start)),
+                );
             }
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
@@ -264,9 +316,17 @@ mod tests {
     fn unknown_fields_are_named_with_their_path() {
         let e = parse(r#"{"service":"a","member":"b","leases":[{"resource":"r","epoch":1,"expires":"2026-11-22T08:00:15Z","epoh":2}]}"#).unwrap_err();
         assert_eq!(e[0].field, "leases[0]");
-        assert!(e[0].message.contains("unknown field `epoh`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("unknown field `epoh`"),
+            "{}",
+            e[0].message
+        );
         let e = parse(r#"{"service":"a","member":"b","facet":{}}"#).unwrap_err();
-        assert!(e[0].message.contains("unknown field `facet`"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("unknown field `facet`"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]
@@ -282,7 +342,9 @@ mod tests {
     #[test]
     fn every_validation_error_is_reported() {
         let long = "x".repeat(300);
-        let json = format!(r#"{{"service":"Bad Name","member":"ok","facets":{{"version":"{long}"}},"views":{{"/m":{{}}}}}}"#);
+        let json = format!(
+            r#"{{"service":"Bad Name","member":"ok","facets":{{"version":"{long}"}},"views":{{"/m":{{}}}}}}"#
+        );
         let e = parse(&json).unwrap_err();
         let fields: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["service", "facets.version", "views./m"]);
@@ -291,7 +353,10 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         let facets: Vec<String> = (0..33).map(|i| format!(r#""f{i}":"v""#)).collect();
-        let json = format!(r#"{{"service":"a","member":"b","facets":{{{}}}}}"#, facets.join(","));
+        let json = format!(
+            r#"{{"service":"a","member":"b","facets":{{{}}}}}"#,
+            facets.join(",")
+        );
         let e = parse(&json).unwrap_err();
         assert_eq!(e[0].field, "facets");
         assert!(e[0].message.contains("at most 32"), "{}", e[0].message);
@@ -299,7 +364,10 @@ mod tests {
 
     #[test]
     fn view_keys_split_at_the_first_slash() {
-        assert_eq!(split_view_key("search/search-3", "checkout"), ("search", "search-3"));
+        assert_eq!(
+            split_view_key("search/search-3", "checkout"),
+            ("search", "search-3")
+        );
         assert_eq!(split_view_key("a1", "checkout"), ("checkout", "a1"));
         assert_eq!(split_view_key("svc/pod/x", "checkout"), ("svc", "pod/x"));
     }

@@ -109,7 +109,8 @@ impl<'de> Deserialize<'de> for Time {
 
 /// Parses a duration such as `10s`, `30m`, `1h30m` or `1d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?} ({e}); write it like 10s, 30m, 2h or 1d"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 10s, 30m, 2h or 1d"))
 }
 
 /// Prints a duration compactly, such as `10m` or `1h 30m`.

@@ -65,7 +65,11 @@ pub fn parse(src: &str) -> Result<Node, IntentError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root.unwrap_or(Node { kind: NodeKind::Null, line: 1, column: 1 }))
+    Ok(builder.root.unwrap_or(Node {
+        kind: NodeKind::Null,
+        line: 1,
+        column: 1,
+    }))
 }
 
 /// Converts a JSON value to a node placed at `line`.
@@ -73,17 +77,42 @@ pub fn from_json(v: &serde_json::Value, line: usize) -> Node {
     use serde_json::Value;
     let kind = match v {
         Value::Null => NodeKind::Null,
-        Value::Bool(b) => NodeKind::Scalar { value: b.to_string(), plain: true },
-        Value::Number(n) => NodeKind::Scalar { value: n.to_string(), plain: true },
-        Value::String(s) => NodeKind::Scalar { value: s.clone(), plain: false },
+        Value::Bool(b) => NodeKind::Scalar {
+            value: b.to_string(),
+            plain: true,
+        },
+        Value::Number(n) => NodeKind::Scalar {
+            value: n.to_string(),
+            plain: true,
+        },
+        Value::String(s) => NodeKind::Scalar {
+            value: s.clone(),
+            plain: false,
+        },
         Value::Array(a) => NodeKind::Seq(a.iter().map(|x| from_json(x, line)).collect()),
         Value::Object(o) => NodeKind::Map(
             o.iter()
-                .map(|(k, x)| (Node { kind: NodeKind::Scalar { value: k.clone(), plain: false }, line, column: 1 }, from_json(x, line)))
+                .map(|(k, x)| {
+                    (
+                        Node {
+                            kind: NodeKind::Scalar {
+                                value: k.clone(),
+                                plain: false,
+                            },
+                            line,
+                            column: 1,
+                        },
+                        from_json(x, line),
+                    )
+                })
                 .collect(),
         ),
     };
-    Node { kind, line, column: 1 }
+    Node {
+        kind,
+        line,
+        column: 1,
+    }
 }
 
 enum Frame {
@@ -126,7 +155,8 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
                 let plain = style == TScalarStyle::Plain;
-                let kind = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                let kind = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL")
+                {
                     NodeKind::Null
                 } else {
                     NodeKind::Scalar { value, plain }
@@ -137,10 +167,23 @@ impl MarkedEventReceiver for Builder {
                 }
                 self.push_value(node);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Node { kind: NodeKind::Seq(Vec::new()), line, column }, anchor)),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Node { kind: NodeKind::Map(Vec::new()), line, column }, anchor, None))
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(
+                Node {
+                    kind: NodeKind::Seq(Vec::new()),
+                    line,
+                    column,
+                },
+                anchor,
+            )),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(
+                Node {
+                    kind: NodeKind::Map(Vec::new()),
+                    line,
+                    column,
+                },
+                anchor,
+                None,
+            )),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Frame::Seq(n, a)) | Some(Frame::Map(n, a, _)) => (n, a),
@@ -157,10 +200,19 @@ impl MarkedEventReceiver for Builder {
                     self.push_value(n);
                 }
                 None => {
-                    self.error.get_or_insert(IntentError { line, column, path: String::new(), message: "alias to an unknown anchor".into() });
+                    self.error.get_or_insert(IntentError {
+                        line,
+                        column,
+                        path: String::new(),
+                        message: "alias to an unknown anchor".into(),
+                    });
                 }
             },
-            Event::DocumentStart | Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
+            Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::Nothing => {}
         }
     }
 }
@@ -172,9 +224,15 @@ mod tests {
     #[test]
     fn nodes_know_their_place() {
         let n = parse("services:\n  checkout:\n    report_interval: 10s\n").unwrap();
-        let NodeKind::Map(top) = &n.kind else { panic!() };
-        let NodeKind::Map(svcs) = &top[0].1.kind else { panic!() };
-        let NodeKind::Map(fields) = &svcs[0].1.kind else { panic!() };
+        let NodeKind::Map(top) = &n.kind else {
+            panic!()
+        };
+        let NodeKind::Map(svcs) = &top[0].1.kind else {
+            panic!()
+        };
+        let NodeKind::Map(fields) = &svcs[0].1.kind else {
+            panic!()
+        };
         let (k, v) = &fields[0];
         assert_eq!((k.line, k.column), (3, 5));
         assert_eq!(v.as_str(), Some("10s"));
