@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_named_with_their_path() {
         let e = parse(r#"{"service":"a","member":"b","leases":[{"resource":"r","epoch":1,"expires":"2026-11-22T08:00:15Z","epoh":2}]}"#).unwrap_err();
-        assert_eq!(e[0].field, "leases[0]");
+        assert_eq!(e[0].field, "leases[0].epoh");
         assert!(
             e[0].message.contains("unknown field `epoh`"),
             "{}",
