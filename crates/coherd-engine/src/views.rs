@@ -268,8 +268,10 @@ impl Engine {
                 }
             }
             _ => {
-                if let Some(st) = self.pairs.remove(&key) {
-                    if let Some(&t) = self.service_index.get(&tsvc) {
+                if let Some(st) = self.pairs.remove(&key)
+                    && let Some(&t) = self.service_index.get(&tsvc)
+                {
+                    {
                         if st.open {
                             self.resolve(div_key(st.kind, t), at, None);
                         }

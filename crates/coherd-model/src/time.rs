@@ -48,11 +48,13 @@ impl Time {
     }
 
     /// `self + d`, saturating at [`Time::MAX`].
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Time {
         Time(self.0.saturating_add(duration_nanos(d)))
     }
 
     /// `self - d`, saturating.
+    #[allow(clippy::should_implement_trait)]
     pub fn sub(self, d: Duration) -> Time {
         Time(self.0.saturating_sub(duration_nanos(d)))
     }

@@ -301,7 +301,7 @@ impl World {
                         "ready"
                     };
                 }
-                if i % 10 == 0 {
+                if i.is_multiple_of(10) {
                     let start = 5 * MIN + (i / 10) as i64 * 3;
                     if (start..start + 80).contains(&s) {
                         return cycle(start, 20);
@@ -370,7 +370,7 @@ impl World {
             }
             Scenario::Drain => {
                 // Draining members stop serving, except the victim, which still serves.
-                if i % 10 == 0 && phase != "ready" {
+                if i.is_multiple_of(10) && phase != "ready" {
                     requests = 100 * ((5 * MIN + (i / 10) as i64 * 3) / 10) as u64;
                 }
             }

@@ -29,8 +29,8 @@ pub fn print_divergences(divs: &[Divergence]) {
         return;
     }
     println!(
-        "{:<19} {:<8} {:<20} {:<16} {:<22} {}",
-        "KIND", "SEVERITY", "OPENED", "RESOLVED", "SERVICE", "SUBJECTS"
+        "{:<19} {:<8} {:<20} {:<16} {:<22} SUBJECTS",
+        "KIND", "SEVERITY", "OPENED", "RESOLVED", "SERVICE"
     );
     for d in divs {
         let resolved = d.resolved_at.map_or("open".to_string(), |r| {
