@@ -131,7 +131,10 @@ impl fmt::Display for Severity {
 }
 
 /// One episode of a divergence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Two records are equal when everything they show is equal; the interned key
+/// is left out, so records from different engines compare as they read.
+#[derive(Debug, Clone, Serialize)]
 pub struct Divergence {
     /// Stable id: kind, service and subject key; the same problem coming back has the same id.
     pub id: String,
@@ -155,6 +158,34 @@ pub struct Divergence {
     pub reopens: u32,
     #[serde(skip)]
     pub(crate) key: DivKey,
+}
+
+impl PartialEq for Divergence {
+    fn eq(&self, other: &Divergence) -> bool {
+        let Divergence {
+            id,
+            service,
+            kind,
+            severity,
+            subjects,
+            evidence,
+            opened_at,
+            last_seen_at,
+            resolved_at,
+            reopens,
+            key: _,
+        } = self;
+        *id == other.id
+            && *service == other.service
+            && *kind == other.kind
+            && *severity == other.severity
+            && *subjects == other.subjects
+            && *evidence == other.evidence
+            && *opened_at == other.opened_at
+            && *last_seen_at == other.last_seen_at
+            && *resolved_at == other.resolved_at
+            && *reopens == other.reopens
+    }
 }
 
 impl Divergence {

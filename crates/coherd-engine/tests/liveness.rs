@@ -211,3 +211,23 @@ fn a_member_that_left_before_an_interval_change_is_forgotten() {
     assert_eq!(f.engine.members("web").unwrap().len(), 0);
     f.assert_nothing();
 }
+
+/// Regression: `Divergence` equality compared the interned key, whose numbers
+/// depend on the order strings were first seen, so identical records from two
+/// engines compared unequal.
+#[test]
+fn records_from_two_engines_compare_by_what_they_show() {
+    let run = |order: [&str; 2]| {
+        let mut f = Fleet::new(INTENT);
+        for m in order {
+            f.report("0s", ready(m, 1));
+        }
+        f.tick("1m");
+        let mut v = f.engine.divergences().to_vec();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    };
+    let (a, b) = (run(["w1", "w2"]), run(["w2", "w1"]));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+}
