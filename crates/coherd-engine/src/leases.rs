@@ -109,8 +109,8 @@ impl Engine {
         }
         let split = DivKey::new(Kind::SplitBrain, svc, res, NONE, NONE);
         if holders.len() >= 2 {
-            let changed = self.services[svc as usize].resources[&res].last_split
-                != holders.iter().map(|h| h.0).collect::<Vec<_>>();
+            let shown = Some((max_epoch, holders.clone()));
+            let changed = self.services[svc as usize].resources[&res].last_split != shown;
             self.upsert(split, Severity::Critical, at, changed, |e| {
                 let list: Vec<_> = holders
                     .iter()
@@ -120,12 +120,12 @@ impl Engine {
                 (subjects, json!({"resource": e.syms.resolve(res), "holders": list, "highest_epoch": max_epoch}))
             });
             if let Some(r) = self.services[svc as usize].resources.get_mut(&res) {
-                r.last_split = holders.iter().map(|h| h.0).collect();
+                r.last_split = shown;
             }
         } else {
             self.resolve(split, at, None);
             if let Some(r) = self.services[svc as usize].resources.get_mut(&res) {
-                r.last_split.clear();
+                r.last_split = None;
             }
         }
         for &(m, epoch, expires) in &holders {

@@ -273,8 +273,9 @@ pub(crate) struct Resource {
     pub max_epoch: u64,
     /// Members listing a lease in their latest report: (member, epoch, expires).
     pub holders: Vec<(Sym, u64, Time)>,
-    /// Holders of the open split brain, kept for its record.
-    pub last_split: Vec<Sym>,
+    /// The highest epoch and holders the open split brain's record shows:
+    /// the record is rewritten when any of them changes (a renewal included).
+    pub last_split: Option<(u64, Vec<(Sym, u64, Time)>)>,
 }
 
 /// A service: its members, columns, rules and windows.

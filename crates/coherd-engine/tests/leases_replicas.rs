@@ -262,3 +262,21 @@ fn a_checksum_older_than_every_kept_position_is_harmless() {
     f.report("2s", digest("a", 400, 500, "z"));
     assert!(f.one(Kind::ReplicaDivergence).is_open());
 }
+
+/// Regression: the split_brain record was rewritten only when the set of
+/// holders changed, so a renewal left it showing an expiry already past.
+#[test]
+fn split_brain_evidence_follows_renewals() {
+    let mut f = Fleet::new(INTENT);
+    f.report("0s", holding("a", 1, &[("leader", 1, "1m")]));
+    f.report("0s", holding("b", 1, &[("leader", 1, "30s")]));
+    f.report("20s", holding("b", 2, &[("leader", 2, "2m")]));
+    let sb = f.one(Kind::SplitBrain);
+    assert_eq!(sb.evidence["highest_epoch"], 2);
+    assert_eq!(
+        sb.evidence["holders"][1],
+        json!({"member": "b", "epoch": 2, "expires": at("2m").to_string()})
+    );
+    f.tick("5m");
+    assert_episode(f.one(Kind::SplitBrain), "0s", Some("1m"));
+}
