@@ -38,24 +38,31 @@ impl Engine {
 
     /// Silence deadlines: members at the head of the list whose time is up.
     pub(crate) fn on_silence_timer(&mut self, svc: u32, t: Time) {
-        loop {
-            let s = &self.services[svc as usize];
-            let head = s.head;
-            if head == NONE {
-                return;
-            }
+        // Members whose time is up, from the head of the list. Those that fall
+        // silent at one instant go in name order, so what they leave behind
+        // does not depend on the order in which they last reported.
+        let s = &self.services[svc as usize];
+        let mut due: Vec<(Time, &str, Slot)> = Vec::new();
+        let mut slot = s.head;
+        while slot != NONE {
+            let m = &s.members[slot as usize];
             let d = Time::from_nanos(
-                s.members[head as usize]
-                    .last_report
+                m.last_report
                     .as_nanos()
                     .saturating_add(s.cfg.silence_after()),
             );
             if d > t {
                 self.timers.schedule(d, Timer::Silence { svc });
-                return;
+                break;
             }
             // Later than `d` only when a shorter report interval came in after it.
-            self.go_silent(svc, head, d.max(t));
+            due.push((d.max(t), self.syms.resolve(m.name), slot));
+            slot = m.next;
+        }
+        due.sort_unstable();
+        let due: Vec<(Time, Slot)> = due.into_iter().map(|(d, _, slot)| (d, slot)).collect();
+        for (d, slot) in due {
+            self.go_silent(svc, slot, d);
         }
     }
 

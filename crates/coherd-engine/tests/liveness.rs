@@ -231,3 +231,25 @@ fn records_from_two_engines_compare_by_what_they_show() {
     assert_eq!(a.len(), 2);
     assert_eq!(a, b);
 }
+
+/// Regression: members falling silent at one deadline went in the order they
+/// had reported in, so the `mixed` record they resolved showed a different
+/// distribution depending on that order.
+#[test]
+fn members_falling_silent_together_leave_one_record_whatever_their_report_order() {
+    let yaml =
+        "services:\n  web:\n    report_interval: 10s\n    facets:\n      kernel: {uniform: true}\n";
+    let kernel = |m: &str, v: &str| json!({"service": "web", "member": m, "facets": {"kernel": v}});
+    let run = |order: [(&str, &str); 3]| {
+        let mut f = Fleet::new(yaml);
+        for (m, v) in order {
+            f.report("0s", kernel(m, v));
+        }
+        f.tick("1m");
+        f.one(Kind::Mixed).clone()
+    };
+    let a = run([("w1", "6.0"), ("w2", "6.0"), ("w3", "6.1")]);
+    let b = run([("w3", "6.1"), ("w2", "6.0"), ("w1", "6.0")]);
+    assert_episode(&a, "0s", Some("30s"));
+    assert_eq!(a, b);
+}
