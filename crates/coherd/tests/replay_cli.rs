@@ -1,0 +1,196 @@
+//! Black-box tests of `coherd replay`: a hand-written stream through the real
+//! binary, with exact open and resolve times, and its errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn coherd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(args)
+        .output()
+        .expect("the coherd binary runs")
+}
+
+/// Writes `contents` to a fresh file in this test binary's scratch directory.
+fn scratch_file(name: &str, contents: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("replay_cli");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("scratch file");
+    path.to_string_lossy().into_owned()
+}
+
+fn replay(name: &str, stream: &str, intent: &str, extra: &[&str]) -> Output {
+    let stream = scratch_file(&format!("{name}.ndjson"), stream);
+    let intent = scratch_file(&format!("{name}.yaml"), intent);
+    let mut args = vec!["replay", stream.as_str(), "--intent", intent.as_str()];
+    args.extend_from_slice(extra);
+    coherd(&args)
+}
+
+fn stderr(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "coherd should have failed; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const INTENT: &str = "
+services:
+  web:
+    report_interval: 10s
+    facets:
+      version: {target: \"2\", compatible: [\"1\"], rollout_window: 1m}
+";
+
+/// w1 at target, w2 on the compatible version; the window ends at 08:01:00;
+/// at 08:01:10 the target moves to 3 (w2's 1 is now foreign); w2 reaches 3 at
+/// 08:01:20; then both stop reporting and are silent at 08:01:50.
+const STREAM: &str = r#"{"service":"web","member":"w1","seq":1,"time":"2026-11-22T08:00:00Z","facets":{"version":"2","phase":"ready"}}
+{"service":"web","member":"w2","seq":1,"time":"2026-11-22T08:00:00Z","facets":{"version":"1","phase":"ready"}}
+{"service":"web","member":"w1","seq":2,"time":"2026-11-22T08:00:20Z"}
+{"service":"web","member":"w2","seq":2,"time":"2026-11-22T08:00:20Z"}
+
+{"service":"web","member":"w1","seq":3,"time":"2026-11-22T08:00:40Z"}
+{"service":"web","member":"w2","seq":3,"time":"2026-11-22T08:00:40Z"}
+{"service":"web","member":"w1","seq":4,"time":"2026-11-22T08:01:00Z"}
+{"service":"web","member":"w2","seq":4,"time":"2026-11-22T08:01:00Z","facets":{"version":"1"}}
+{"time":"2026-11-22T08:01:10Z","intent":{"services":{"web":{"report_interval":"10s","facets":{"version":{"target":"3","rollout_window":"1m"}}}}}}
+{"service":"web","member":"w1","seq":5,"time":"2026-11-22T08:01:20Z"}
+{"service":"web","member":"w2","seq":5,"time":"2026-11-22T08:01:20Z","facets":{"version":"3"}}
+"#;
+
+fn record<'a>(report: &'a Value, id: &str) -> &'a Value {
+    let found: Vec<&Value> = report["divergences"]
+        .as_array()
+        .expect("divergences")
+        .iter()
+        .filter(|d| d["id"] == id)
+        .collect();
+    assert_eq!(found.len(), 1, "{id}: {report:#}");
+    found[0]
+}
+
+#[test]
+fn replay_json_has_exact_open_and_resolve_times_across_an_intent_change() {
+    let out = replay("exact", STREAM, INTENT, &["--until", "+1m", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+
+    let ids: Vec<&str> = report["divergences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "mixed:web:version",
+            "drift:web:w2:version",
+            "silent:web:w1",
+            "silent:web:w2"
+        ],
+        "ordered by opened_at, then id"
+    );
+
+    let mixed = record(&report, "mixed:web:version");
+    assert_eq!(mixed["kind"], "mixed");
+    assert_eq!(mixed["service"], "web");
+    // info while converging, warning at the window end, critical once "1" is foreign.
+    assert_eq!(mixed["severity"], "critical");
+    assert_eq!(mixed["opened_at"], "2026-11-22T08:00:00Z");
+    assert_eq!(mixed["resolved_at"], "2026-11-22T08:01:50Z");
+    assert_eq!(mixed["reopens"], 0);
+
+    let drift = record(&report, "drift:web:w2:version");
+    assert_eq!(drift["severity"], "critical");
+    assert_eq!(drift["subjects"], serde_json::json!(["w2"]));
+    assert_eq!(drift["opened_at"], "2026-11-22T08:01:00Z");
+    assert_eq!(drift["resolved_at"], "2026-11-22T08:01:20Z");
+
+    for m in ["w1", "w2"] {
+        let silent = record(&report, &format!("silent:web:{m}"));
+        assert_eq!(silent["severity"], "warning");
+        assert_eq!(silent["opened_at"], "2026-11-22T08:01:50Z");
+        assert_eq!(silent["resolved_at"], Value::Null);
+    }
+
+    let slis = &report["slis"]["web"];
+    assert_eq!(slis["members"], 2);
+    assert_eq!(slis["live"], 0);
+}
+
+#[test]
+fn a_line_going_back_in_time_is_an_error_naming_it() {
+    let stream = r#"{"service":"web","member":"w1","time":"2026-11-22T08:00:10Z"}
+{"service":"web","member":"w1","time":"2026-11-22T08:00:20Z"}
+{"service":"web","member":"w2","time":"2026-11-22T08:00:05Z"}
+"#;
+    let err = stderr(&replay("back", stream, INTENT, &["--json"]));
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("before"), "{err}");
+}
+
+#[test]
+fn an_invalid_observation_names_its_line_and_field() {
+    let stream = r#"{"service":"web","member":"w1","time":"2026-11-22T08:00:10Z"}
+{"service":"web","member":"w1","time":"2026-11-22T08:00:20Z","facets":{"version":5}}
+"#;
+    let err = stderr(&replay("badfield", stream, INTENT, &["--json"]));
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("facets.version"), "{err}");
+
+    let stream = r#"{"service":"web","member":"w1","time":"2026-11-22T08:00:10Z","facts":{}}
+"#;
+    let err = stderr(&replay("unknown", stream, INTENT, &["--json"]));
+    assert!(err.contains("line 1"), "{err}");
+    assert!(err.contains("facts"), "{err}");
+
+    let stream = r#"{"service":"web","member":"w1","time":"2026-11-22T08:00:10Z"}
+{"service":"web","member":"w1"}
+"#;
+    let err = stderr(&replay("notime", stream, INTENT, &["--json"]));
+    assert!(err.contains("line 2") && err.contains("time"), "{err}");
+}
+
+#[test]
+fn an_invalid_intent_file_gives_every_error_with_its_line() {
+    let intent = "services:
+  web:
+    report_intervl: 10s
+    facets:
+      version: {target: \"2\", rollout_window: soon}
+    phases:
+      max_flips_per_hour: lots
+";
+    let err = stderr(&replay("badintent", STREAM, intent, &["--json"]));
+    for needle in [
+        "line 3",
+        "report_intervl",
+        "line 5",
+        "rollout_window",
+        "line 7",
+        "max_flips_per_hour",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in: {err}");
+    }
+}
+
+#[test]
+fn an_invalid_intent_line_names_the_stream_line() {
+    let stream = r#"{"service":"web","member":"w1","time":"2026-11-22T08:00:10Z"}
+{"time":"2026-11-22T08:00:20Z","intent":{"services":{"web":{"facetz":{}}}}}
+"#;
+    let err = stderr(&replay("badintentline", stream, INTENT, &["--json"]));
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("facetz"), "{err}");
+}
