@@ -331,7 +331,7 @@ impl Reader {
             for (name, svc) in self.map(v, "services", None) {
                 let path = join("services", name);
                 if let Err(e) = names::service(name) {
-                    self.err(v, &path, e);
+                    self.err(key_node(v, name), &path, e);
                 }
                 let s = self.service(svc, &path);
                 intent.services.insert(name.to_string(), s);
@@ -366,7 +366,7 @@ impl Reader {
                     for (name, f) in self.map(v, &here, None) {
                         let fp = join(&here, name);
                         if let Err(e) = names::facet(name) {
-                            self.err(v, &fp, e);
+                            self.err(key_node(v, name), &fp, e);
                         }
                         let facet = self.facet(f, &fp, name);
                         s.facets.insert(name.to_string(), facet);
@@ -376,6 +376,9 @@ impl Reader {
                 "leases" => {
                     for (name, l) in self.map(v, &here, None) {
                         let lp = join(&here, name);
+                        if let Err(e) = names::name(name) {
+                            self.err(key_node(v, name), &lp, e);
+                        }
                         let mut lease = LeaseIntent::default();
                         for (k, x) in self.map(l, &lp, Some(&["exclusive"])) {
                             debug_assert_eq!(k, "exclusive");
@@ -386,6 +389,9 @@ impl Reader {
                 }
                 "datasets" => {
                     for (name, d) in self.map(v, &here, None) {
+                        if let Err(e) = names::name(name) {
+                            self.err(key_node(v, name), &join(&here, name), e);
+                        }
                         self.map(d, &join(&here, name), Some(&[]));
                         s.datasets.insert(name.to_string(), DatasetIntent {});
                     }
@@ -421,8 +427,12 @@ impl Reader {
                 }
                 "compatible" => f.compatible = self.strings(v, &here),
                 "uniform" => {
-                    f.uniform = self.boolean(v, &here).unwrap_or(false);
-                    uniform_node = Some((v, here));
+                    // Only an explicit `false` contradicts a target; a value that
+                    // is not a boolean has its own error.
+                    if let Some(b) = self.boolean(v, &here) {
+                        f.uniform = b;
+                        uniform_node = Some((v, here));
+                    }
                 }
                 "rollout_window" => {
                     f.rollout_window = self.duration(v, &here).unwrap_or(DEFAULT_ROLLOUT_WINDOW)
@@ -514,6 +524,19 @@ impl Reader {
             );
         }
         m
+    }
+}
+
+/// The key node of `key` in a mapping, so that an error about a name points
+/// at the name; the mapping itself when not found.
+fn key_node<'a>(map: &'a Node, key: &str) -> &'a Node {
+    match &map.kind {
+        NodeKind::Map(entries) => entries
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| k.as_str() == Some(key))
+            .unwrap_or(map),
+        _ => map,
     }
 }
 
