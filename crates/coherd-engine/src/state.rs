@@ -267,15 +267,18 @@ pub(crate) struct Dataset {
     pub divergent_positions: Vec<u64>,
 }
 
+/// A member listing a lease in its latest report: (member, epoch, expires).
+pub(crate) type Holder = (Sym, u64, Time);
+
 /// Holders of one exclusive resource.
 #[derive(Default)]
 pub(crate) struct Resource {
     pub max_epoch: u64,
-    /// Members listing a lease in their latest report: (member, epoch, expires).
-    pub holders: Vec<(Sym, u64, Time)>,
+    /// Members listing a lease in their latest report.
+    pub holders: Vec<Holder>,
     /// The highest epoch and holders the open split brain's record shows:
     /// the record is rewritten when any of them changes (a renewal included).
-    pub last_split: Option<(u64, Vec<(Sym, u64, Time)>)>,
+    pub last_split: Option<(u64, Vec<Holder>)>,
 }
 
 /// A service: its members, columns, rules and windows.
