@@ -237,6 +237,29 @@ impl Engine {
         Ok(Outcome::Applied)
     }
 
+    /// Applies every report of one instant, in a canonical order (service,
+    /// member, seq), so the result does not depend on the order they arrived
+    /// in; a condition that holds only between two of them leaves no record.
+    /// Returns one result per report, in the order given.
+    pub fn observe_instant(
+        &mut self,
+        now: Time,
+        batch: &[&Observation],
+    ) -> Vec<Result<Outcome, ObserveError>> {
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (batch[a], batch[b]);
+            (&x.service, &x.member, x.seq).cmp(&(&y.service, &y.member, y.seq))
+        });
+        let mut out: Vec<Option<Result<Outcome, ObserveError>>> = vec![None; batch.len()];
+        for i in order {
+            out[i] = Some(self.observe(now, batch[i]));
+        }
+        out.into_iter()
+            .map(|r| r.expect("every report applied"))
+            .collect()
+    }
+
     /// Replaces the intent at `now`. Targets that differ start a change.
     pub fn set_intent(&mut self, now: Time, intent: Intent) {
         let now = now.max(self.now);

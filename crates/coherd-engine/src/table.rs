@@ -91,6 +91,10 @@ impl Engine {
         if !r.is_open() {
             return;
         }
+        if r.opened_at == at && self.void_if_unseen(key, i as usize) {
+            return;
+        }
+        let r = &mut self.records[i as usize];
         r.resolved_at = Some(at);
         r.last_seen_at = r.last_seen_at.max(at);
         if let Some((subjects, evidence)) = last {
@@ -102,6 +106,41 @@ impl Engine {
             change: Change::Resolved,
         });
         self.member_divs_changed(&key, -1);
+    }
+
+    /// An episode that opens and resolves within one call, before anyone
+    /// polled its opening, never happened: the condition held only between two
+    /// inputs of one instant. Removes it; returns false when it was already seen.
+    fn void_if_unseen(&mut self, key: DivKey, i: usize) -> bool {
+        let opened = Event::Divergence {
+            index: i,
+            change: Change::Opened,
+        };
+        if !self.events.contains(&opened) {
+            return false;
+        }
+        self.records.remove(i);
+        let prev = self.records[..i].iter().rposition(|r| r.key == key);
+        match prev {
+            Some(p) => self.latest.insert(key, p as u32),
+            None => self.latest.remove(&key),
+        };
+        for v in self.latest.values_mut() {
+            if *v as usize > i {
+                *v -= 1;
+            }
+        }
+        self.events
+            .retain(|e| !matches!(e, Event::Divergence { index, .. } if *index == i));
+        for e in self.events.iter_mut() {
+            if let Event::Divergence { index, .. } = e
+                && *index > i
+            {
+                *index -= 1;
+            }
+        }
+        self.member_divs_changed(&key, -1);
+        true
     }
 
     fn member_divs_changed(&mut self, key: &DivKey, delta: i32) {

@@ -333,3 +333,27 @@ fn dropping_a_facet_from_the_intent_resolves_its_divergences() {
     assert_episode(f.one(Kind::Drift), "0s", Some("1m"));
     assert_episode(f.one(Kind::Mixed), "0s", Some("1m"));
 }
+
+/// Two members that move to the target in the same instant never make the
+/// facet mixed: the state between their two reports is not an episode.
+#[test]
+fn regression_simultaneous_upgrade_opens_no_zero_length_mixed() {
+    let mut f = Fleet::new(
+        "services:\n  checkout:\n    facets:\n      version: {target: \"2\", compatible: [\"1\"]}\n",
+    );
+    let report = |m: &str, v: &str| {
+        observation(
+            &serde_json::json!({"service": "checkout", "member": m, "facets": {"version": v}}),
+        )
+    };
+    let (a1, b1) = (report("a", "1"), report("b", "1"));
+    f.report_instant(at("0s"), &[&a1, &b1]);
+    let (a2, b2) = (report("a", "2"), report("b", "2"));
+    f.report_instant(at("10s"), &[&b2, &a2]);
+    f.tick("1m");
+    assert!(
+        f.engine.divergences().is_empty(),
+        "{:?}",
+        f.engine.divergences()
+    );
+}

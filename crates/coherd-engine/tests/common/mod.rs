@@ -89,6 +89,19 @@ impl Fleet {
         out
     }
 
+    /// Applies every report of one instant at once, as `coherd replay` does.
+    pub fn report_instant(&mut self, t: Time, batch: &[&Observation]) -> Vec<Outcome> {
+        self.advance(t);
+        let out = self
+            .engine
+            .observe_instant(t, batch)
+            .into_iter()
+            .map(|r| r.expect("observe"))
+            .collect();
+        self.drain();
+        out
+    }
+
     /// Replaces the intent at `T0 + offset`.
     pub fn set_intent(&mut self, offset: &str, yaml: &str) {
         let t = at(offset);

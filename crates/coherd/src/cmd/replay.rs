@@ -81,12 +81,14 @@ pub fn load_intent(path: &PathBuf) -> Result<Intent> {
     Intent::from_yaml(&src).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Replays a stream; see [`Args`].
+/// Replays a stream; see [`Args`]. The observations of one instant are
+/// applied together, so their order within the instant does not matter.
 pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) -> Result<Report> {
     let limits = Limits::default();
     let mut engine = Engine::default();
     let mut intent = intent;
     let mut last: Option<Time> = None;
+    let mut instant: Vec<(usize, Observation)> = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let n = i + 1;
         let line = line.with_context(|| format!("line {n}: cannot read"))?;
@@ -98,28 +100,31 @@ pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) 
             Some(prev) if time < prev => bail!(
                 "line {n}: time {time} is before the previous line's time {prev}; lines must be in time order"
             ),
-            Some(prev) if time > prev => engine.handle_timeout(prev),
+            Some(prev) if time > prev => {
+                flush(&mut engine, prev, &mut instant)?;
+                engine.handle_timeout(prev);
+            }
+            Some(_) => {}
             None => {
                 if let Some(intent) = intent.take() {
                     engine.set_intent(time, intent);
                 }
             }
-            _ => {}
         }
         last = Some(time);
         match parsed {
-            Line::Observation(obs) => {
-                engine
-                    .observe(time, &obs)
-                    .map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
+            Line::Observation(obs) => instant.push((n, *obs)),
+            Line::Intent(new) => {
+                flush(&mut engine, time, &mut instant)?;
+                engine.set_intent(time, new);
             }
-            Line::Intent(intent) => engine.set_intent(time, intent),
         }
         while engine.poll_event().is_some() {}
     }
     let Some(last) = last else {
         bail!("the stream has no lines to replay")
     };
+    flush(&mut engine, last, &mut instant)?;
     engine.handle_timeout(last);
     if let Some(until) = until {
         let end = parse_until(until, last)?;
@@ -129,15 +134,30 @@ pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) 
     engine.refresh_open_subjects();
     let mut divergences = engine.divergences().to_vec();
     divergences.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
-    let slis = engine
+    let names: Vec<String> = engine
         .service_names()
         .into_iter()
         .map(String::from)
-        .collect::<Vec<_>>()
+        .collect();
+    let slis = names
         .into_iter()
         .filter_map(|s| engine.service_slis(&s).map(|x| (s, x)))
         .collect();
     Ok(Report { divergences, slis })
+}
+
+/// Applies the observations of one instant together.
+fn flush(engine: &mut Engine, at: Time, instant: &mut Vec<(usize, Observation)>) -> Result<()> {
+    if instant.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<&Observation> = instant.iter().map(|(_, o)| o).collect();
+    let results = engine.observe_instant(at, &batch);
+    for ((n, _), r) in instant.iter().zip(results) {
+        r.map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
+    }
+    instant.clear();
+    Ok(())
 }
 
 fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
