@@ -3,7 +3,7 @@
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};
-use common::{Fleet, assert_episode, rep};
+use common::{Fleet, assert_episode, at, observation, rep};
 use serde_json::json;
 
 /// One targeted facet with a compatible value, one uniform facet without target.
