@@ -1,0 +1,161 @@
+//! The SQLite schema and its numbered migrations.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied;
+//! `PRAGMA application_id` marks the file as coherd's. Each migration runs in
+//! the same transaction as the version bump, so a database is always at one
+//! exact version.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::error::{Op, db_error, source};
+use crate::StoreError;
+
+/// `coh1` in ASCII: marks a SQLite file as a coherd database.
+pub(crate) const APPLICATION_ID: i64 = 0x636f_6831;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the entry log, and the member states kept by pruning.
+    "
+    CREATE TABLE entries (
+        -- Store-issued, strictly increasing, never reused (AUTOINCREMENT).
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT    NOT NULL CHECK (kind IN ('observations', 'intent', 'delete_member')),
+        -- Receive time of observations, or when an intent or deletion took effect; ns since the epoch.
+        at      INTEGER NOT NULL,
+        -- The deleted member (delete_member only).
+        service TEXT    CHECK ((kind = 'delete_member') = (service IS NOT NULL AND service <> '')),
+        member  TEXT    CHECK ((kind = 'delete_member') = (member IS NOT NULL AND member <> '')),
+        -- How many observations the payload holds.
+        count   INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0),
+        -- observations: a JSON array of observations; intent: the source text as UTF-8.
+        payload BLOB    CHECK ((kind = 'delete_member') = (payload IS NULL))
+    ) STRICT;
+    CREATE INDEX entries_by_time ON entries (at);
+    CREATE INDEX entries_by_kind ON entries (kind);
+
+    CREATE TABLE member_states (
+        service     TEXT    NOT NULL,
+        member      TEXT    NOT NULL,
+        -- The pruned entry that held the member's latest applied report, and its place in it.
+        entry_id    INTEGER NOT NULL,
+        position    INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        -- The member's reports folded into one observation, as JSON.
+        observation BLOB    NOT NULL,
+        PRIMARY KEY (service, member)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX member_states_by_entry ON member_states (entry_id, position);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
+
+/// Checks that `conn` is a coherd database this build can use, and brings its
+/// schema up to [`LATEST`].
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open_err = |e| db_error(path, e, Op::Open);
+    check_identity(conn, path).map_err(|e| match e {
+        Identity::Db(e) => open_err(e),
+        Identity::Refused(e) => e,
+    })?;
+
+    let current = user_version(conn).map_err(open_err)?;
+    if current == LATEST {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    // Another process may have migrated while we waited for the lock.
+    let current = user_version(&tx).map_err(open_err)?;
+    if current > LATEST {
+        return Err(too_new(path, current));
+    }
+    for version in current + 1..=LATEST {
+        let step = MIGRATIONS[(version - 1) as usize];
+        tx.execute_batch(step)
+            .and_then(|()| tx.pragma_update(None, "user_version", version))
+            .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
+            .map_err(|e| StoreError::Migrate {
+                path: path.to_path_buf(),
+                version,
+                source: source(e),
+            })?;
+    }
+    tx.commit().map_err(|e| StoreError::Migrate {
+        path: path.to_path_buf(),
+        version: LATEST,
+        source: source(e),
+    })
+}
+
+enum Identity {
+    Db(rusqlite::Error),
+    Refused(StoreError),
+}
+
+impl From<rusqlite::Error> for Identity {
+    fn from(e: rusqlite::Error) -> Identity {
+        Identity::Db(e)
+    }
+}
+
+fn check_identity(conn: &Connection, path: &Path) -> Result<(), Identity> {
+    let not_coherd = |reason: String| {
+        Identity::Refused(StoreError::NotCoherd {
+            path: path.to_path_buf(),
+            reason,
+        })
+    };
+    let app_id: i64 = match conn.pragma_query_value(None, "application_id", |r| r.get(0)) {
+        Ok(id) => id,
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            return Err(not_coherd("it is not an SQLite database file".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let version = user_version(conn)?;
+    if app_id == APPLICATION_ID {
+        if version > LATEST {
+            return Err(Identity::Refused(too_new(path, version)));
+        }
+        return Ok(());
+    }
+    if app_id != 0 {
+        return Err(not_coherd(format!(
+            "its application id is {app_id:#x}, coherd's is {APPLICATION_ID:#x}"
+        )));
+    }
+    let foreign_table: Option<String> = conn
+        .query_row(
+            "SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match foreign_table {
+        Some(table) => Err(not_coherd(format!(
+            "it already holds other data, such as the table {table:?}"
+        ))),
+        None if version != 0 => Err(not_coherd(format!(
+            "it has schema version {version} but no coherd mark"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+fn too_new(path: &Path, found: i64) -> StoreError {
+    StoreError::SchemaTooNew {
+        path: path.to_path_buf(),
+        found,
+        supported: LATEST,
+    }
+}
