@@ -245,3 +245,32 @@ mod tests {
         assert!(e.message.contains("not valid YAML"));
     }
 }
+
+/// Converts a node to JSON, reading plain scalars as numbers or booleans
+/// where they look like one (for configuration files read with serde).
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value;
+    match &node.kind {
+        NodeKind::Null => Value::Null,
+        NodeKind::Scalar {
+            value,
+            plain: false,
+        } => Value::String(value.clone()),
+        NodeKind::Scalar { value, plain: true } => match value.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            v => v
+                .parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| v.parse::<f64>().map(Value::from))
+                .unwrap_or_else(|_| Value::String(v.to_string())),
+        },
+        NodeKind::Seq(items) => Value::Array(items.iter().map(to_json).collect()),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v)))
+                .collect(),
+        ),
+    }
+}

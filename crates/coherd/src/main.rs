@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service: durable HTTP ingest, query API, stream and metrics.
+    Serve(cmd::serve::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
     Replay(cmd::replay::Args),
     /// Run a simulated fleet with injected faults and score detection.
@@ -39,6 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Splay(args) => cmd::splay::run(args),

@@ -4,5 +4,18 @@ pub mod herd;
 pub mod offsets;
 pub mod output;
 pub mod replay;
+pub mod serve;
 pub mod simulate;
 pub mod splay;
+
+/// Logs to standard error; `RUST_LOG` sets the level (default info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,377 @@
+//! HTTP handlers: parse, call the core, map the result. No detection logic here.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use coherd_engine::{Divergence, Kind};
+use coherd_model::Intent;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::AppState;
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::ingest::{ClockRules, Framing, parse_batch};
+use crate::pipeline::{Job, JobError, SubmitError, wall_now};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn submit(state: &AppState, job: Job) -> ApiResult<()> {
+    state.writer.submit(job).map_err(|e| match e {
+        SubmitError::Full => ApiError::Overloaded(1),
+        SubmitError::Stopped => ApiError::Overloaded(5),
+    })
+}
+
+async fn wait<T>(rx: oneshot::Receiver<Result<T, JobError>>) -> ApiResult<T> {
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(JobError::Store)) => Err(ApiError::Internal("the store could not commit".into())),
+        Ok(Err(JobError::Refused(m))) => {
+            Err(ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, m))
+        }
+        Err(_) => Err(ApiError::Overloaded(5)),
+    }
+}
+
+/// `POST /v1/observations`.
+pub async fn post_observations(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    state.tokens.check(&headers, Scope::Report)?;
+    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::Overloaded(1));
+    };
+    let framing = Framing::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let limit = state.config.limits.body_bytes;
+    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::Request(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {limit} bytes; send smaller batches"),
+        )
+    })?;
+    let received_at = wall_now();
+    let clock = ClockRules {
+        max_skew: state.config.max_clock_skew,
+        max_age: state.config.max_report_age,
+    };
+    let observations = parse_batch(&body, framing, &state.config.limits, clock, received_at)?;
+    let (tx, rx) = oneshot::channel();
+    submit(
+        &state,
+        Job::Observations {
+            received_at,
+            observations,
+            reply: tx,
+        },
+    )?;
+    let got = wait(rx).await?;
+    state
+        .shared
+        .metrics
+        .ingest_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Json(got).into_response())
+}
+
+/// `GET /v1/services`.
+pub async fn get_services(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let services = state.shared.engine().services();
+    Ok(Json(services).into_response())
+}
+
+fn unknown_service(service: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "unknown service {service:?}; GET /v1/services lists the services coherd knows"
+    ))
+}
+
+/// `GET /v1/services/{service}`.
+pub async fn get_service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let mut engine = state.shared.engine();
+    engine.refresh_open_subjects();
+    let summary = engine
+        .services()
+        .into_iter()
+        .find(|s| s.service == service)
+        .ok_or_else(|| unknown_service(&service))?;
+    let facets = engine.facet_distributions(&service).unwrap_or_default();
+    let slis = engine.service_slis(&service);
+    let mut open: Vec<&Divergence> = engine
+        .open_divergences()
+        .filter(|d| d.service == service)
+        .collect();
+    open.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+    let body = json!({
+        "service": summary.service,
+        "members": summary.members,
+        "live": summary.live,
+        "coherence": summary.coherence,
+        "facets": facets,
+        "slis": slis,
+        "open_divergences": open,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// Query of `GET /v1/services/{service}/members`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// `GET /v1/services/{service}/members`.
+pub async fn get_members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    if let Some(s) = &q.state
+        && !matches!(s.as_str(), "live" | "silent" | "left")
+    {
+        return Err(ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            format!("state={s:?}: use live, silent or left"),
+        ));
+    }
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let members = state
+        .shared
+        .engine()
+        .members(&service)
+        .ok_or_else(|| unknown_service(&service))?;
+    let filtered: Vec<_> = members
+        .into_iter()
+        .filter(|m| q.state.as_deref().is_none_or(|s| m.state == s))
+        .collect();
+    let total = filtered.len();
+    let page: Vec<_> = filtered
+        .into_iter()
+        .skip(q.offset.unwrap_or(0))
+        .take(limit)
+        .collect();
+    Ok(Json(json!({"total": total, "members": page})).into_response())
+}
+
+/// `DELETE /v1/services/{service}/members/{member}`.
+pub async fn delete_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((service, member)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Admin)?;
+    let (tx, rx) = oneshot::channel();
+    submit(
+        &state,
+        Job::DeleteMember {
+            at: wall_now(),
+            service: service.clone(),
+            member: member.clone(),
+            reply: tx,
+        },
+    )?;
+    if wait(rx).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "service {service:?} has no member {member:?}"
+        )))
+    }
+}
+
+/// Query of `GET /v1/divergences`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DivergencesQuery {
+    service: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+}
+
+/// `GET /v1/divergences`.
+pub async fn get_divergences(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DivergencesQuery>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let kind = match &q.kind {
+        Some(k) => Some(Kind::parse(k).ok_or_else(|| {
+            let all: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::Request(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "kind={k:?} is not a divergence kind; use one of {}",
+                    all.join(", ")
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let want: fn(&Divergence) -> bool = match q.state.as_deref().unwrap_or("open") {
+        "open" => |d| d.is_open(),
+        "resolved" => |d| !d.is_open(),
+        "all" => |_| true,
+        other => {
+            return Err(ApiError::Request(
+                StatusCode::BAD_REQUEST,
+                format!("state={other:?}: use open, resolved or all"),
+            ));
+        }
+    };
+    let mut engine = state.shared.engine();
+    engine.refresh_open_subjects();
+    let mut list: Vec<&Divergence> = engine
+        .divergences()
+        .iter()
+        .filter(|d| {
+            want(d)
+                && kind.is_none_or(|k| d.kind == k)
+                && q.service.as_deref().is_none_or(|s| d.service == s)
+        })
+        .collect();
+    list.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
+    Ok(Json(list).into_response())
+}
+
+/// `GET /v1/intent`.
+pub async fn get_intent(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let source = state
+        .shared
+        .intent_source
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(source) = source else {
+        return Err(ApiError::NotFound(
+            "no intent is set; PUT /v1/intent or start with --intent".into(),
+        ));
+    };
+    let intent = state.shared.engine().intent().cloned();
+    Ok(Json(json!({"source": source, "intent": intent})).into_response())
+}
+
+/// `PUT /v1/intent`: YAML or JSON; refused whole with every error.
+pub async fn put_intent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Admin)?;
+    let source = String::from_utf8(body.to_vec()).map_err(|_| {
+        ApiError::Request(StatusCode::BAD_REQUEST, "the intent is not UTF-8".into())
+    })?;
+    let intent = Intent::from_yaml(&source).map_err(|e| ApiError::Intent(e.0))?;
+    apply_intent(&state, source, intent).await?;
+    Ok(Json(json!({"applied": true})).into_response())
+}
+
+/// Stores and applies a validated intent.
+pub async fn apply_intent(state: &AppState, source: String, intent: Intent) -> ApiResult<()> {
+    let (tx, rx) = oneshot::channel();
+    submit(
+        state,
+        Job::Intent {
+            at: wall_now(),
+            source,
+            intent: Box::new(intent),
+            reply: tx,
+        },
+    )?;
+    wait(rx).await
+}
+
+/// `GET /v1/stream`: server-sent events.
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let rx = state.shared.stream.subscribe();
+    let events = BroadcastStream::new(rx).map(|item| {
+        Ok(match item {
+            Ok((name, data)) => SseEvent::default().event(name).data(data),
+            Err(_) => SseEvent::default()
+                .event("lagged")
+                .data("{\"message\":\"events were dropped; re-read /v1/divergences\"}"),
+        })
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /healthz`.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rebuilding the engine from the store\n",
+        )
+            .into_response()
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let text = {
+        let engine = state.shared.engine();
+        state.shared.metrics.render(&engine)
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; GET /v1/openapi.json lists them".into())
+}

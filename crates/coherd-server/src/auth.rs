@@ -1,0 +1,79 @@
+//! Bearer tokens with scopes, compared in constant time. Tokens are never logged.
+
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// POST observations.
+    Report,
+    /// Read the API, stream and metrics.
+    Read,
+    /// Change the intent, delete members.
+    Admin,
+}
+
+/// One configured token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// The secret.
+    pub token: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry")
+            .field("token", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// The configured tokens; empty means open (loopback only).
+#[derive(Clone, Default)]
+pub struct Tokens(Vec<TokenEntry>);
+
+impl Tokens {
+    /// From the configuration.
+    pub fn new(entries: Vec<TokenEntry>) -> Tokens {
+        Tokens(entries)
+    }
+
+    /// Whether any token is configured.
+    pub fn enabled(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    /// Checks the request's bearer token for `scope`.
+    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let mut found = None;
+        for t in &self.0 {
+            // Compare against every token so timing does not reveal which one matched.
+            if bool::from(t.token.as_bytes().ct_eq(given.trim().as_bytes())) {
+                found = Some(t);
+            }
+        }
+        let t = found.ok_or(ApiError::Unauthorized)?;
+        if t.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(scope))
+        }
+    }
+}

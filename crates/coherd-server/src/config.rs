@@ -1,0 +1,139 @@
+//! Server configuration: a YAML file, flags and environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use coherd_model::Limits;
+use serde::{Deserialize, Deserializer};
+
+use crate::auth::{Scope, TokenEntry};
+use crate::error::ServerError;
+
+/// Everything `coherd serve` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Database: a SQLite file path.
+    pub db: PathBuf,
+    /// Intent file, reloaded on SIGHUP and when it changes.
+    pub intent: Option<PathBuf>,
+    /// Bearer tokens and their scopes.
+    pub tokens: Vec<TokenEntry>,
+    /// Per-observation and per-request limits.
+    pub limits: Limits,
+    /// Reports further in the future than this are refused.
+    #[serde(deserialize_with = "duration")]
+    pub max_clock_skew: Duration,
+    /// Reports older than this are refused.
+    #[serde(deserialize_with = "duration")]
+    pub max_report_age: Duration,
+    /// Raw observations older than this are pruned (each member's latest state is kept).
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
+    /// Ingest requests handled at once; more wait briefly, then get 503.
+    pub ingest_concurrency: usize,
+    /// Ingest requests queued for the writer; beyond this, 503 with Retry-After.
+    pub ingest_queue: usize,
+    /// Time limit for one request.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            db: PathBuf::from("coherd.db"),
+            intent: None,
+            tokens: Vec::new(),
+            limits: Limits::default(),
+            max_clock_skew: Duration::from_secs(30),
+            max_report_age: Duration::from_secs(600),
+            retention: Duration::from_secs(24 * 3600),
+            ingest_concurrency: 64,
+            ingest_queue: 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    coherd_model::time::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl ServerConfig {
+    /// Reads a YAML config file; unknown keys are errors.
+    pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let node = coherd_model::yaml::parse(&src)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        let value = coherd_model::yaml::to_json(&node);
+        let value = if value.is_null() {
+            serde_json::json!({})
+        } else {
+            value
+        };
+        serde_path_to_error_like(value)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Adds tokens from the environment: `COHERD_TOKEN_REPORT`, `COHERD_TOKEN_READ`,
+    /// `COHERD_TOKEN_ADMIN` (each may hold several, comma-separated).
+    pub fn add_env_tokens(&mut self) {
+        for (var, scopes) in [
+            ("COHERD_TOKEN_REPORT", vec![Scope::Report]),
+            ("COHERD_TOKEN_READ", vec![Scope::Read]),
+            (
+                "COHERD_TOKEN_ADMIN",
+                vec![Scope::Report, Scope::Read, Scope::Admin],
+            ),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    self.tokens.push(TokenEntry {
+                        token: t.to_string(),
+                        scopes: scopes.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Checks what serde cannot: tokens present off loopback, sane numbers.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(ServerError::Config(format!(
+                "refusing to listen on {} without tokens: configure tokens (config file `tokens:` or COHERD_TOKEN_* variables) or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if let Some(t) = self.tokens.iter().find(|t| t.token.len() < 16) {
+            let _ = t;
+            return Err(ServerError::Config(
+                "every token must be at least 16 characters long".into(),
+            ));
+        }
+        if self.ingest_concurrency == 0 || self.ingest_queue == 0 {
+            return Err(ServerError::Config(
+                "ingest_concurrency and ingest_queue must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn serde_path_to_error_like(value: serde_json::Value) -> Result<ServerConfig, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}

@@ -1,0 +1,227 @@
+//! Turning a request body into validated observations, all or nothing.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use coherd_model::{Limits, Observation, Time};
+
+use crate::error::{ApiError, ItemError};
+
+/// How a body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON object or an array of them.
+    Json,
+    /// One JSON object a line.
+    Ndjson,
+}
+
+impl Framing {
+    /// From the Content-Type header (absent means JSON).
+    pub fn from_content_type(ct: Option<&str>) -> Result<Framing, ApiError> {
+        let ct = ct.map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        match ct.as_deref() {
+            None | Some("application/json") => Ok(Framing::Json),
+            Some("application/x-ndjson")
+            | Some("application/ndjson")
+            | Some("application/jsonl") => Ok(Framing::Ndjson),
+            Some(other) => Err(ApiError::Request(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Type {other:?}; send application/json (an object or an array) or application/x-ndjson"
+                ),
+            )),
+        }
+    }
+}
+
+/// Clock rules for reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockRules {
+    /// How far in the future a report's time may be.
+    pub max_skew: Duration,
+    /// How old a report may be.
+    pub max_age: Duration,
+}
+
+/// Parses and validates a batch; every item error is collected, and any error refuses the batch.
+pub fn parse_batch(
+    body: &[u8],
+    framing: Framing,
+    limits: &Limits,
+    clock: ClockRules,
+    now: Time,
+) -> Result<Vec<Observation>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::Request(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
+    let items: Vec<&str> = match framing {
+        Framing::Ndjson => text.lines().filter(|l| !l.trim().is_empty()).collect(),
+        Framing::Json => Vec::new(),
+    };
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    let mut check = |index: usize,
+                     r: Result<Observation, Vec<coherd_model::FieldError>>,
+                     out: &mut Vec<Observation>| match r {
+        Ok(obs) => match clock_check(&obs, clock, now) {
+            Ok(()) => out.push(obs),
+            Err(e) => errors.push(ItemError {
+                index,
+                field: "time".into(),
+                message: e,
+            }),
+        },
+        Err(es) => errors.extend(es.into_iter().map(|e| ItemError::new(index, e))),
+    };
+    match framing {
+        Framing::Ndjson => {
+            if items.len() > limits.batch {
+                return Err(too_many(items.len(), limits));
+            }
+            for (i, line) in items.iter().enumerate() {
+                check(i, Observation::from_json(line, limits), &mut out);
+            }
+        }
+        Framing::Json => {
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                ApiError::Invalid(
+                    StatusCode::BAD_REQUEST,
+                    vec![ItemError {
+                        index: 0,
+                        field: String::new(),
+                        message: format!("malformed JSON: {e}"),
+                    }],
+                )
+            })?;
+            match value {
+                serde_json::Value::Array(list) => {
+                    if list.len() > limits.batch {
+                        return Err(too_many(list.len(), limits));
+                    }
+                    for (i, v) in list.into_iter().enumerate() {
+                        check(i, Observation::from_value(v, limits), &mut out);
+                    }
+                }
+                v @ serde_json::Value::Object(_) => {
+                    check(0, Observation::from_value(v, limits), &mut out)
+                }
+                _ => {
+                    return Err(ApiError::Invalid(
+                        StatusCode::BAD_REQUEST,
+                        vec![ItemError {
+                            index: 0,
+                            field: String::new(),
+                            message: "expected an observation object or an array of them".into(),
+                        }],
+                    ));
+                }
+            }
+        }
+    }
+    if out.is_empty() && errors.is_empty() {
+        return Err(ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            "the body holds no observations".into(),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        let syntax = errors
+            .iter()
+            .any(|e| e.message.contains("line ") && e.field.is_empty());
+        Err(ApiError::Invalid(
+            if syntax {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            errors,
+        ))
+    }
+}
+
+fn too_many(n: usize, limits: &Limits) -> ApiError {
+    ApiError::Request(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "{n} observations in one request; at most {} are allowed: split the batch",
+            limits.batch
+        ),
+    )
+}
+
+fn clock_check(obs: &Observation, clock: ClockRules, now: Time) -> Result<(), String> {
+    let Some(t) = obs.time else { return Ok(()) };
+    if t > now.add(clock.max_skew) {
+        return Err(format!(
+            "time {t} is {:.0}s ahead of the server's clock (max_clock_skew is {}s): check the member's clock",
+            t.seconds_since(now),
+            clock.max_skew.as_secs()
+        ));
+    }
+    if t < now.sub(clock.max_age) {
+        return Err(format!(
+            "time {t} is {:.0}s old (max_report_age is {}s): the report is too old to apply",
+            now.seconds_since(t),
+            clock.max_age.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Time {
+        "2026-11-22T08:00:00Z".parse().unwrap()
+    }
+
+    fn rules() -> ClockRules {
+        ClockRules {
+            max_skew: Duration::from_secs(30),
+            max_age: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn every_item_error_is_reported_with_its_index() {
+        let body = br#"[{"service":"a","member":"m"},{"service":"A","member":"m"},{"service":"a","member":"m","time":"2026-11-22T09:00:00Z"}]"#;
+        let Err(ApiError::Invalid(status, errs)) =
+            parse_batch(body, Framing::Json, &Limits::default(), rules(), now())
+        else {
+            panic!()
+        };
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            errs.iter()
+                .map(|e| (e.index, e.field.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "service"), (2, "time")]
+        );
+    }
+
+    #[test]
+    fn ndjson_and_content_types() {
+        let body =
+            b"{\"service\":\"a\",\"member\":\"m\"}\n\n{\"service\":\"a\",\"member\":\"n\"}\n";
+        assert_eq!(
+            parse_batch(body, Framing::Ndjson, &Limits::default(), rules(), now())
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(Framing::from_content_type(Some("text/plain")).is_err());
+        assert_eq!(
+            Framing::from_content_type(Some("application/x-ndjson; charset=utf-8")).unwrap(),
+            Framing::Ndjson
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The one writer: group-commits ingest to the store, then applies it to the
+//! engine in commit order. Readers lock the engine briefly for snapshots.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, SystemTime};
+
+use coherd_engine::{Change, Engine, Event, Outcome};
+use coherd_model::{Intent, Observation, Time};
+use coherd_store::{Entry, NewEntry, Store, StoreError};
+use serde_json::json;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Wall-clock now as engine time.
+pub fn wall_now() -> Time {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time::from_nanos(d.as_nanos() as i64)
+}
+
+/// State shared by the writer, the timer and the handlers.
+pub struct Shared {
+    engine: Mutex<Engine>,
+    /// Server-sent events, already serialised: (event name, JSON data).
+    pub stream: broadcast::Sender<(&'static str, String)>,
+    /// True once the engine has been rebuilt from the store.
+    pub ready: AtomicBool,
+    /// The intent text in force.
+    pub intent_source: Mutex<Option<String>>,
+    /// Ingest and request metrics.
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// A new shared state around an engine.
+    pub fn new(engine: Engine) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine: Mutex::new(engine),
+            stream: broadcast::channel(4096).0,
+            ready: AtomicBool::new(false),
+            intent_source: Mutex::new(None),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The engine, locked. Hold it briefly.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the engine's pending events to the stream.
+    fn publish(&self, engine: &mut Engine) {
+        while let Some(ev) = engine.poll_event() {
+            if let Event::Divergence { index, change } = ev {
+                let d = &engine.divergences()[index];
+                let change = match change {
+                    Change::Opened => "opened",
+                    Change::Escalated => "escalated",
+                    Change::Resolved => "resolved",
+                };
+                let data = json!({"change": change, "divergence": d}).to_string();
+                let _ = self.stream.send(("divergence", data));
+            }
+        }
+    }
+
+    /// Fires due deadlines at wall-clock now.
+    pub fn tick(&self) -> Option<Time> {
+        let mut e = self.engine();
+        e.handle_timeout(wall_now());
+        self.publish(&mut e);
+        e.poll_timeout()
+    }
+}
+
+/// What an ingest request got.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Ingested {
+    /// Reports applied.
+    pub accepted: usize,
+    /// Reports ignored as duplicates.
+    pub duplicates: usize,
+}
+
+/// Why a job failed after it was queued.
+#[derive(Debug, Clone)]
+pub enum JobError {
+    /// The store could not commit; nothing was stored.
+    Store,
+    /// The engine refused items (stored, but not applied).
+    Refused(String),
+}
+
+/// Work for the writer.
+pub enum Job {
+    /// Observations received together.
+    Observations {
+        received_at: Time,
+        observations: Vec<Observation>,
+        reply: oneshot::Sender<Result<Ingested, JobError>>,
+    },
+    /// A new intent, already validated.
+    Intent {
+        at: Time,
+        source: String,
+        intent: Box<Intent>,
+        reply: oneshot::Sender<Result<(), JobError>>,
+    },
+    /// An operator's delete.
+    DeleteMember {
+        at: Time,
+        service: String,
+        member: String,
+        reply: oneshot::Sender<Result<bool, JobError>>,
+    },
+    /// Drop raw observations older than this.
+    Prune { before: Time },
+}
+
+/// The handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::SyncSender<Job>,
+}
+
+/// Why a job was not taken.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The queue is full.
+    Full,
+    /// The writer has stopped.
+    Stopped,
+}
+
+impl Writer {
+    /// Starts the writer thread over `store`.
+    pub fn start(
+        store: Box<dyn Store>,
+        shared: Arc<Shared>,
+        queue: usize,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel(queue);
+        let handle = std::thread::Builder::new()
+            .name("coherd-writer".into())
+            .spawn(move || run(store, shared, rx))
+            .expect("spawn the writer thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Queues a job without waiting; a full queue is overload.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.tx.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::TrySendError::Disconnected(_) => SubmitError::Stopped,
+        })
+    }
+}
+
+enum Reply {
+    Observations(oneshot::Sender<Result<Ingested, JobError>>),
+    Intent(oneshot::Sender<Result<(), JobError>>, Box<Intent>),
+    Delete(oneshot::Sender<Result<bool, JobError>>),
+}
+
+fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 1024 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut entries = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Observations {
+                    received_at,
+                    observations,
+                    reply,
+                } => {
+                    entries.push(NewEntry::Observations {
+                        received_at,
+                        observations,
+                    });
+                    replies.push(Reply::Observations(reply));
+                }
+                Job::Intent {
+                    at,
+                    source,
+                    intent,
+                    reply,
+                } => {
+                    entries.push(NewEntry::Intent { at, source });
+                    replies.push(Reply::Intent(reply, intent));
+                }
+                Job::DeleteMember {
+                    at,
+                    service,
+                    member,
+                    reply,
+                } => {
+                    entries.push(NewEntry::DeleteMember {
+                        at,
+                        service,
+                        member,
+                    });
+                    replies.push(Reply::Delete(reply));
+                }
+                Job::Prune { before } => match store.prune(before) {
+                    Ok(stats) => tracing::info!(?stats, "pruned raw observations"),
+                    Err(e) => tracing::error!(error = %e, "prune failed"),
+                },
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = store.append(&entries) {
+            tracing::error!(error = %e, "cannot store a batch; refusing it");
+            for r in replies {
+                match r {
+                    Reply::Observations(tx) => drop(tx.send(Err(JobError::Store))),
+                    Reply::Intent(tx, _) => drop(tx.send(Err(JobError::Store))),
+                    Reply::Delete(tx) => drop(tx.send(Err(JobError::Store))),
+                }
+            }
+            continue;
+        }
+        shared
+            .metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let mut engine = shared.engine();
+        let mut answers = Vec::with_capacity(replies.len());
+        for (entry, reply) in entries.iter().zip(replies) {
+            match (entry, reply) {
+                (
+                    NewEntry::Observations {
+                        received_at,
+                        observations,
+                    },
+                    Reply::Observations(tx),
+                ) => {
+                    let got = apply_observations(&mut engine, *received_at, observations);
+                    if let Ok(i) = &got {
+                        shared.metrics.observations.inc_by(i.accepted as u64);
+                        shared.metrics.duplicates.inc_by(i.duplicates as u64);
+                    }
+                    answers.push(Box::new(move || drop(tx.send(got))) as Box<dyn FnOnce()>);
+                }
+                (NewEntry::Intent { at, source }, Reply::Intent(tx, intent)) => {
+                    engine.set_intent(*at, *intent);
+                    *shared
+                        .intent_source
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(source.clone());
+                    let _ = shared
+                        .stream
+                        .send(("intent", json!({"source": source, "at": at}).to_string()));
+                    answers.push(Box::new(move || drop(tx.send(Ok(())))));
+                }
+                (
+                    NewEntry::DeleteMember {
+                        at,
+                        service,
+                        member,
+                    },
+                    Reply::Delete(tx),
+                ) => {
+                    let found = engine.remove_member(*at, service, member);
+                    answers.push(Box::new(move || drop(tx.send(Ok(found)))));
+                }
+                _ => unreachable!("entries and replies are built together"),
+            }
+        }
+        shared.publish(&mut engine);
+        drop(engine);
+        for a in answers {
+            a();
+        }
+    }
+}
+
+fn apply_observations(
+    engine: &mut Engine,
+    at: Time,
+    observations: &[Observation],
+) -> Result<Ingested, JobError> {
+    let refs: Vec<&Observation> = observations.iter().collect();
+    let mut got = Ingested::default();
+    let mut refused = Vec::new();
+    for (i, r) in engine.observe_instant(at, &refs).into_iter().enumerate() {
+        match r {
+            Ok(Outcome::Applied) => got.accepted += 1,
+            Ok(Outcome::Duplicate) => got.duplicates += 1,
+            Err(e) => refused.push(format!("item {i}: {e}")),
+        }
+    }
+    if refused.is_empty() {
+        Ok(got)
+    } else {
+        Err(JobError::Refused(refused.join("; ")))
+    }
+}
+
+/// Rebuilds an engine from everything the store holds, in store order.
+pub fn rebuild(
+    store: &mut dyn Store,
+    engine: &mut Engine,
+) -> Result<(u64, Option<String>), StoreError> {
+    let mut last: Option<Time> = None;
+    let mut count = 0;
+    let mut intent_source = None;
+    store.load(&mut |Entry { body, .. }| {
+        let at = match &body {
+            NewEntry::Observations { received_at, .. } => *received_at,
+            NewEntry::Intent { at, .. } | NewEntry::DeleteMember { at, .. } => *at,
+        };
+        if let Some(prev) = last
+            && at > prev
+        {
+            engine.handle_timeout(prev);
+        }
+        last = Some(last.map_or(at, |l| l.max(at)));
+        match body {
+            NewEntry::Observations {
+                received_at,
+                observations,
+            } => {
+                count += observations.len() as u64;
+                let _ = apply_observations(engine, received_at, &observations);
+            }
+            NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
+                Ok(intent) => {
+                    engine.set_intent(at, intent);
+                    intent_source = Some(source);
+                }
+                Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
+            },
+            NewEntry::DeleteMember {
+                at,
+                service,
+                member,
+            } => {
+                engine.remove_member(at, &service, &member);
+            }
+        }
+        while engine.poll_event().is_some() {}
+        Ok(())
+    })?;
+    Ok((count, intent_source))
+}
+
+/// Ticks the engine at its deadlines (at least every second) until shutdown.
+pub async fn timer(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let next = shared.tick();
+        let wait = next
+            .map(|t| {
+                Duration::from_nanos(
+                    t.as_nanos().saturating_sub(wall_now().as_nanos()).max(0) as u64
+                )
+            })
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Marks the server ready.
+pub fn set_ready(shared: &Shared) {
+    shared.ready.store(true, Ordering::SeqCst);
+}

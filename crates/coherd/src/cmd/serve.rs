@@ -1,0 +1,64 @@
+//! `coherd serve`: the durable HTTP service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use coherd_server::ServerConfig;
+
+/// Run the coherd service: durable ingest on SQLite, the query API, the stream and /metrics.
+///
+/// Without tokens the server listens on loopback only. Tokens come from the config file
+/// (`tokens: [{token, scopes: [report, read, admin]}]`) or from COHERD_TOKEN_REPORT,
+/// COHERD_TOKEN_READ and COHERD_TOKEN_ADMIN (comma-separated).
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  coherd serve --intent intent.yaml\n  \
+    coherd serve --config coherd.yaml --db /var/lib/coherd/coherd.db --listen 127.0.0.1:7070\n  \
+    COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070")]
+pub struct Args {
+    /// Configuration file (YAML); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Intent file; reloaded on SIGHUP and when it changes.
+    #[arg(long)]
+    pub intent: Option<PathBuf>,
+    /// SQLite database file [default: ./coherd.db].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Builds the configuration from the file, the environment and the flags.
+pub fn config(args: &Args) -> Result<ServerConfig> {
+    let mut config = match &args.config {
+        Some(p) => ServerConfig::from_file(p)?,
+        None => ServerConfig::default(),
+    };
+    if let Some(db) = &args.db {
+        config.db = db.clone();
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(intent) = &args.intent {
+        config.intent = Some(intent.clone());
+    }
+    config.add_env_tokens();
+    Ok(config)
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    super::init_logging();
+    let config = config(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(coherd_server::serve(
+        config,
+        coherd_server::shutdown_signal(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
