@@ -287,19 +287,34 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) 
     }
 }
 
+/// Applies a batch: each report at its own `time` (the receive time when it
+/// has none), the reports of one instant together. Live ingest and the
+/// rebuild on start both come here, so they reach the same state.
 fn apply_observations(
     engine: &mut Engine,
-    at: Time,
+    received_at: Time,
     observations: &[Observation],
 ) -> Result<Ingested, JobError> {
-    let refs: Vec<&Observation> = observations.iter().collect();
+    let mut order: Vec<(Time, usize)> = observations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.time.unwrap_or(received_at), i))
+        .collect();
+    order.sort();
     let mut got = Ingested::default();
     let mut refused = Vec::new();
-    for (i, r) in engine.observe_instant(at, &refs).into_iter().enumerate() {
-        match r {
-            Ok(Outcome::Applied) => got.accepted += 1,
-            Ok(Outcome::Duplicate) => got.duplicates += 1,
-            Err(e) => refused.push(format!("item {i}: {e}")),
+    for instant in order.chunk_by(|a, b| a.0 == b.0) {
+        let at = instant[0].0;
+        if at > engine.now() {
+            engine.handle_timeout(engine.now());
+        }
+        let refs: Vec<&Observation> = instant.iter().map(|&(_, i)| &observations[i]).collect();
+        for (&(_, i), r) in instant.iter().zip(engine.observe_instant(at, &refs)) {
+            match r {
+                Ok(Outcome::Applied) => got.accepted += 1,
+                Ok(Outcome::Duplicate) => got.duplicates += 1,
+                Err(e) => refused.push(format!("item {i}: {e}")),
+            }
         }
     }
     if refused.is_empty() {

@@ -1,0 +1,190 @@
+//! Starting the real `coherd serve` on a free loopback port for black-box tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `coherd serve` child; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+    args: Vec<String>,
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "coherd-test-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Server {
+    /// Starts a server with a database in `dir` and extra arguments.
+    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut args = vec![
+            "serve".to_string(),
+            "--db".to_string(),
+            dir.join("coherd.db").display().to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server {
+            child: spawn(&args, dir),
+            url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            args,
+        };
+        s.wait_ready();
+        s
+    }
+
+    /// Kills with SIGKILL and starts again on the same port and database.
+    pub fn kill_and_restart(&mut self) {
+        self.kill9();
+        self.child = spawn(&self.args, &self.dir);
+        self.wait_ready();
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default();
+                panic!("coherd serve exited with {status}:\n{log}");
+            }
+            if let Ok(r) = ureq_get(&format!("{}/readyz", self.url))
+                && r.0 == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("coherd serve did not become ready");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[String], dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("serve.log"))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(args)
+        .env_remove("COHERD_TOKEN_ADMIN")
+        .env_remove("COHERD_TOKEN_READ")
+        .env_remove("COHERD_TOKEN_REPORT")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("coherd runs")
+}
+
+/// A minimal blocking HTTP/1.1 request over a fresh connection: (status, body).
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
+    request("GET", url, &[], b"")
+}
+
+/// GET and parse JSON, asserting 200.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = ureq_get(url).expect("GET");
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+/// POST JSON, returning (status, parsed body).
+pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = request(
+        "POST",
+        url,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .expect("POST");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}

@@ -1,0 +1,381 @@
+//! Black-box tests of `coherd serve` over HTTP: shapes, bad input, auth,
+//! and durability across SIGKILL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Server, get_json, post_json, request, temp_dir};
+use serde_json::{Value, json};
+
+const INTENT: &str = "services:\n  checkout:\n    facets:\n      version: {target: \"1.4.2\", compatible: [\"1.4.1\"], rollout_window: 30m}\n    leases:\n      scheduler: {exclusive: true}\n";
+
+fn start_with_intent(name: &str) -> Server {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    Server::start(&dir, &["--intent", &intent])
+}
+
+fn snapshot(s: &Server) -> (Value, Value) {
+    (
+        get_json(&format!("{}/v1/services", s.url)),
+        get_json(&format!(
+            "{}/v1/services/checkout/members?limit=1000",
+            s.url
+        )),
+    )
+}
+
+#[test]
+fn endpoints_answer_with_the_design_shapes() {
+    let s = start_with_intent("shapes");
+    let (status, body) = post_json(
+        &format!("{}/v1/observations", s.url),
+        r#"[{"service":"checkout","member":"a","seq":1,"facets":{"version":"1.4.2","phase":"ready"}},
+            {"service":"checkout","member":"b","seq":1,"facets":{"version":"0.9.0","phase":"ready"}}]"#,
+    );
+    assert_eq!(
+        (status, body.clone()),
+        (200, json!({"accepted": 2, "duplicates": 0})),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &format!("{}/v1/observations", s.url),
+        r#"{"service":"checkout","member":"a","seq":1}"#,
+    );
+    assert_eq!(
+        (status, body),
+        (200, json!({"accepted": 0, "duplicates": 1}))
+    );
+
+    let services = get_json(&format!("{}/v1/services", s.url));
+    assert_eq!(
+        services,
+        json!([{"service": "checkout", "members": 2, "live": 2, "coherence": 0.5, "open_divergences": 2}])
+    );
+
+    let svc = get_json(&format!("{}/v1/services/checkout", s.url));
+    assert_eq!(
+        svc["facets"]["version"],
+        json!({"target": "1.4.2", "values": {"1.4.2": 1, "0.9.0": 1}})
+    );
+    assert!(svc["slis"]["coherence"].is_number(), "{svc}");
+    assert_eq!(svc["open_divergences"].as_array().map(Vec::len), Some(2));
+
+    let members = get_json(&format!(
+        "{}/v1/services/checkout/members?state=live",
+        s.url
+    ));
+    assert_eq!(members["total"], 2);
+    assert_eq!(members["members"][1]["member"], "b");
+    assert_eq!(members["members"][1]["facets"]["version"], "0.9.0");
+
+    let divs = get_json(&format!(
+        "{}/v1/divergences?service=checkout&kind=drift&state=open",
+        s.url
+    ));
+    let d = &divs[0];
+    for field in [
+        "id",
+        "service",
+        "kind",
+        "severity",
+        "subjects",
+        "evidence",
+        "opened_at",
+        "last_seen_at",
+        "resolved_at",
+    ] {
+        assert!(d.get(field).is_some(), "{field} missing in {d}");
+    }
+    assert_eq!(
+        (d["kind"].as_str(), d["severity"].as_str(), &d["subjects"]),
+        (Some("drift"), Some("critical"), &json!(["b"]))
+    );
+
+    let intent = get_json(&format!("{}/v1/intent", s.url));
+    assert_eq!(intent["source"], INTENT);
+    assert!(
+        get_json(&format!("{}/v1/openapi.json", s.url))["paths"]["/v1/observations"].is_object()
+    );
+    let (status, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("coherd_ingest_observations_total 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("coherd_divergences_open{"), "{metrics}");
+}
+
+#[test]
+fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
+    let s = start_with_intent("bad");
+    let url = format!("{}/v1/observations", s.url);
+    let (status, _) = post_json(
+        &url,
+        r#"{"service":"checkout","member":"a","seq":5,"facets":{"version":"1.4.2"}}"#,
+    );
+    assert_eq!(status, 200);
+    let before = snapshot(&s);
+
+    let future = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(3600))
+        .unwrap()
+        .to_string();
+    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, &str)> = vec![
+        ("malformed JSON", vec![("Content-Type", "application/json")], "{\"service\":".into(), 400, "malformed JSON"),
+        ("wrong content type", vec![("Content-Type", "text/csv")], "a,b".into(), 415, "Content-Type"),
+        ("unknown field", vec![("Content-Type", "application/json")], r#"{"service":"checkout","member":"a","facet":{}}"#.into(), 422, "unknown field `facet`"),
+        (
+            "one bad item makes the batch atomic",
+            vec![("Content-Type", "application/x-ndjson")],
+            "{\"service\":\"checkout\",\"member\":\"z\",\"seq\":9}\n{\"service\":\"Bad Name\",\"member\":\"y\"}\n".into(),
+            422,
+            "invalid service name",
+        ),
+        ("clock skew", vec![("Content-Type", "application/json")], format!(r#"{{"service":"checkout","member":"a","seq":6,"time":"{future}"}}"#), 422, "ahead of the server's clock"),
+        ("too old", vec![("Content-Type", "application/json")], r#"{"service":"checkout","member":"a","seq":6,"time":"2020-01-01T00:00:00Z"}"#.into(), 422, "too old"),
+        ("too large", vec![("Content-Type", "application/json")], format!("[{}]", vec![r#"{"service":"checkout","member":"a"}"#; 40_000].join(",")), 413, "larger than"),
+        ("empty", vec![("Content-Type", "application/json")], "[]".into(), 400, "no observations"),
+    ];
+    for (what, headers, body, want, needle) in cases {
+        let (status, text) = request("POST", &url, &headers, body.as_bytes()).unwrap();
+        assert_eq!(status, want, "{what}: {text}");
+        assert!(text.contains(needle), "{what}: {text}");
+    }
+    let (status, text) = request("POST", &url, &[("Content-Type", "application/x-ndjson")], b"{\"service\":\"checkout\",\"member\":\"z\"}\n{\"service\":\"Bad Name\",\"member\":\"y\"}\n").unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (status, &v["errors"][0]["index"], &v["errors"][0]["field"]),
+        (422, &json!(1), &json!("service"))
+    );
+
+    let (status, text) = request("GET", &format!("{}/v1/services/nope", s.url), &[], b"").unwrap();
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("unknown service"));
+    let (status, text) = request(
+        "GET",
+        &format!("{}/v1/divergences?kind=meteor", s.url),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = request(
+        "PUT",
+        &format!("{}/v1/intent", s.url),
+        &[],
+        b"services:\n  checkout:\n    facetz: {}\n",
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("\"line\":3"), "{text}");
+    assert_eq!(
+        get_json(&format!("{}/v1/intent", s.url))["source"],
+        INTENT,
+        "the old intent stays in force"
+    );
+
+    assert_eq!(snapshot(&s), before, "bad input changed the stored state");
+    let (status, body) = post_json(&url, r#"{"service":"checkout","member":"a","seq":6}"#);
+    assert_eq!(
+        (status, body),
+        (200, json!({"accepted": 1, "duplicates": 0})),
+        "the server still works"
+    );
+}
+
+#[test]
+fn tokens_are_enforced_by_scope() {
+    let dir = temp_dir("tokens");
+    std::fs::write(
+        dir.join("coherd.yaml"),
+        "tokens:\n  - {token: reporter-token-0123456789, scopes: [report]}\n  - {token: reader-token-0123456789, scopes: [read]}\n",
+    )
+    .unwrap();
+    let config = dir.join("coherd.yaml").display().to_string();
+    let s = Server::start(&dir, &["--config", &config]);
+    let obs = br#"{"service":"checkout","member":"a"}"#;
+    let url = format!("{}/v1/observations", s.url);
+    let ct = ("Content-Type", "application/json");
+    assert_eq!(request("POST", &url, &[ct], obs).unwrap().0, 401);
+    assert_eq!(
+        request(
+            "POST",
+            &url,
+            &[ct, ("Authorization", "Bearer wrong-token-0123456789")],
+            obs
+        )
+        .unwrap()
+        .0,
+        401
+    );
+    assert_eq!(
+        request(
+            "POST",
+            &url,
+            &[ct, ("Authorization", "Bearer reader-token-0123456789")],
+            obs
+        )
+        .unwrap()
+        .0,
+        403
+    );
+    assert_eq!(
+        request(
+            "POST",
+            &url,
+            &[ct, ("Authorization", "Bearer reporter-token-0123456789")],
+            obs
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    let services = format!("{}/v1/services", s.url);
+    assert_eq!(request("GET", &services, &[], b"").unwrap().0, 401);
+    assert_eq!(
+        request(
+            "GET",
+            &services,
+            &[("Authorization", "Bearer reporter-token-0123456789")],
+            b""
+        )
+        .unwrap()
+        .0,
+        403
+    );
+    assert_eq!(
+        request(
+            "GET",
+            &services,
+            &[("Authorization", "Bearer reader-token-0123456789")],
+            b""
+        )
+        .unwrap()
+        .0,
+        200
+    );
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(!log.contains("token-0123456789"), "a token reached the log");
+}
+
+#[test]
+fn no_tokens_means_loopback_only() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--db"])
+        .arg(temp_dir("open").join("c.db"))
+        .env_remove("COHERD_TOKEN_ADMIN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without tokens"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Several clients post batches; SIGKILL lands at a random moment; after a
+/// restart every acknowledged observation is there, and the open divergences
+/// are the same as before a second SIGKILL.
+#[test]
+fn sigkill_loses_no_acknowledged_observation() {
+    let mut s = start_with_intent("kill");
+    let url = format!("{}/v1/observations", s.url);
+    let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    seq += 1;
+                    let version = if c == 3 && seq % 2 == 0 { "0.9.0" } else { "1.4.2" };
+                    let body: Vec<String> = (0..25)
+                        .map(|m| format!(r#"{{"service":"checkout","member":"c{c}-m{m}","seq":{seq},"facets":{{"version":"{version}","phase":"ready"}}}}"#))
+                        .collect();
+                    match request("POST", &url, &[("Content-Type", "application/x-ndjson")], body.join("\n").as_bytes()) {
+                        Ok((200, _)) => {
+                            let mut a = acked.lock().unwrap();
+                            for m in 0..25 {
+                                a.insert(format!("c{c}-m{m}"), seq);
+                            }
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(fastrand::u64(300..1500)));
+    s.kill9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        !acked.is_empty(),
+        "no batch was acknowledged before the kill"
+    );
+    s.kill_and_restart();
+    let members = get_json(&format!(
+        "{}/v1/services/checkout/members?limit=1000",
+        s.url
+    ));
+    let stored: BTreeMap<String, u64> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["member"].as_str().unwrap().to_string(),
+                m["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for (member, seq) in &acked {
+        assert!(
+            stored.get(member).is_some_and(|s| s >= seq),
+            "{member}: acknowledged seq {seq}, stored {:?}",
+            stored.get(member)
+        );
+    }
+
+    // Quiet now: what is open survives another SIGKILL.
+    let (status, _) = post_json(
+        &url,
+        r#"{"service":"checkout","member":"rogue","facets":{"version":"0.1.0"},"leases":[{"resource":"scheduler","epoch":1,"expires":"2099-01-01T00:00:00Z"}]}"#,
+    );
+    assert_eq!(status, 200);
+    let open = |s: &Server| {
+        let v = get_json(&format!("{}/v1/divergences?state=open", s.url));
+        let mut ids: Vec<(String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_str().unwrap().to_string(),
+                    d["opened_at"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = open(&s);
+    assert!(
+        before
+            .iter()
+            .any(|(id, _)| id == "drift:checkout:rogue:version"),
+        "{before:?}"
+    );
+    s.kill_and_restart();
+    assert_eq!(open(&s), before);
+}
