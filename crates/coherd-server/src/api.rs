@@ -279,7 +279,7 @@ pub async fn get_intent(State(state): State<AppState>, headers: HeaderMap) -> Ap
             "no intent is set; PUT /v1/intent or start with --intent".into(),
         ));
     };
-    let intent = state.shared.engine().intent().cloned();
+    let intent = Intent::from_yaml(&source).ok();
     Ok(Json(json!({"source": source, "intent": intent})).into_response())
 }
 

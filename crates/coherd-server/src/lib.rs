@@ -130,17 +130,24 @@ pub async fn serve(
     let mut store = SqliteStore::open(&config.db)?;
     let mut engine = Engine::default();
     let started = std::time::Instant::now();
-    let (observations, stored_intent) = pipeline::rebuild(&mut store, &mut engine)?;
-    engine.handle_timeout(wall_now());
+    let mut applier = pipeline::Applier::new(config.clock_grace);
+    let (observations, stored_intent) = pipeline::rebuild(&mut store, &mut engine, &mut applier)?;
+    if engine.now() > coherd_model::Time::EPOCH {
+        engine.handle_timeout(engine.now().max(wall_now().sub(config.clock_grace)));
+    }
     while engine.poll_event().is_some() {}
     tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
-    let shared = Shared::new(engine);
+    let shared = Shared::new(engine, config.clock_grace);
     *shared
         .intent_source
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = stored_intent;
-    let (writer, writer_thread) =
-        Writer::start(Box::new(store), shared.clone(), config.ingest_queue);
+    let (writer, writer_thread) = Writer::start(
+        Box::new(store),
+        applier,
+        shared.clone(),
+        config.ingest_queue,
+    );
     let state = AppState {
         shared: shared.clone(),
         writer: writer.clone(),

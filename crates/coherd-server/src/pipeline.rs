@@ -32,12 +32,15 @@ pub struct Shared {
     pub intent_source: Mutex<Option<String>>,
     /// Ingest and request metrics.
     pub metrics: Metrics,
+    /// How far the engine clock may trail the wall clock (see [`Shared::watermark`]).
+    grace: Duration,
 }
 
 impl Shared {
     /// A new shared state around an engine.
-    pub fn new(engine: Engine) -> Arc<Shared> {
+    pub fn new(engine: Engine, grace: Duration) -> Arc<Shared> {
         Arc::new(Shared {
+            grace,
             engine: Mutex::new(engine),
             stream: broadcast::channel(4096).0,
             ready: AtomicBool::new(false),
@@ -67,10 +70,22 @@ impl Shared {
         }
     }
 
-    /// Fires due deadlines at wall-clock now.
+    /// The engine's clock follows the reports' own times (so a stream posted
+    /// quickly gives what `coherd replay` gives), and never trails the wall
+    /// clock by more than the grace (so silence is noticed when reports stop).
+    pub fn watermark(&self, engine: &Engine) -> Time {
+        engine.now().max(wall_now().sub(self.grace))
+    }
+
+    /// Fires the deadlines that are due at the watermark.
     pub fn tick(&self) -> Option<Time> {
         let mut e = self.engine();
-        e.handle_timeout(wall_now());
+        if e.now() == Time::EPOCH {
+            // Nothing has happened yet: an intent waits for the first report.
+            return None;
+        }
+        let now = self.watermark(&e);
+        e.handle_timeout(now);
         self.publish(&mut e);
         e.poll_timeout()
     }
@@ -139,13 +154,14 @@ impl Writer {
     /// Starts the writer thread over `store`.
     pub fn start(
         store: Box<dyn Store>,
+        applier: Applier,
         shared: Arc<Shared>,
         queue: usize,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(queue);
         let handle = std::thread::Builder::new()
             .name("coherd-writer".into())
-            .spawn(move || run(store, shared, rx))
+            .spawn(move || run(store, applier, shared, rx))
             .expect("spawn the writer thread");
         (Writer { tx }, handle)
     }
@@ -165,7 +181,12 @@ enum Reply {
     Delete(oneshot::Sender<Result<bool, JobError>>),
 }
 
-fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) {
+fn run(
+    mut store: Box<dyn Store>,
+    mut applier: Applier,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Job>,
+) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 1024 {
@@ -247,7 +268,7 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) 
                     },
                     Reply::Observations(tx),
                 ) => {
-                    let got = apply_observations(&mut engine, *received_at, observations);
+                    let got = applier.observations(&mut engine, *received_at, observations);
                     if let Ok(i) = &got {
                         shared.metrics.observations.inc_by(i.accepted as u64);
                         shared.metrics.duplicates.inc_by(i.duplicates as u64);
@@ -255,7 +276,7 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) 
                     answers.push(Box::new(move || drop(tx.send(got))) as Box<dyn FnOnce()>);
                 }
                 (NewEntry::Intent { at, source }, Reply::Intent(tx, intent)) => {
-                    engine.set_intent(*at, *intent);
+                    applier.intent(&mut engine, *at, *intent);
                     *shared
                         .intent_source
                         .lock()
@@ -273,7 +294,7 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) 
                     },
                     Reply::Delete(tx),
                 ) => {
-                    let found = engine.remove_member(*at, service, member);
+                    let found = applier.delete(&mut engine, *at, service, member);
                     answers.push(Box::new(move || drop(tx.send(Ok(found)))));
                 }
                 _ => unreachable!("entries and replies are built together"),
@@ -287,40 +308,77 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) 
     }
 }
 
-/// Applies a batch: each report at its own `time` (the receive time when it
-/// has none), the reports of one instant together. Live ingest and the
-/// rebuild on start both come here, so they reach the same state.
-fn apply_observations(
-    engine: &mut Engine,
-    received_at: Time,
-    observations: &[Observation],
-) -> Result<Ingested, JobError> {
-    let mut order: Vec<(Time, usize)> = observations
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.time.unwrap_or(received_at), i))
-        .collect();
-    order.sort();
-    let mut got = Ingested::default();
-    let mut refused = Vec::new();
-    for instant in order.chunk_by(|a, b| a.0 == b.0) {
-        let at = instant[0].0;
-        if at > engine.now() {
-            engine.handle_timeout(engine.now());
-        }
-        let refs: Vec<&Observation> = instant.iter().map(|&(_, i)| &observations[i]).collect();
-        for (&(_, i), r) in instant.iter().zip(engine.observe_instant(at, &refs)) {
-            match r {
-                Ok(Outcome::Applied) => got.accepted += 1,
-                Ok(Outcome::Duplicate) => got.duplicates += 1,
-                Err(e) => refused.push(format!("item {i}: {e}")),
-            }
+/// Applies entries to the engine. Live ingest and the rebuild on start both
+/// come here, in store order, so they reach the same state.
+pub struct Applier {
+    grace: Duration,
+    /// An intent that arrived before any report: it takes effect at the first
+    /// report's time, as `coherd replay --intent` does.
+    pending: Option<Intent>,
+}
+
+impl Applier {
+    /// An applier whose clock may trail receive times by `grace`.
+    pub fn new(grace: Duration) -> Applier {
+        Applier {
+            grace,
+            pending: None,
         }
     }
-    if refused.is_empty() {
-        Ok(got)
-    } else {
-        Err(JobError::Refused(refused.join("; ")))
+
+    /// Each report at its own `time` (the receive time when it has none, and
+    /// never more than the grace before it); the reports of one instant together.
+    pub fn observations(
+        &mut self,
+        engine: &mut Engine,
+        received_at: Time,
+        observations: &[Observation],
+    ) -> Result<Ingested, JobError> {
+        let floor = received_at.sub(self.grace);
+        let mut order: Vec<(Time, usize)> = observations
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.time.unwrap_or(received_at).max(floor), i))
+            .collect();
+        order.sort();
+        let mut got = Ingested::default();
+        let mut refused = Vec::new();
+        for instant in order.chunk_by(|a, b| a.0 == b.0) {
+            let at = instant[0].0;
+            if let Some(intent) = self.pending.take() {
+                engine.set_intent(at, intent);
+            }
+            if at > engine.now() {
+                engine.handle_timeout(engine.now());
+            }
+            let refs: Vec<&Observation> = instant.iter().map(|&(_, i)| &observations[i]).collect();
+            for (&(_, i), r) in instant.iter().zip(engine.observe_instant(at, &refs)) {
+                match r {
+                    Ok(Outcome::Applied) => got.accepted += 1,
+                    Ok(Outcome::Duplicate) => got.duplicates += 1,
+                    Err(e) => refused.push(format!("item {i}: {e}")),
+                }
+            }
+        }
+        if refused.is_empty() {
+            Ok(got)
+        } else {
+            Err(JobError::Refused(refused.join("; ")))
+        }
+    }
+
+    /// A new intent, in force from the engine's clock (or from the first report).
+    pub fn intent(&mut self, engine: &mut Engine, at: Time, intent: Intent) {
+        if engine.now() == Time::EPOCH {
+            self.pending = Some(intent);
+        } else {
+            engine.set_intent(engine.now().max(at.sub(self.grace)), intent);
+        }
+    }
+
+    /// An operator's delete.
+    pub fn delete(&mut self, engine: &mut Engine, at: Time, service: &str, member: &str) -> bool {
+        engine.remove_member(engine.now().max(at.sub(self.grace)), service, member)
     }
 }
 
@@ -328,32 +386,22 @@ fn apply_observations(
 pub fn rebuild(
     store: &mut dyn Store,
     engine: &mut Engine,
+    applier: &mut Applier,
 ) -> Result<(u64, Option<String>), StoreError> {
-    let mut last: Option<Time> = None;
     let mut count = 0;
     let mut intent_source = None;
     store.load(&mut |Entry { body, .. }| {
-        let at = match &body {
-            NewEntry::Observations { received_at, .. } => *received_at,
-            NewEntry::Intent { at, .. } | NewEntry::DeleteMember { at, .. } => *at,
-        };
-        if let Some(prev) = last
-            && at > prev
-        {
-            engine.handle_timeout(prev);
-        }
-        last = Some(last.map_or(at, |l| l.max(at)));
         match body {
             NewEntry::Observations {
                 received_at,
                 observations,
             } => {
                 count += observations.len() as u64;
-                let _ = apply_observations(engine, received_at, &observations);
+                let _ = applier.observations(engine, received_at, &observations);
             }
             NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
                 Ok(intent) => {
-                    engine.set_intent(at, intent);
+                    applier.intent(engine, at, intent);
                     intent_source = Some(source);
                 }
                 Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
@@ -363,7 +411,7 @@ pub fn rebuild(
                 service,
                 member,
             } => {
-                engine.remove_member(at, &service, &member);
+                applier.delete(engine, at, &service, &member);
             }
         }
         while engine.poll_event().is_some() {}

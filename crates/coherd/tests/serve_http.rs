@@ -379,3 +379,141 @@ fn sigkill_loses_no_acknowledged_observation() {
     s.kill_and_restart();
     assert_eq!(open(&s), before);
 }
+
+/// A stream posted over HTTP gives the divergences `coherd replay` gives on it.
+#[test]
+fn a_stream_posted_over_http_matches_replay() {
+    let base = jiff::Timestamp::now().as_second() - 240;
+    let t = |s: i64| jiff::Timestamp::from_second(base + s).unwrap().to_string();
+    let obs = |s: i64, body: &str| format!(r#"{{"time":"{}",{body}}}"#, t(s));
+    let lines = vec![
+        obs(
+            0,
+            r#""service":"checkout","member":"a","seq":1,"facets":{"version":"1.4.2","phase":"ready"},"counters":{"requests":1}"#,
+        ),
+        obs(
+            0,
+            r#""service":"checkout","member":"b","seq":1,"facets":{"version":"1.4.2","phase":"ready"}"#,
+        ),
+        obs(
+            0,
+            r#""service":"checkout","member":"c","seq":1,"facets":{"version":"0.9.0","phase":"ready"}"#,
+        ),
+        obs(
+            0,
+            r#""service":"lb","member":"lb1","seq":1,"views":{"checkout/a":{"phase":"ready"}}"#,
+        ),
+        obs(
+            5,
+            r#""service":"checkout","member":"a","seq":2,"facets":{"phase":"draining"},"counters":{"requests":5}"#,
+        ),
+        obs(
+            10,
+            r#""service":"lb","member":"lb1","seq":2,"views":{"checkout/a":{"phase":"ready"}}"#,
+        ),
+        obs(
+            11,
+            r#""service":"checkout","member":"a","seq":3,"counters":{"requests":9},"leases":[{"resource":"scheduler","epoch":2,"expires":"EXP40"}]"#,
+        ),
+        obs(
+            12,
+            r#""service":"checkout","member":"b","seq":2,"leases":[{"resource":"scheduler","epoch":1,"expires":"EXP30"}]"#,
+        ),
+        obs(
+            15,
+            r#""service":"checkout","member":"c","seq":2,"facets":{"version":"1.4.2"}"#,
+        ),
+        obs(20, r#""service":"checkout","member":"b","seq":3"#),
+        obs(
+            25,
+            r#""service":"lb","member":"lb1","seq":3,"views":{"checkout/a":{"phase":"draining"}}"#,
+        ),
+        obs(
+            30,
+            r#""service":"checkout","member":"a","seq":4,"facets":{"phase":"stopped"}"#,
+        ),
+        obs(
+            30,
+            r#""service":"checkout","member":"b","seq":4,"facets":{"phase":"starting"}"#,
+        ),
+    ];
+    let stream: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace("EXP40", &t(40)).replace("EXP30", &t(30)))
+        .collect();
+    let dir = temp_dir("http-replay");
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    std::fs::write(dir.join("stream.ndjson"), stream.join("\n") + "\n").unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    let s = Server::start(&dir, &["--intent", &intent]);
+    let mut i = 0;
+    while i < stream.len() {
+        let time = |l: &str| serde_json::from_str::<Value>(l).unwrap()["time"].clone();
+        let n = stream[i..]
+            .iter()
+            .take_while(|l| time(l) == time(&stream[i]))
+            .count();
+        let body = stream[i..i + n].join("\n");
+        let (status, text) = request(
+            "POST",
+            &format!("{}/v1/observations", s.url),
+            &[("Content-Type", "application/x-ndjson")],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{text}");
+        i += n;
+    }
+    std::thread::sleep(Duration::from_millis(1200)); // a tick of the server's timer
+    let key = |d: &Value| {
+        (
+            d["opened_at"].as_str().unwrap().to_string(),
+            d["id"].as_str().unwrap().to_string(),
+            d["severity"].clone(),
+            d["subjects"].clone(),
+            d["resolved_at"].clone(),
+        )
+    };
+    let served: Vec<_> = get_json(&format!("{}/v1/divergences?state=all", s.url))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["replay", "--json", "--intent"])
+        .arg(dir.join("intent.yaml"))
+        .arg(dir.join("stream.ndjson"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let replayed: Vec<_> = replayed["divergences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let kinds: Vec<&str> = replayed
+        .iter()
+        .map(|k| k.1.split(':').next().unwrap())
+        .collect();
+    for kind in [
+        "drift",
+        "mixed",
+        "drain_violation",
+        "split_brain",
+        "stale_epoch",
+        "illegal_transition",
+    ] {
+        assert!(
+            kinds.contains(&kind),
+            "the stream should raise {kind}: {replayed:?}"
+        );
+    }
+    assert_eq!(served, replayed);
+}
