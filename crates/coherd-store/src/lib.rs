@@ -83,27 +83,31 @@ pub trait Store: Send {
     /// at the first error `visit` returns (which `load` then returns).
     ///
     /// Member states kept by [`prune`](Store::prune) come as
-    /// [`NewEntry::Observations`] under the id and receive time of the batch
-    /// they came from, holding the observations kept from that batch in
-    /// their original order; they take the place of that pruned batch in the
-    /// id order. So before any pruning, load yields exactly what was
-    /// appended; after it, the kept states come before every retained
-    /// observation batch that was received later, and an older intent or
-    /// deletion still comes before the states received after it.
+    /// [`NewEntry::Observations`], one entry per pruned batch that held a
+    /// member's latest applied report, under that batch's id and receive
+    /// time, in the batch's order. They take the pruned batch's place in the
+    /// id order, so ids stay strictly increasing and the engine sees the
+    /// kept states, retained intents and deletions in the order they
+    /// happened. Before any pruning, load yields exactly what was appended.
     fn load(
         &mut self,
         visit: &mut dyn FnMut(Entry) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
     /// Deletes the observation batches received before `before`, first
-    /// folding each member's latest observation among them into the kept
-    /// member states (a member that went quiet keeps its latest state), and
-    /// deletes intents in force before `before` that a later intent
-    /// replaced. Never deletes the latest intent, member deletions, or
-    /// anything received at or after `before`.
+    /// folding each member's reports among them into its kept state (so a
+    /// member that went quiet keeps its latest state), and returns counts.
     ///
-    /// Works in bounded chunks, each its own transaction: an interrupted prune
-    /// leaves a consistent store that holds the same member states.
+    /// The fold applies reports as the engine does: a duplicate `seq`
+    /// changes nothing, labels, facets and counters merge by key, the rest is
+    /// the last report's. Member deletions before `before` are folded too
+    /// (the deleted member's kept state goes) and deleted. Intents in force
+    /// before `before` that a later intent replaced are deleted; the latest
+    /// intent never is. Nothing received at or after `before` is touched.
+    ///
+    /// Works in bounded chunks, each its own transaction: an interrupted
+    /// prune leaves a consistent store from which `load` rebuilds the same
+    /// member states.
     fn prune(&mut self, before: Time) -> Result<PruneStats, StoreError>;
 
     /// The latest intent: when it took force and its source text as the

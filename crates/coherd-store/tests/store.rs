@@ -308,3 +308,35 @@ fn a_visit_error_stops_load() {
         "{err}"
     );
 }
+
+#[test]
+fn a_prune_over_many_chunks_keeps_the_last_report_of_each_member() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let batches: Vec<NewEntry> = (0..300)
+        .map(|i| {
+            observations(
+                t(i),
+                vec![obs("a", &format!("m-{}", i % 7), i as u64 + 1, "1")],
+            )
+        })
+        .collect();
+    let ids = store.append(&batches).unwrap();
+    let stats = store.prune(t(1_000)).unwrap();
+    assert_eq!(stats.batches_deleted, 300);
+
+    let loaded = load_all(&mut store);
+    let kept: Vec<(u64, String, Option<u64>)> = loaded
+        .into_iter()
+        .map(|e| match e.body {
+            NewEntry::Observations { observations, .. } => {
+                assert_eq!(observations.len(), 1);
+                (e.id, observations[0].member.clone(), observations[0].seq)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected: Vec<(u64, String, Option<u64>)> = (293..300)
+        .map(|i| (ids[i], format!("m-{}", i % 7), Some(i as u64 + 1)))
+        .collect();
+    assert_eq!(kept, expected);
+}

@@ -166,10 +166,16 @@ fn read_entry(path: &Path, rows: &mut Rows<'_>) -> Result<Option<Entry>, StoreEr
     let at = Time::from_nanos(row.get(2).map_err(read)?);
     let body = match kind.as_str() {
         OBSERVATIONS => {
-            let payload: Vec<u8> = row.get(5).map_err(read)?;
+            let payload = row.get_ref(5).map_err(read)?.as_blob().map_err(|e| {
+                corrupt(
+                    path,
+                    id,
+                    format!("observations payload is not a blob ({e})"),
+                )
+            })?;
             NewEntry::Observations {
                 received_at: at,
-                observations: decode_observations(path, id, &payload)?,
+                observations: decode_observations(path, id, payload)?,
             }
         }
         INTENT => NewEntry::Intent {

@@ -111,3 +111,90 @@ impl Store for SqliteStore {
         log::latest_intent(&self.conn, &self.path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coherd_model::Observation;
+
+    fn intent(secs: i64, source: &str) -> NewEntry {
+        NewEntry::Intent {
+            at: Time::from_secs(secs),
+            source: source.into(),
+        }
+    }
+
+    /// A failure inside the database, after earlier entries of the same
+    /// append were inserted, rolls all of them back.
+    #[test]
+    fn a_database_failure_mid_append_rolls_back_the_whole_append() {
+        let mut store = SqliteStore::open_in_memory().unwrap();
+        let kept = store.append(&[intent(0, "kept")]).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER inject_failure BEFORE INSERT ON entries
+                 WHEN NEW.payload = CAST('fail here' AS BLOB)
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let batch = NewEntry::Observations {
+            received_at: Time::from_secs(1),
+            observations: vec![Observation {
+                service: "a".into(),
+                member: "m".into(),
+                ..Observation::default()
+            }],
+        };
+        let err = store
+            .append(&[batch, intent(2, "lost"), intent(3, "fail here")])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Write { .. }), "{err}");
+        assert!(err.to_string().contains("injected failure"), "{err}");
+
+        let mut ids = Vec::new();
+        store
+            .load(&mut |e| {
+                ids.push(e.id);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(ids, kept);
+        assert_eq!(store.latest_intent().unwrap().unwrap().1, "kept");
+    }
+
+    #[test]
+    fn a_file_store_uses_wal_and_full_sync() {
+        let dir = std::env::temp_dir().join(format!("coherd-store-pragmas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SqliteStore::open(&dir.join("coherd.db")).unwrap();
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        let sync: i64 = store
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!((mode.as_str(), sync), ("wal", 2));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Pruning walks the index on `at` instead of sorting the whole log.
+    #[test]
+    fn prune_selects_old_entries_through_the_time_index() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", prune::SELECT_OLD))
+            .unwrap()
+            .query_map([0i64, 0, 0, 0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("entries_by_time"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+}

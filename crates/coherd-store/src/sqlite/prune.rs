@@ -16,6 +16,11 @@ use crate::{PruneStats, StoreError, Time};
 /// is held, while a large prune still makes steady progress.
 const CHUNK: i64 = 64;
 
+/// One chunk of old entries, in (at, id) order straight from the index on `at`.
+pub(super) const SELECT_OLD: &str = "SELECT id, kind, at, service, member, payload
+    FROM entries INDEXED BY entries_by_time
+    WHERE at < ?1 AND kind IN (?2, ?3) ORDER BY at, id LIMIT ?4";
+
 /// A member's kept state while a chunk is folded.
 struct Kept {
     entry_id: i64,
@@ -78,12 +83,8 @@ fn fold_chunk(
     stats: &mut PruneStats,
 ) -> Result<bool, StoreError> {
     let write_err = |e| db_error(path, e, Op::Write);
-    // The index on `at` yields (at, id) order without sorting.
     let mut chunk: Vec<OldEntry> = tx
-        .prepare_cached(
-            "SELECT id, kind, at, service, member, payload FROM entries
-             WHERE at < ?1 AND kind IN (?2, ?3) ORDER BY at, id LIMIT ?4",
-        )
+        .prepare_cached(SELECT_OLD)
         .and_then(|mut stmt| {
             stmt.query_map(params![before, OBSERVATIONS, DELETE_MEMBER, CHUNK], |r| {
                 Ok(OldEntry {
