@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start a server with a simulated fleet losing and regaining coherence.
+    Demo(cmd::demo::Args),
     /// Run the service: durable HTTP ingest, query API, stream and metrics.
     Serve(cmd::serve::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
@@ -41,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),

@@ -1,5 +1,6 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub mod demo;
 pub mod herd;
 pub mod offsets;
 pub mod output;

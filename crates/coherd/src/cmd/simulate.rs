@@ -29,14 +29,15 @@ pub struct Args {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Simulated time per scenario (faults happen in the first 25 minutes).
-    #[arg(long, default_value = "40m", value_parser = parse_duration)]
+    #[arg(long, default_value = "40m", value_parser = parse_duration_arg)]
     pub duration: Duration,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses a duration flag such as `40m`.
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     coherd_model::time::parse_duration(s)
 }
 
