@@ -317,10 +317,10 @@ async fn summarize(
             out.push_str(&format!(
                 "  {:<10} members {:>5}  live {:>5}  coherence {:>7}  open {:>3}\n",
                 s["service"].as_str().unwrap_or(""),
-                s["members"],
-                s["live"],
+                s["members"].as_u64().unwrap_or(0),
+                s["live"].as_u64().unwrap_or(0),
                 coherence,
-                s["open_divergences"]
+                s["open_divergences"].as_u64().unwrap_or(0)
             ));
         }
         if by_kind.is_empty() {
