@@ -4,15 +4,28 @@ use std::collections::BTreeMap;
 
 use coherd_engine::{Divergence, ServiceSlis};
 
-fn pct(x: Option<f64>) -> String {
+/// A ratio as a percentage, `-` when unknown.
+pub fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
-fn short(s: &str, n: usize) -> String {
+/// `s` cut to `n` characters, with `…` when cut.
+pub fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+/// A span of seconds, compactly: `42s`, `5m12s`, `3h04m`, `2d03h`.
+pub fn span(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
 }
 
