@@ -1,6 +1,7 @@
 //! The `coherd` command: a thin layer that parses arguments, dispatches to the
 //! library crates and maps errors to exit codes.
 
+mod client;
 mod cmd;
 
 use std::process::ExitCode;
@@ -28,6 +29,18 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the service: durable HTTP ingest, query API, stream and metrics.
     Serve(cmd::serve::Args),
+    /// Send observations to a running coherd: one from flags, or a file of them.
+    Report(cmd::report::Args),
+    /// Services at a glance: members, live, coherence, mixed facets, open divergences.
+    Status(cmd::status::Args),
+    /// List divergences: open by default.
+    Divergences(cmd::divergences::Args),
+    /// Follow divergence and intent changes live.
+    Watch(cmd::watch::Args),
+    /// Check an intent file, or get and put the server's intent.
+    Intent(cmd::intent::Args),
+    /// Load generators for coherd's own speed.
+    Bench(cmd::bench::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
     Replay(cmd::replay::Args),
     /// Run a simulated fleet with injected faults and score detection.
@@ -45,6 +58,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Status(args) => cmd::status::run(args),
+        Command::Divergences(args) => cmd::divergences::run(args),
+        Command::Watch(args) => cmd::watch::run(args),
+        Command::Intent(args) => cmd::intent::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Splay(args) => cmd::splay::run(args),

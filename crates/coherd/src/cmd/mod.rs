@@ -1,13 +1,19 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub mod bench;
 pub mod demo;
+pub mod divergences;
 pub mod herd;
+pub mod intent;
 pub mod offsets;
 pub mod output;
 pub mod replay;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod splay;
+pub mod status;
+pub mod watch;
 
 /// Logs to standard error; `RUST_LOG` sets the level (default info).
 pub fn init_logging() {
