@@ -320,14 +320,23 @@ pub async fn stream(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     state.tokens.check(&headers, Scope::Read)?;
     let rx = state.shared.stream.subscribe();
-    let events = BroadcastStream::new(rx).map(|item| {
-        Ok(match item {
-            Ok((name, data)) => SseEvent::default().event(name).data(data),
-            Err(_) => SseEvent::default()
-                .event("lagged")
-                .data("{\"message\":\"events were dropped; re-read /v1/divergences\"}"),
-        })
-    });
+    let mut stopping = state.stopping.clone();
+    let stop = async move {
+        while !*stopping.borrow_and_update() {
+            if stopping.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let events =
+        futures_util::StreamExt::take_until(BroadcastStream::new(rx), Box::pin(stop)).map(|item| {
+            Ok(match item {
+                Ok((name, data)) => SseEvent::default().event(name).data(data),
+                Err(_) => SseEvent::default()
+                    .event("lagged")
+                    .data("{\"message\":\"events were dropped; re-read /v1/divergences\"}"),
+            })
+        });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 

@@ -56,6 +56,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Ingest requests allowed at once.
     pub ingest_slots: Arc<Semaphore>,
+    /// Becomes true when the server shuts down (ends open streams).
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The router, with every route and its limits.
@@ -138,6 +140,7 @@ pub async fn serve(
     while engine.poll_event().is_some() {}
     tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
     let shared = Shared::new(engine, config.clock_grace);
+    let (stop_tx, stop_rx) = watch::channel(false);
     *shared
         .intent_source
         .lock()
@@ -154,6 +157,7 @@ pub async fn serve(
         tokens: Arc::new(Tokens::new(config.tokens.clone())),
         ingest_slots: Arc::new(Semaphore::new(config.ingest_concurrency)),
         config: Arc::new(config.clone()),
+        stopping: stop_rx.clone(),
     };
     if let Some(path) = &config.intent {
         let (source, intent) = read_intent(path)?;
@@ -174,12 +178,17 @@ pub async fn serve(
         tracing::warn!(%addr, "coherd listening without tokens: anyone on this machine can read and write; loopback only");
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(pipeline::timer(shared.clone(), stop_rx.clone()));
     tokio::spawn(watch_intent(state.clone(), stop_rx.clone()));
     tokio::spawn(prune(writer.clone(), config.retention, stop_rx.clone()));
 
     let router = app(state);
+    let stopper = stop_tx.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Ends open event streams, so graceful shutdown does not wait on them.
+        let _ = stopper.send(true);
+    };
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await;

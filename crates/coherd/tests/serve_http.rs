@@ -517,3 +517,34 @@ fn a_stream_posted_over_http_matches_replay() {
     }
     assert_eq!(served, replayed);
 }
+
+/// SIGTERM ends open event streams and the server exits, rather than
+/// waiting for every watcher to hang up.
+#[test]
+fn sigterm_with_a_watcher_connected_exits_promptly() {
+    use std::io::{Read, Write};
+    let mut s = start_with_intent("sigterm");
+    let host = s.url.trim_start_matches("http://").to_string();
+    let mut watcher = std::net::TcpStream::connect(&host).unwrap();
+    write!(watcher, "GET /v1/stream HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    watcher.read_exact(&mut head).unwrap();
+    assert_eq!(&head[9..12], b"200");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "coherd serve did not exit after SIGTERM with a watcher connected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+}
