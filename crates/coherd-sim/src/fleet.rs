@@ -23,8 +23,11 @@ pub fn ticks(duration: Duration) -> u64 {
 /// A fault the scenario injected: the divergence it must cause.
 #[derive(Debug, Clone)]
 pub struct Truth {
+    /// The id of the divergence it must open.
     pub id: String,
+    /// Its kind.
     pub kind: coherd_engine::Kind,
+    /// When the fault was injected.
     pub injected_at: Time,
 }
 

@@ -15,6 +15,7 @@
 //! assert_eq!(silent.precision, Some(1.0));
 //! ```
 
+mod feed;
 mod fleet;
 mod scenarios;
 mod score;
@@ -24,8 +25,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use feed::{Feed, Step, feed};
+pub use fleet::Truth;
 pub use scenarios::Scenario;
-pub use score::KindScore;
+pub use score::{Found, KindScore, ScenarioScore, Tally};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -59,7 +62,7 @@ pub struct SimReport {
     /// SLIs per service at the end of each scenario.
     pub slis: BTreeMap<String, coherd_engine::ServiceSlis>,
     /// Per scenario: faults injected and divergences found.
-    pub scenarios: BTreeMap<String, score::ScenarioScore>,
+    pub scenarios: BTreeMap<String, ScenarioScore>,
     /// Observations applied, in all scenarios.
     pub observations: u64,
 }

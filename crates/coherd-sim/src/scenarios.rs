@@ -128,8 +128,22 @@ impl World {
         a
     }
 
+    /// The intents, parsed.
     pub fn intents(&self) -> Vec<(Time, Intent)> {
-        let yaml = |s: &str| Intent::from_yaml(s).expect("scenario intents are valid");
+        self.intent_sources()
+            .into_iter()
+            .map(|(t, s)| {
+                (
+                    t,
+                    Intent::from_yaml(&s).expect("scenario intents are valid"),
+                )
+            })
+            .collect()
+    }
+
+    /// The intents as YAML, in time order.
+    pub fn intent_sources(&self) -> Vec<(Time, String)> {
+        let yaml = |s: &str| s.to_string();
         let svc = self.svc();
         match self.scenario {
             Scenario::Rollout => vec![

@@ -11,6 +11,7 @@ pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod simulate_remote;
 pub mod splay;
 pub mod status;
 pub mod watch;

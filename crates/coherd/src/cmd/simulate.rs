@@ -34,6 +34,13 @@ pub struct Args {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Send the scenario to this running server over HTTP instead of the in-process
+    /// engine, in real time. It replaces the server's intent: use a test server.
+    #[arg(long, env = "COHERD_SERVER")]
+    pub server: Option<String>,
+    /// Bearer token for --server (needs report and admin).
+    #[arg(long, env = "COHERD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Parses a duration flag such as `40m`.
@@ -61,6 +68,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     if args.duration < Duration::from_secs(60) {
         bail!("--duration must be at least 1m");
+    }
+    if let Some(server) = &args.server {
+        let [scenario] = scenarios[..] else {
+            bail!(
+                "--server sends one scenario at a time (each sets the server's intent); pick one with --scenario"
+            );
+        };
+        return super::simulate_remote::run(server, args.token.as_deref(), scenario, &args);
     }
     let cfg = SimConfig {
         scenarios,
@@ -98,24 +113,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn print_report(r: &SimReport, took: Duration) {
-    let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
-    println!(
-        "{:<20} {:>8} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
-        "KIND", "INJECTED", "DETECTED", "FALSE+", "RECALL", "PRECISION", "P50 S", "MAX S"
-    );
-    for (kind, k) in &r.kinds {
-        println!(
-            "{:<20} {:>8} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
-            kind,
-            k.injected,
-            k.detected,
-            k.false_positives,
-            f(k.recall, 3),
-            f(k.precision, 3),
-            f(k.latency_p50_s, 1),
-            f(k.latency_max_s, 1)
-        );
-    }
+    print_kinds(&r.kinds);
     for (name, s) in &r.scenarios {
         for id in &s.missed {
             println!("missed in {name}: {id}");
@@ -129,4 +127,26 @@ fn print_report(r: &SimReport, took: Duration) {
         r.observations,
         took.as_secs_f64()
     );
+}
+
+/// The per-kind table.
+pub fn print_kinds(kinds: &std::collections::BTreeMap<String, coherd_sim::KindScore>) {
+    let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
+    println!(
+        "{:<20} {:>8} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
+        "KIND", "INJECTED", "DETECTED", "FALSE+", "RECALL", "PRECISION", "P50 S", "MAX S"
+    );
+    for (kind, k) in kinds {
+        println!(
+            "{:<20} {:>8} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",
+            kind,
+            k.injected,
+            k.detected,
+            k.false_positives,
+            f(k.recall, 3),
+            f(k.precision, 3),
+            f(k.latency_p50_s, 1),
+            f(k.latency_max_s, 1)
+        );
+    }
 }
