@@ -548,3 +548,46 @@ fn sigterm_with_a_watcher_connected_exits_promptly() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// A changed intent file is reloaded; an invalid one is refused and the old
+/// intent stays in force; SIGHUP reloads at once.
+#[test]
+fn intent_file_reloads_on_change_and_sighup() {
+    let s = start_with_intent("reload");
+    let path = s.dir.join("intent.yaml");
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = get_json(&format!("{}/v1/intent", s.url))["source"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "intent not reloaded; still {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    std::fs::write(&path, "services:\n  checkout:\n    facetz: {}\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        get_json(&format!("{}/v1/intent", s.url))["source"],
+        INTENT,
+        "an invalid file replaced the intent"
+    );
+    let log = std::fs::read_to_string(s.dir.join("serve.log")).unwrap();
+    assert!(log.contains("facetz"), "the refusal names the error: {log}");
+    let next = "services:\n  checkout:\n    facets:\n      version: {target: \"1.5.0\"}\n";
+    std::fs::write(&path, next).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for(next);
+}
