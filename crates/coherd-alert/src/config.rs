@@ -1,0 +1,435 @@
+//! The alerting configuration (YAML), with built-in defaults for every divergence kind.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ConfigError;
+use crate::matcher::Matcher;
+
+/// Everything alerting needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Grouping and timing of notifications.
+    pub route: Route,
+    /// Alerts that fire and resolve too often are held firing.
+    pub flap: FlapDamping,
+    /// Rules in addition to (or, with `defaults: false`, instead of) the built-in ones.
+    pub rules: Vec<Rule>,
+    /// Include the built-in rule for every divergence kind.
+    pub defaults: bool,
+    /// Service level objectives.
+    pub slos: Vec<Slo>,
+    /// Inhibition: a firing source alert mutes matching targets.
+    pub inhibit: Vec<Inhibit>,
+}
+
+impl Default for AlertConfig {
+    fn default() -> AlertConfig {
+        AlertConfig {
+            route: Route::default(),
+            flap: FlapDamping::default(),
+            rules: Vec::new(),
+            defaults: true,
+            slos: Vec::new(),
+            inhibit: vec![Inhibit {
+                source: vec![Matcher::parse("kind=silent").expect("valid")],
+                target: vec![
+                    Matcher::parse("kind=~drift|mixed|phase_disagreement|drain_violation|flapping")
+                        .expect("valid"),
+                ],
+                equal: vec!["service".into(), "member".into()],
+            }],
+        }
+    }
+}
+
+/// Alertmanager's route timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    /// Labels that make a group.
+    pub group_by: Vec<String>,
+    /// How long a new group waits before its first notification.
+    #[serde(deserialize_with = "duration")]
+    pub group_wait: Duration,
+    /// How long a group waits before notifying about changes.
+    #[serde(deserialize_with = "duration")]
+    pub group_interval: Duration,
+    /// How long before re-sending an unchanged firing group.
+    #[serde(deserialize_with = "duration")]
+    pub repeat_interval: Duration,
+    /// Notify when alerts resolve.
+    pub send_resolved: bool,
+    /// The receiver name in notifications.
+    pub receiver: String,
+}
+
+impl Default for Route {
+    fn default() -> Route {
+        Route {
+            group_by: vec!["service".into(), "deploy".into()],
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            send_resolved: true,
+            receiver: "coherd".into(),
+        }
+    }
+}
+
+/// Flap damping: more than `changes` resolutions within `window` holds the alert firing
+/// until it has stayed resolved for `hold`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlapDamping {
+    /// Resolutions within the window that count as flapping.
+    pub changes: u32,
+    /// The window.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// How long a flapping alert must stay resolved before it resolves.
+    #[serde(deserialize_with = "duration")]
+    pub hold: Duration,
+}
+
+impl Default for FlapDamping {
+    fn default() -> FlapDamping {
+        FlapDamping {
+            changes: 3,
+            window: Duration::from_secs(3600),
+            hold: Duration::from_secs(900),
+        }
+    }
+}
+
+/// `page` or `ticket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Wake someone.
+    Page,
+    /// Handle in working hours.
+    Ticket,
+}
+
+impl Urgency {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Page => "page",
+            Urgency::Ticket => "ticket",
+        }
+    }
+}
+
+/// A rule: divergences that match, or an SLI below a threshold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// The alert name.
+    pub name: String,
+    /// For divergence rules: which divergences.
+    #[serde(default, rename = "match")]
+    pub matches: Option<DivergenceMatch>,
+    /// For SLI rules: the SLI (`coherence` or `telemetry_completeness`).
+    #[serde(default)]
+    pub sli: Option<String>,
+    /// For SLI rules: fire while the SLI is below this.
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// For SLI rules: only this service (default: every service).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// How long the condition must hold before firing.
+    #[serde(default, rename = "for", deserialize_with = "duration")]
+    pub for_: Duration,
+    /// Page or ticket.
+    pub severity: Urgency,
+    /// Extra labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations; `{service}`, `{kind}`, `{subjects}`, `{value}` are filled in.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Which divergences a rule matches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DivergenceMatch {
+    /// Kinds (empty: any).
+    pub kinds: Vec<String>,
+    /// At least this severity (`info`, `warning`, `critical`).
+    pub min_severity: Option<String>,
+    /// Label matchers on the divergence's labels (`service`, `kind`, `member`, `coherd_severity`).
+    pub labels: Vec<Matcher>,
+}
+
+/// An availability-style SLO on coherence: the share of member-time that is coherent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// The service (`*` for every service).
+    pub service: String,
+    /// For example 0.999.
+    pub objective: f64,
+    /// The budget period.
+    #[serde(default = "thirty_days", deserialize_with = "duration")]
+    pub period: Duration,
+    /// Member-minutes a burn-rate window must hold before it may fire; shorter
+    /// windows with less are widened until they hold this much (up to 3 days).
+    #[serde(default = "min_events")]
+    pub min_events: f64,
+}
+
+fn thirty_days() -> Duration {
+    Duration::from_secs(30 * 86400)
+}
+
+fn min_events() -> f64 {
+    100.0
+}
+
+/// An inhibition rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inhibit {
+    /// Matchers for the muting alert.
+    pub source: Vec<Matcher>,
+    /// Matchers for the muted alerts.
+    pub target: Vec<Matcher>,
+    /// Labels that must be equal on both.
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    coherd_model::time::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+impl AlertConfig {
+    /// Reads YAML; unknown keys and bad values are errors with their path.
+    pub fn from_yaml(src: &str) -> Result<AlertConfig, ConfigError> {
+        let node =
+            coherd_model::yaml::parse(src).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let value = coherd_model::yaml::to_json(&node);
+        let value = if value.is_null() {
+            serde_json::json!({})
+        } else {
+            value
+        };
+        let cfg: AlertConfig = serde_path_to_error::deserialize(value)
+            .map_err(|e| ConfigError::Invalid(format!("{}: {}", e.path(), e.inner())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for r in &self.rules {
+            match (&r.matches, &r.sli) {
+                (Some(_), None) => {}
+                (None, Some(s))
+                    if matches!(s.as_str(), "coherence" | "telemetry_completeness")
+                        && r.below.is_some() => {}
+                (None, Some(s))
+                    if !matches!(s.as_str(), "coherence" | "telemetry_completeness") =>
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "rule {}: sli {s:?}: use coherence or telemetry_completeness",
+                        r.name
+                    )));
+                }
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "rule {}: give either `match` or `sli` with `below`",
+                        r.name
+                    )));
+                }
+            }
+        }
+        for s in &self.slos {
+            if !(0.0 < s.objective && s.objective < 1.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "slo {}: objective must be between 0 and 1, like 0.999",
+                    s.service
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rules in force: built-in defaults (when on), then the configured ones.
+    pub fn effective_rules(&self) -> Vec<Rule> {
+        let mut out = if self.defaults {
+            default_rules()
+        } else {
+            Vec::new()
+        };
+        out.extend(self.rules.iter().cloned());
+        out
+    }
+}
+
+/// One rule per divergence kind: what breaks correctness pages, the rest tickets.
+pub fn default_rules() -> Vec<Rule> {
+    let rule = |name: &str,
+                kinds: &[&str],
+                min: Option<&str>,
+                for_secs: u64,
+                severity: Urgency,
+                summary: &str| Rule {
+        name: name.into(),
+        matches: Some(DivergenceMatch {
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            min_severity: min.map(String::from),
+            labels: Vec::new(),
+        }),
+        sli: None,
+        below: None,
+        service: None,
+        for_: Duration::from_secs(for_secs),
+        severity,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::from([
+            ("summary".into(), summary.into()),
+            (
+                "description".into(),
+                "{kind} in {service}: {subjects}".into(),
+            ),
+        ]),
+    };
+    vec![
+        rule(
+            "CoherdSplitBrain",
+            &["split_brain"],
+            None,
+            0,
+            Urgency::Page,
+            "Two members of {service} hold the same exclusive lease",
+        ),
+        rule(
+            "CoherdStaleEpoch",
+            &["stale_epoch"],
+            None,
+            0,
+            Urgency::Page,
+            "A member of {service} acts on a stale lease epoch",
+        ),
+        rule(
+            "CoherdReplicaDivergence",
+            &["replica_divergence"],
+            None,
+            0,
+            Urgency::Page,
+            "Replicas of {service} hold different data",
+        ),
+        rule(
+            "CoherdDrainViolation",
+            &["drain_violation"],
+            Some("critical"),
+            0,
+            Urgency::Page,
+            "Traffic reaches a draining member of {service}",
+        ),
+        rule(
+            "CoherdDrainViolation",
+            &["drain_violation"],
+            None,
+            120,
+            Urgency::Ticket,
+            "An observer routes to a draining member of {service}",
+        ),
+        rule(
+            "CoherdForeignDrift",
+            &["drift"],
+            Some("critical"),
+            300,
+            Urgency::Page,
+            "Members of {service} run an unexpected value",
+        ),
+        rule(
+            "CoherdDrift",
+            &["drift"],
+            None,
+            900,
+            Urgency::Ticket,
+            "Members of {service} lag behind the target",
+        ),
+        rule(
+            "CoherdMixedState",
+            &["mixed"],
+            Some("warning"),
+            600,
+            Urgency::Ticket,
+            "Several values of one facet serve in {service}",
+        ),
+        rule(
+            "CoherdSilent",
+            &["silent"],
+            None,
+            300,
+            Urgency::Ticket,
+            "Members of {service} stopped reporting",
+        ),
+        rule(
+            "CoherdPhaseDisagreement",
+            &["phase_disagreement"],
+            None,
+            120,
+            Urgency::Ticket,
+            "Observers disagree about a member's phase in {service}",
+        ),
+        rule(
+            "CoherdIllegalTransition",
+            &["illegal_transition"],
+            None,
+            0,
+            Urgency::Ticket,
+            "A member of {service} made an illegal phase transition",
+        ),
+        rule(
+            "CoherdFlapping",
+            &["flapping"],
+            None,
+            0,
+            Urgency::Ticket,
+            "A member of {service} changes phase too often",
+        ),
+        rule(
+            "CoherdHerd",
+            &["herd"],
+            None,
+            0,
+            Urgency::Ticket,
+            "Periodic work in {service} fires in step",
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_full_config_and_refuses_typos() {
+        let cfg = AlertConfig::from_yaml(
+            "route: {group_by: [service], group_wait: 10s}\nrules:\n  - {name: Low, sli: coherence, below: 0.9, for: 5m, severity: page}\nslos:\n  - {service: checkout, objective: 0.999}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.route.group_wait, Duration::from_secs(10));
+        assert_eq!(cfg.route.group_interval, Duration::from_secs(300));
+        assert_eq!(cfg.slos[0].period, Duration::from_secs(30 * 86400));
+        assert!(cfg.effective_rules().len() > 10);
+        let e = AlertConfig::from_yaml("route: {group_wiat: 10s}\n").unwrap_err();
+        assert!(e.to_string().contains("group_wiat"), "{e}");
+        let e = AlertConfig::from_yaml(
+            "rules:\n  - {name: X, sli: latency, below: 1, severity: page}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("coherence"), "{e}");
+    }
+}

@@ -1,0 +1,367 @@
+//! coherd's alerting, sans-IO.
+//!
+//! [`Alerting`] turns divergences and SLI samples into alerts with rules
+//! (built-in defaults for every divergence kind, plus configured ones), tracks
+//! SLO error budgets with multiwindow burn rates, and routes alerts the way
+//! Alertmanager does: grouping with `group_wait`, `group_interval` and
+//! `repeat_interval`, silences, inhibition, resolved notifications, and flap
+//! damping. Like the engine it reads no clock and does no IO: inputs take
+//! `now`, deadlines are polled with [`Alerting::poll_timeout`], and
+//! notifications wait in a queue for the shell's notifiers.
+//!
+//! ```
+//! use coherd_alert::{AlertConfig, Alerting};
+//! use coherd_model::Time;
+//!
+//! let t0: Time = "2026-11-22T08:00:00Z".parse().unwrap();
+//! let mut alerting = Alerting::new(AlertConfig::default());
+//! // A service's coherence collapses; with no divergence rule involved, an SLI
+//! // rule or an SLO would page. Here nothing is configured, so nothing fires.
+//! alerting.on_sli(t0, "checkout", Some(0.5), Some(1.0), 100);
+//! alerting.handle_timeout(t0.add(std::time::Duration::from_secs(60)));
+//! assert!(alerting.poll_notification().is_none());
+//! ```
+
+pub mod alert;
+pub mod config;
+pub mod error;
+pub mod matcher;
+pub mod router;
+pub mod slo;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coherd_engine::Divergence;
+use coherd_model::Time;
+
+pub use alert::{Alert, Labels};
+pub use config::{AlertConfig, Rule, Urgency};
+pub use error::ConfigError;
+pub use matcher::Matcher;
+pub use router::{Notification, Router, Silence};
+pub use slo::{SloStatus, SloTracker};
+
+struct Candidate {
+    labels: Labels,
+    annotations: Labels,
+    since: Time,
+    for_: Duration,
+    firing: bool,
+}
+
+/// Rules, SLOs and the router together.
+pub struct Alerting {
+    rules: Vec<Rule>,
+    slos: Vec<config::Slo>,
+    trackers: BTreeMap<(usize, String), SloTracker>,
+    candidates: BTreeMap<String, Candidate>,
+    router: Router,
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 3,
+        "warning" => 2,
+        "info" => 1,
+        _ => 0,
+    }
+}
+
+fn fill(template: &str, service: &str, kind: &str, subjects: &str, value: &str) -> String {
+    template
+        .replace("{service}", service)
+        .replace("{kind}", kind)
+        .replace("{subjects}", subjects)
+        .replace("{value}", value)
+}
+
+impl Alerting {
+    /// Alerting with `config`.
+    pub fn new(config: AlertConfig) -> Alerting {
+        let mut inhibit = config.inhibit.clone();
+        // A page about a divergence mutes the ticket about the same one.
+        inhibit.push(config::Inhibit {
+            source: vec![Matcher::parse("severity=page").expect("valid")],
+            target: vec![Matcher::parse("severity=ticket").expect("valid")],
+            equal: vec!["alertname".into(), "divergence".into()],
+        });
+        Alerting {
+            rules: config.effective_rules(),
+            slos: config.slos.clone(),
+            trackers: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            router: Router::new(config.route.clone(), config.flap.clone(), inhibit),
+        }
+    }
+
+    /// The labels a divergence gives its alerts (before the rule's own).
+    pub fn divergence_labels(d: &Divergence) -> Labels {
+        let mut l = Labels::from([
+            ("service".to_string(), d.service.clone()),
+            ("kind".to_string(), d.kind.as_str().to_string()),
+            (
+                "coherd_severity".to_string(),
+                d.severity.as_str().to_string(),
+            ),
+            ("divergence".to_string(), d.id.clone()),
+        ]);
+        if d.kind.is_member_level()
+            && let Some(m) = d.subjects.first()
+        {
+            l.insert("member".into(), m.clone());
+        }
+        l
+    }
+
+    /// A divergence opened, escalated or resolved.
+    pub fn on_divergence(&mut self, now: Time, d: &Divergence) {
+        let base = Alerting::divergence_labels(d);
+        let subjects = d.subjects.join(", ");
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let Some(m) = &rule.matches else { continue };
+            let key = format!("{i}:{}", d.id);
+            let kind_ok = m.kinds.is_empty() || m.kinds.iter().any(|k| k == d.kind.as_str());
+            let sev_ok = m
+                .min_severity
+                .as_deref()
+                .is_none_or(|s| severity_rank(d.severity.as_str()) >= severity_rank(s));
+            if d.is_open() && kind_ok && sev_ok && matcher::all_match(&m.labels, &base) {
+                let mut labels = base.clone();
+                labels.insert("alertname".into(), rule.name.clone());
+                labels.insert("severity".into(), rule.severity.as_str().into());
+                labels.extend(rule.labels.clone());
+                let annotations = rule
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            fill(v, &d.service, d.kind.as_str(), &subjects, ""),
+                        )
+                    })
+                    .collect();
+                self.upsert(now, key, labels, annotations, d.opened_at, rule.for_);
+            } else {
+                self.drop_candidate(now, &key, d.resolved_at.unwrap_or(now));
+            }
+        }
+    }
+
+    /// An SLI sample for a service (coherence, telemetry completeness, known members).
+    pub fn on_sli(
+        &mut self,
+        now: Time,
+        service: &str,
+        coherence: Option<f64>,
+        completeness: Option<f64>,
+        members: u32,
+    ) {
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let (Some(sli), Some(below)) = (&rule.sli, rule.below) else {
+                continue;
+            };
+            if rule.service.as_deref().is_some_and(|s| s != service) {
+                continue;
+            }
+            let value = if sli == "coherence" {
+                coherence
+            } else {
+                completeness
+            };
+            let key = format!("{i}:sli:{service}");
+            match value {
+                Some(v) if v < below => {
+                    let labels = Labels::from([
+                        ("alertname".to_string(), rule.name.clone()),
+                        ("service".to_string(), service.to_string()),
+                        ("sli".to_string(), sli.clone()),
+                        ("severity".to_string(), rule.severity.as_str().to_string()),
+                    ]);
+                    let mut labels = labels;
+                    labels.extend(rule.labels.clone());
+                    let mut annotations: Labels = rule
+                        .annotations
+                        .iter()
+                        .map(|(k, t)| (k.clone(), fill(t, service, sli, "", &format!("{v:.4}"))))
+                        .collect();
+                    annotations
+                        .entry("summary".into())
+                        .or_insert_with(|| format!("{sli} of {service} is {v:.4}, below {below}"));
+                    let since = self.candidates.get(&key).map_or(now, |c| c.since);
+                    let for_ = rule.for_;
+                    self.upsert(now, key, labels, annotations, since, for_);
+                }
+                Some(_) => self.drop_candidate(now, &key, now),
+                None => {} // no telemetry: hold the state
+            }
+        }
+        for (i, slo) in self.slos.iter().enumerate() {
+            if slo.service != "*" && slo.service != service {
+                continue;
+            }
+            let t = self
+                .trackers
+                .entry((i, service.to_string()))
+                .or_insert_with(|| SloTracker::new(slo.objective, slo.period, slo.min_events));
+            if t.observe(now, coherence, members) {
+                let firing = t.firing;
+                let objective = t.objective;
+                for (w, on) in slo::WINDOWS.iter().zip(firing) {
+                    let labels = Labels::from([
+                        ("alertname".to_string(), "CoherdErrorBudgetBurn".to_string()),
+                        ("service".to_string(), service.to_string()),
+                        ("severity".to_string(), w.severity.to_string()),
+                        ("slo".to_string(), format!("coherence>={objective}")),
+                        (
+                            "window".to_string(),
+                            format!("{}/{}", human(w.long), human(w.short)),
+                        ),
+                    ]);
+                    if on {
+                        let annotations = Labels::from([(
+                            "summary".to_string(),
+                            format!(
+                                "{service} burns its coherence error budget {}x too fast over {} and {}",
+                                w.factor,
+                                human(w.long),
+                                human(w.short)
+                            ),
+                        )]);
+                        self.router.fire(
+                            now,
+                            Alert {
+                                labels,
+                                annotations,
+                                starts_at: now,
+                                ends_at: None,
+                            },
+                        );
+                    } else {
+                        self.router.resolve(now, &labels);
+                    }
+                }
+            }
+        }
+    }
+
+    fn upsert(
+        &mut self,
+        now: Time,
+        key: String,
+        labels: Labels,
+        annotations: Labels,
+        since: Time,
+        for_: Duration,
+    ) {
+        let c = self.candidates.entry(key).or_insert(Candidate {
+            labels: labels.clone(),
+            annotations: annotations.clone(),
+            since,
+            for_,
+            firing: false,
+        });
+        c.annotations = annotations;
+        if c.labels != labels {
+            // Severity labels changed (an escalation): the old alert resolves, the new one fires.
+            if c.firing {
+                self.router.resolve(now, &c.labels);
+                c.firing = false;
+            }
+            c.labels = labels;
+        }
+        if c.firing {
+            self.router.fire(
+                now,
+                Alert {
+                    labels: c.labels.clone(),
+                    annotations: c.annotations.clone(),
+                    starts_at: c.since.add(c.for_),
+                    ends_at: None,
+                },
+            );
+        } else if c.since.add(c.for_) <= now {
+            c.firing = true;
+            self.router.fire(
+                now,
+                Alert {
+                    labels: c.labels.clone(),
+                    annotations: c.annotations.clone(),
+                    starts_at: c.since.add(c.for_).max(c.since),
+                    ends_at: None,
+                },
+            );
+        }
+    }
+
+    fn drop_candidate(&mut self, _now: Time, key: &str, at: Time) {
+        if let Some(c) = self.candidates.remove(key)
+            && c.firing
+        {
+            self.router.resolve(at, &c.labels);
+        }
+    }
+
+    /// Fires what has waited its `for`, freezes SLOs without telemetry, and routes.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for c in self.candidates.values_mut() {
+            if !c.firing && c.since.add(c.for_) <= now {
+                c.firing = true;
+                self.router.fire(
+                    now,
+                    Alert {
+                        labels: c.labels.clone(),
+                        annotations: c.annotations.clone(),
+                        starts_at: c.since.add(c.for_),
+                        ends_at: None,
+                    },
+                );
+            }
+        }
+        for t in self.trackers.values_mut() {
+            t.check_silence(now);
+        }
+        self.router.handle_timeout(now);
+    }
+
+    /// The earliest time something is due.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let pending = self
+            .candidates
+            .values()
+            .filter(|c| !c.firing)
+            .map(|c| c.since.add(c.for_));
+        pending.chain(self.router.poll_timeout()).min()
+    }
+
+    /// The next notification for the notifiers.
+    pub fn poll_notification(&mut self) -> Option<Notification> {
+        self.router.poll_notification()
+    }
+
+    /// The router (silences, alerts).
+    pub fn router(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
+    /// Every SLO's state per service.
+    pub fn slo_status(&self, now: Time) -> Vec<(String, SloStatus)> {
+        self.trackers
+            .iter()
+            .map(|((_, svc), t)| (svc.clone(), t.status(now)))
+            .collect()
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86400 == 0 {
+        format!("{}d", s / 86400)
+    } else if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}m", s / 60)
+    }
+}

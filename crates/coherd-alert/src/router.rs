@@ -1,0 +1,396 @@
+//! Alertmanager's routing semantics: groups with `group_wait`,
+//! `group_interval` and `repeat_interval`; silences; inhibition; resolved
+//! notifications; and flap damping (an alert that keeps resolving and firing
+//! again is held firing instead of re-notifying).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use coherd_model::Time;
+use serde::Serialize;
+
+use crate::alert::{Alert, Labels, fingerprint};
+use crate::config::{FlapDamping, Inhibit, Route};
+use crate::matcher::{Matcher, all_match};
+
+/// A silence: alerts matching every matcher are not notified between `starts_at` and `ends_at`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Silence {
+    /// Stable id.
+    pub id: String,
+    /// What it mutes.
+    pub matchers: Vec<Matcher>,
+    /// From.
+    pub starts_at: Time,
+    /// Until.
+    pub ends_at: Time,
+    /// Why.
+    pub comment: String,
+    /// Who.
+    pub created_by: String,
+}
+
+impl Silence {
+    /// Whether it is in force at `now`.
+    pub fn active(&self, now: Time) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+}
+
+/// One notification for one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// The receiver.
+    pub receiver: String,
+    /// The group's key.
+    pub group_key: String,
+    /// The labels that define the group.
+    pub group_labels: Labels,
+    /// `firing` if any alert fires, else `resolved`.
+    pub status: &'static str,
+    /// Firing alerts, then resolved ones.
+    pub alerts: Vec<Alert>,
+    /// When it was sent.
+    pub at: Time,
+}
+
+impl Notification {
+    /// The Alertmanager webhook payload (version 4).
+    pub fn webhook_payload(&self, external_url: &str) -> serde_json::Value {
+        let common = |f: fn(&Alert) -> &Labels| -> Labels {
+            let mut it = self.alerts.iter().map(f);
+            let Some(first) = it.next() else {
+                return Labels::new();
+            };
+            let mut c = first.clone();
+            for l in it {
+                c.retain(|k, v| l.get(k) == Some(v));
+            }
+            c
+        };
+        let alerts: Vec<serde_json::Value> = self
+            .alerts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "status": if a.is_firing() { "firing" } else { "resolved" },
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "startsAt": a.starts_at,
+                    "endsAt": a.ends_at.map_or("0001-01-01T00:00:00Z".to_string(), |t| t.to_string()),
+                    "generatorURL": external_url,
+                    "fingerprint": a.fingerprint(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "version": "4",
+            "groupKey": self.group_key,
+            "truncatedAlerts": 0,
+            "status": self.status,
+            "receiver": self.receiver,
+            "groupLabels": self.group_labels,
+            "commonLabels": common(|a| &a.labels),
+            "commonAnnotations": common(|a| &a.annotations),
+            "externalURL": external_url,
+            "alerts": alerts,
+        })
+    }
+}
+
+struct Entry {
+    alert: Alert,
+    group: String,
+    /// Notified as firing at least once.
+    notified: bool,
+    held_until: Option<Time>,
+}
+
+struct Group {
+    labels: Labels,
+    next_flush: Time,
+    last_sent: Option<Time>,
+    dirty: bool,
+}
+
+/// The router: alerts in, notifications out.
+pub struct Router {
+    route: Route,
+    flap: FlapDamping,
+    inhibit: Vec<Inhibit>,
+    alerts: BTreeMap<String, Entry>,
+    groups: BTreeMap<String, Group>,
+    silences: Vec<Silence>,
+    /// Recent resolutions per fingerprint, kept after the alert leaves.
+    resolutions: BTreeMap<String, VecDeque<Time>>,
+    out: VecDeque<Notification>,
+    next_silence: u64,
+}
+
+fn plus(t: Time, d: std::time::Duration) -> Time {
+    t.add(d)
+}
+
+impl Router {
+    /// A router with the given timing, damping and inhibition rules.
+    pub fn new(route: Route, flap: FlapDamping, inhibit: Vec<Inhibit>) -> Router {
+        Router {
+            route,
+            flap,
+            inhibit,
+            alerts: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            silences: Vec::new(),
+            resolutions: BTreeMap::new(),
+            out: VecDeque::new(),
+            next_silence: 1,
+        }
+    }
+
+    fn group_of(&self, labels: &Labels) -> (String, Labels) {
+        let gl: Labels = self
+            .route
+            .group_by
+            .iter()
+            .filter_map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .collect();
+        let key = format!(
+            "{{}}:{{{}}}",
+            gl.iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        (key, gl)
+    }
+
+    /// An alert fires (or keeps firing with new annotations).
+    pub fn fire(&mut self, now: Time, alert: Alert) {
+        let fp = fingerprint(&alert.labels);
+        let (key, gl) = self.group_of(&alert.labels);
+        let group_wait = self.route.group_wait;
+        let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            labels: gl,
+            next_flush: plus(now, group_wait),
+            last_sent: None,
+            dirty: false,
+        });
+        match self.alerts.get_mut(&fp) {
+            Some(e) if e.alert.is_firing() => {
+                // Still firing (or held while flapping): keep the original start.
+                e.held_until = None;
+                e.alert.annotations = alert.annotations;
+            }
+            Some(e) => {
+                e.alert = alert;
+                e.held_until = None;
+                group.dirty = true;
+            }
+            None => {
+                self.alerts.insert(
+                    fp,
+                    Entry {
+                        alert,
+                        group: key,
+                        notified: false,
+                        held_until: None,
+                    },
+                );
+                group.dirty = true;
+            }
+        }
+    }
+
+    /// An alert stops firing at `now`; a flapping one is held firing.
+    pub fn resolve(&mut self, now: Time, labels: &Labels) {
+        let fp = fingerprint(labels);
+        let Some(e) = self.alerts.get_mut(&fp) else {
+            return;
+        };
+        if !e.alert.is_firing() {
+            return;
+        }
+        let window = self.flap.window;
+        self.resolutions
+            .retain(|_, r| r.back().is_some_and(|t| t.add(window) > now));
+        let recent = self.resolutions.entry(fp).or_default();
+        recent.push_back(now);
+        while recent.front().is_some_and(|t| t.add(window) <= now) {
+            recent.pop_front();
+        }
+        if self.flap.changes > 0 && recent.len() as u32 > self.flap.changes {
+            e.held_until = Some(plus(now, self.flap.hold));
+            e.alert.annotations.insert("flapping".into(), "true".into());
+            return;
+        }
+        e.alert.ends_at = Some(now);
+        if let Some(g) = self.groups.get_mut(&e.group) {
+            g.dirty = true;
+        }
+    }
+
+    /// Adds a silence; returns its id.
+    pub fn add_silence(&mut self, now: Time, mut s: Silence) -> String {
+        if s.id.is_empty() {
+            s.id = format!("s-{}-{}", now.as_nanos(), self.next_silence);
+            self.next_silence += 1;
+        }
+        let id = s.id.clone();
+        self.silences.retain(|x| x.id != id);
+        self.silences.push(s);
+        id
+    }
+
+    /// Ends a silence at `now`; returns false when unknown.
+    pub fn expire_silence(&mut self, now: Time, id: &str) -> bool {
+        let Some(s) = self.silences.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        if s.ends_at > now {
+            s.ends_at = now;
+        }
+        for g in self.groups.values_mut() {
+            g.dirty = true;
+        }
+        true
+    }
+
+    /// Every silence, newest last.
+    pub fn silences(&self) -> &[Silence] {
+        &self.silences
+    }
+
+    /// Alerts known now (firing, held or resolved but not yet notified).
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values().map(|e| &e.alert)
+    }
+
+    /// Whether an alert is silenced at `now`.
+    pub fn silenced(&self, now: Time, labels: &Labels) -> bool {
+        self.silences
+            .iter()
+            .any(|s| s.active(now) && all_match(&s.matchers, labels))
+    }
+
+    /// Whether an alert is inhibited by another firing alert.
+    pub fn inhibited(&self, labels: &Labels) -> bool {
+        self.inhibit.iter().any(|rule| {
+            all_match(&rule.target, labels)
+                && self.alerts.values().any(|src| {
+                    src.alert.is_firing()
+                        && src.alert.labels != *labels
+                        && all_match(&rule.source, &src.alert.labels)
+                        && rule
+                            .equal
+                            .iter()
+                            .all(|k| src.alert.labels.get(k) == labels.get(k))
+                })
+        })
+    }
+
+    /// The earliest time something is due.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let groups = self.groups.values().map(|g| g.next_flush);
+        let holds = self.alerts.values().filter_map(|e| e.held_until);
+        groups.chain(holds).min()
+    }
+
+    /// Sends what is due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for e in self.alerts.values_mut() {
+            if let Some(until) = e.held_until
+                && until <= now
+            {
+                e.held_until = None;
+                e.alert.ends_at = Some(until);
+                e.alert.annotations.remove("flapping");
+                if let Some(g) = self.groups.get_mut(&e.group) {
+                    g.dirty = true;
+                }
+            }
+        }
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.flush(now, &key);
+        }
+    }
+
+    fn flush(&mut self, now: Time, key: &str) {
+        let members: Vec<String> = self
+            .alerts
+            .iter()
+            .filter(|(_, e)| e.group == key)
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        let visible = |r: &Router, fp: &String| {
+            let l = &r.alerts[fp].alert.labels;
+            !r.silenced(now, l) && !r.inhibited(l)
+        };
+        let firing: Vec<String> = members
+            .iter()
+            .filter(|fp| self.alerts[*fp].alert.is_firing() && visible(self, fp))
+            .cloned()
+            .collect();
+        let resolved: Vec<String> = members
+            .iter()
+            .filter(|fp| {
+                !self.alerts[*fp].alert.is_firing()
+                    && self.alerts[*fp].notified
+                    && self.route.send_resolved
+            })
+            .cloned()
+            .collect();
+        let g = self.groups.get_mut(key).expect("due group exists");
+        let repeat = g
+            .last_sent
+            .is_some_and(|t| t.add(self.route.repeat_interval) <= now)
+            && !firing.is_empty();
+        let changed = g.dirty && (!firing.is_empty() || !resolved.is_empty());
+        let newly = firing.iter().any(|fp| !self.alerts[fp].notified);
+        if changed || repeat || newly {
+            let mut alerts: Vec<Alert> = firing
+                .iter()
+                .chain(&resolved)
+                .map(|fp| self.alerts[fp].alert.clone())
+                .collect();
+            alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let g = &self.groups[key];
+            self.out.push_back(Notification {
+                receiver: self.route.receiver.clone(),
+                group_key: key.to_string(),
+                group_labels: g.labels.clone(),
+                status: if firing.is_empty() {
+                    "resolved"
+                } else {
+                    "firing"
+                },
+                alerts,
+                at: now,
+            });
+            for fp in &firing {
+                if let Some(e) = self.alerts.get_mut(fp) {
+                    e.notified = true;
+                }
+            }
+            self.groups.get_mut(key).expect("exists").last_sent = Some(now);
+        }
+        // Resolved alerts leave once the group has told of them (or never told of them firing).
+        self.alerts
+            .retain(|_, e| e.group != key || e.alert.is_firing());
+        let g = self.groups.get_mut(key).expect("exists");
+        g.dirty = false;
+        g.next_flush = now.add(self.route.group_interval);
+        if !self.alerts.values().any(|e| e.group == key) {
+            self.groups.remove(key);
+        }
+    }
+
+    /// The next notification to send.
+    pub fn poll_notification(&mut self) -> Option<Notification> {
+        self.out.pop_front()
+    }
+}

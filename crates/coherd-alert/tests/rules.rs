@@ -1,0 +1,119 @@
+//! Divergences from the real engine through the default rules, and SLI rules, on a virtual clock.
+
+use std::time::Duration;
+
+use coherd_alert::{AlertConfig, Alerting, Notification};
+use coherd_engine::{Engine, Event};
+use coherd_model::{Intent, Limits, Observation, Time};
+
+fn t(secs: u64) -> Time {
+    let t0: Time = "2026-11-22T08:00:00Z".parse().unwrap();
+    t0.add(Duration::from_secs(secs))
+}
+
+fn obs(json: &str) -> Observation {
+    Observation::from_json(json, &Limits::default()).unwrap()
+}
+
+/// Feeds engine events to alerting, then runs alerting's deadlines to `until`.
+fn pump(
+    engine: &mut Engine,
+    alerting: &mut Alerting,
+    now: Time,
+    until: Time,
+    out: &mut Vec<Notification>,
+) {
+    while let Some(e) = engine.poll_event() {
+        if let Event::Divergence { index, .. } = e {
+            alerting.on_divergence(now, &engine.divergences()[index].clone());
+        }
+    }
+    while let Some(next) = alerting.poll_timeout() {
+        if next > until {
+            break;
+        }
+        alerting.handle_timeout(next);
+        out.extend(std::iter::from_fn(|| alerting.poll_notification()));
+    }
+}
+
+#[test]
+fn a_split_brain_pages_after_group_wait_and_resolves() {
+    let mut engine = Engine::default();
+    engine.set_intent(t(0), Intent::from_yaml("services:\n  api:\n    report_interval: 1h\n    leases:\n      leader: {exclusive: true}\n").unwrap());
+    let mut alerting = Alerting::new(AlertConfig::default());
+    let mut out = Vec::new();
+    let lease = |m: &str, epoch: u32| {
+        obs(&format!(
+            r#"{{"service":"api","member":"{m}","leases":[{{"resource":"leader","epoch":{epoch},"expires":"2026-11-22T08:01:00Z"}}]}}"#
+        ))
+    };
+    engine.observe(t(0), &lease("a", 1)).unwrap();
+    engine.observe(t(5), &lease("b", 2)).unwrap();
+    pump(&mut engine, &mut alerting, t(5), t(100), &mut out);
+    let names: Vec<String> = out[0]
+        .alerts
+        .iter()
+        .map(|a| a.labels["alertname"].clone())
+        .collect();
+    assert_eq!(out[0].at, t(35), "group_wait after the opening");
+    assert!(
+        names.contains(&"CoherdSplitBrain".to_string())
+            && names.contains(&"CoherdStaleEpoch".to_string()),
+        "{names:?}"
+    );
+    assert!(out[0].alerts.iter().all(|a| a.labels["severity"] == "page"));
+    // b stops holding: both resolve, notified at the next group tick.
+    engine
+        .observe(t(200), &obs(r#"{"service":"api","member":"b"}"#))
+        .unwrap();
+    out.clear();
+    pump(&mut engine, &mut alerting, t(200), t(1000), &mut out);
+    assert_eq!(out[0].status, "resolved", "{out:#?}");
+    assert_eq!(out[0].at, t(335));
+}
+
+#[test]
+fn foreign_drift_waits_its_for_before_paging() {
+    let mut engine = Engine::default();
+    engine.set_intent(t(0), Intent::from_yaml("services:\n  api:\n    report_interval: 1h\n    facets:\n      version: {target: \"2\"}\n").unwrap());
+    let mut alerting = Alerting::new(AlertConfig::default());
+    let mut out = Vec::new();
+    engine
+        .observe(
+            t(0),
+            &obs(r#"{"service":"api","member":"a","facets":{"version":"9"}}"#),
+        )
+        .unwrap();
+    pump(&mut engine, &mut alerting, t(0), t(299), &mut out);
+    assert!(out.is_empty(), "for: 5m not yet passed");
+    pump(&mut engine, &mut alerting, t(0), t(400), &mut out);
+    assert_eq!(out[0].at, t(330), "fires at 300 s, sent after group_wait");
+    let a = &out[0].alerts[0];
+    assert_eq!(
+        (
+            a.labels["alertname"].as_str(),
+            a.labels["member"].as_str(),
+            a.starts_at
+        ),
+        ("CoherdForeignDrift", "a", t(300))
+    );
+}
+
+#[test]
+fn an_sli_rule_fires_after_for_and_holds_without_telemetry() {
+    let cfg = AlertConfig::from_yaml("defaults: false\nroute: {group_wait: 0s}\nrules:\n  - {name: LowCoherence, sli: coherence, below: 0.9, for: 1m, severity: ticket}\n").unwrap();
+    let mut alerting = Alerting::new(cfg);
+    let mut out = Vec::new();
+    for s in (0..=120).step_by(10) {
+        alerting.on_sli(t(s), "api", Some(0.5), Some(1.0), 10);
+        alerting.handle_timeout(t(s));
+        out.extend(std::iter::from_fn(|| alerting.poll_notification()));
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].at, t(60));
+    // Telemetry disappears: nothing resolves.
+    alerting.on_sli(t(130), "api", None, None, 0);
+    alerting.handle_timeout(t(2000));
+    assert!(std::iter::from_fn(|| alerting.poll_notification()).all(|n| n.status == "firing"));
+}
