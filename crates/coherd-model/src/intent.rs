@@ -38,6 +38,9 @@ pub struct ServiceIntent {
     pub leases: BTreeMap<String, LeaseIntent>,
     /// Declared datasets (all datasets are compared, declared or not).
     pub datasets: BTreeMap<String, DatasetIntent>,
+    /// Periodic jobs to spread apart and watch for `herd`.
+    #[serde(skip_serializing_if = "DephaseIntent::is_empty")]
+    pub dephase: DephaseIntent,
 }
 
 /// Rules for one facet.
@@ -146,6 +149,65 @@ pub struct LeaseIntent {
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct DatasetIntent {}
 
+/// Periodic work of a service: how to spread it and when it is a `herd`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct DephaseIntent {
+    /// Jobs by name; a name is an event `kind` such as `cron:compact`.
+    pub jobs: BTreeMap<String, JobIntent>,
+}
+
+impl DephaseIntent {
+    /// Whether no job is declared.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+/// One periodic job.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobIntent {
+    /// How often the job runs; periods are aligned to the Unix epoch.
+    #[serde(serialize_with = "ser_duration")]
+    pub period: Duration,
+    /// The part of each period that runs may be spread over (default: the whole period).
+    #[serde(serialize_with = "ser_duration")]
+    pub window: Duration,
+    /// How members get their offsets.
+    pub spread: SpreadMode,
+    /// More runs than this at one instant is a `herd`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
+    /// An order parameter above this over the last periods is a `herd`.
+    pub herd_threshold: f64,
+}
+
+/// How a job's runs are spread over its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpreadMode {
+    /// Evenly over the live membership (offsets move a little when it changes).
+    #[default]
+    Even,
+    /// A fixed hash of member and job (never moves, roughly uniform).
+    Stable,
+}
+
+impl SpreadMode {
+    /// The name used in the intent and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpreadMode::Even => "even",
+            SpreadMode::Stable => "stable",
+        }
+    }
+}
+
+/// The default `herd_threshold`.
+pub const DEFAULT_HERD_THRESHOLD: f64 = 0.6;
+
+/// The longest job period accepted.
+pub const MAX_JOB_PERIOD: Duration = Duration::from_secs(366 * 86_400);
+
 /// Defaults for a service the intent does not name.
 impl Default for ServiceIntent {
     fn default() -> ServiceIntent {
@@ -156,6 +218,7 @@ impl Default for ServiceIntent {
             phases: PhaseMachine::default(),
             leases: BTreeMap::new(),
             datasets: BTreeMap::new(),
+            dephase: DephaseIntent::default(),
         }
     }
 }
@@ -348,6 +411,7 @@ impl Reader {
             "phases",
             "leases",
             "datasets",
+            "dephase",
         ];
         let mut s = ServiceIntent::default();
         for (key, v) in self.map(node, path, Some(FIELDS)) {
@@ -396,6 +460,7 @@ impl Reader {
                         s.datasets.insert(name.to_string(), DatasetIntent {});
                     }
                 }
+                "dephase" => s.dephase = self.dephase(v, &here),
                 _ => unreachable!("checked by map()"),
             }
         }
@@ -467,6 +532,111 @@ impl Reader {
         }
         f.uniform |= f.target.is_some();
         f
+    }
+
+    fn dephase(&mut self, node: &Node, path: &str) -> DephaseIntent {
+        let mut d = DephaseIntent::default();
+        for (key, v) in self.map(node, path, Some(&["jobs"])) {
+            let here = join(path, key);
+            for (name, j) in self.map(v, &here, None) {
+                let jp = join(&here, name);
+                if let Err(e) = names::name(name) {
+                    self.err(
+                        key_node(v, name),
+                        &jp,
+                        format!("job names are event kinds: {e}"),
+                    );
+                }
+                if let Some(job) = self.job(j, &jp) {
+                    d.jobs.insert(name.to_string(), job);
+                }
+            }
+        }
+        d
+    }
+
+    fn job(&mut self, node: &Node, path: &str) -> Option<JobIntent> {
+        const FIELDS: &[&str] = &[
+            "period",
+            "window",
+            "spread",
+            "max_concurrent",
+            "herd_threshold",
+        ];
+        let (mut period, mut window, mut period_given) = (None, None, false);
+        let mut job = JobIntent {
+            period: Duration::ZERO,
+            window: Duration::ZERO,
+            spread: SpreadMode::Even,
+            max_concurrent: None,
+            herd_threshold: DEFAULT_HERD_THRESHOLD,
+        };
+        for (key, v) in self.map(node, path, Some(FIELDS)) {
+            let here = join(path, key);
+            match key {
+                "period" | "window" => {
+                    period_given |= key == "period";
+                    let Some(d) = self.duration(v, &here) else {
+                        continue;
+                    };
+                    if d.is_zero() {
+                        self.err(v, &here, "must be longer than zero");
+                    } else if d > MAX_JOB_PERIOD {
+                        self.err(v, &here, "must be at most 366d");
+                    } else if key == "period" {
+                        period = Some(d);
+                    } else {
+                        window = Some((d, v, here));
+                    }
+                }
+                "spread" => match self.string(v, &here).as_deref() {
+                    Some("even") => job.spread = SpreadMode::Even,
+                    Some("stable") => job.spread = SpreadMode::Stable,
+                    Some(other) => self.err(
+                        v,
+                        &here,
+                        format!("unknown spread {other:?}; use even or stable"),
+                    ),
+                    None => {}
+                },
+                "max_concurrent" => match self.number(v, &here, 10_000_000) {
+                    Some(0) => self.err(v, &here, "must be at least 1"),
+                    n => job.max_concurrent = n,
+                },
+                "herd_threshold" => match v.as_str().and_then(|s| s.parse::<f64>().ok()) {
+                    Some(t) if t > 0.0 && t <= 1.0 => job.herd_threshold = t,
+                    _ => self.err(v, &here, "expected a number above 0 and at most 1"),
+                },
+                _ => unreachable!("checked by map()"),
+            }
+        }
+        let Some(period) = period else {
+            if !period_given && (node_is_map(node) || matches!(node.kind, NodeKind::Null)) {
+                self.err(
+                    node,
+                    &join(path, "period"),
+                    "give the period the job runs at, such as 1h",
+                );
+            }
+            return None;
+        };
+        job.period = period;
+        job.window = period;
+        if let Some((w, v, here)) = window {
+            if w > period {
+                self.err(
+                    v,
+                    &here,
+                    format!(
+                        "the window {} is longer than the period {}",
+                        format_duration(w),
+                        format_duration(period)
+                    ),
+                );
+            }
+            job.window = w;
+        }
+        Some(job)
     }
 
     fn phases(&mut self, node: &Node, path: &str) -> PhaseMachine {
@@ -646,5 +816,65 @@ services:
         let v: serde_json::Value =
             serde_json::from_str(r#"{"services":{"a":{"facetz":{}}}}"#).unwrap();
         assert_eq!(Intent::from_json(&v, 7).unwrap_err().0[0].line, 7);
+    }
+
+    #[test]
+    fn dephase_jobs_parse_with_defaults() {
+        let src = "services:\n  db:\n    dephase:\n      jobs:\n        cron:compact: {period: 1h}\n        cron:backup: {period: 1d, window: 6h, spread: stable, max_concurrent: 5, herd_threshold: 0.8}\n";
+        let i = Intent::from_yaml(src).unwrap();
+        let jobs = &i.services["db"].dephase.jobs;
+        let compact = &jobs["cron:compact"];
+        assert_eq!(compact.period, Duration::from_secs(3600));
+        assert_eq!(compact.window, compact.period);
+        assert_eq!(compact.spread, SpreadMode::Even);
+        assert_eq!(compact.max_concurrent, None);
+        assert_eq!(compact.herd_threshold, DEFAULT_HERD_THRESHOLD);
+        let backup = &jobs["cron:backup"];
+        assert_eq!(backup.window, Duration::from_secs(6 * 3600));
+        assert_eq!(backup.spread, SpreadMode::Stable);
+        assert_eq!(backup.max_concurrent, Some(5));
+        assert_eq!(backup.herd_threshold, 0.8);
+        let json = serde_json::to_value(&i).unwrap();
+        assert_eq!(
+            json["services"]["db"]["dephase"]["jobs"]["cron:backup"]["spread"],
+            "stable"
+        );
+        assert_eq!(
+            json["services"]["db"]["dephase"]["jobs"]["cron:compact"]["window"],
+            "1h"
+        );
+        let plain = Intent::from_yaml("services:\n  web: {}\n").unwrap();
+        assert!(
+            serde_json::to_value(&plain).unwrap()["services"]["web"]
+                .get("dephase")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn dephase_errors_have_their_lines() {
+        let src = "services:\n  db:\n    dephase:\n      jobs:\n        9bad: {period: 1h}\n        a: {period: 0s}\n        b: {period: 1h, window: 2h}\n        c: {period: 1h, spread: random}\n        d: {period: 1h, max_concurrent: 0}\n        e: {period: 1h, herd_threshold: 1.5}\n        f: {window: 1h}\n        g: {period: 1h, splay: 1m}\n";
+        let errs = Intent::from_yaml(src).unwrap_err().0;
+        let got: Vec<(usize, &str)> = errs.iter().map(|e| (e.line, e.path.as_str())).collect();
+        let p = "services.db.dephase.jobs";
+        assert_eq!(
+            got,
+            [
+                (5, format!("{p}.9bad").as_str()),
+                (6, format!("{p}.a.period").as_str()),
+                (7, format!("{p}.b.window").as_str()),
+                (8, format!("{p}.c.spread").as_str()),
+                (9, format!("{p}.d.max_concurrent").as_str()),
+                (10, format!("{p}.e.herd_threshold").as_str()),
+                (11, format!("{p}.f.period").as_str()),
+                (12, format!("{p}.g.splay").as_str()),
+            ],
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].message.contains("longer than the period"),
+            "{}",
+            errs[2]
+        );
     }
 }

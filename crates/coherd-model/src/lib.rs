@@ -26,6 +26,9 @@ pub mod time;
 pub mod yaml;
 
 pub use error::{FieldError, IntentError, IntentErrors};
-pub use intent::{DatasetIntent, FacetIntent, Intent, LeaseIntent, PhaseMachine, ServiceIntent};
+pub use intent::{
+    DatasetIntent, DephaseIntent, FacetIntent, Intent, JobIntent, LeaseIntent, PhaseMachine,
+    ServiceIntent, SpreadMode,
+};
 pub use observation::{Checksum, Lease, Limits, Observation, PeriodicEvent, View, split_view_key};
 pub use time::Time;
