@@ -47,6 +47,10 @@ pub struct ServerConfig {
     /// Time limit for one request.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// Alert rules, SLOs, routing, silencing and inhibition.
+    pub alerting: coherd_alert::AlertConfig,
+    /// Where notifications go.
+    pub notify: crate::alerting::NotifyConfig,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +68,8 @@ impl Default for ServerConfig {
             ingest_concurrency: 64,
             ingest_queue: 1024,
             request_timeout: Duration::from_secs(30),
+            alerting: coherd_alert::AlertConfig::default(),
+            notify: crate::alerting::NotifyConfig::default(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub ingest_slots: Arc<Semaphore>,
     /// Becomes true when the server shuts down (ends open streams).
     pub stopping: watch::Receiver<bool>,
+    /// Alerting: rules, SLOs, routing, silences.
+    pub alerts: Arc<alerting::AlertState>,
 }
 
 /// The router, with every route and its limits.
@@ -76,6 +79,13 @@ pub fn app(state: AppState) -> Router {
             delete(api::delete_member),
         )
         .route("/v1/divergences", get(api::get_divergences))
+        .route("/v1/alerts", get(alerting::get_alerts))
+        .route("/v1/slos", get(alerting::get_slos))
+        .route(
+            "/v1/silences",
+            get(alerting::get_silences).post(alerting::post_silence),
+        )
+        .route("/v1/silences/{id}", delete(alerting::delete_silence))
         .route("/v1/intent", get(api::get_intent).put(api::put_intent))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))
@@ -158,6 +168,7 @@ pub async fn serve(
         ingest_slots: Arc::new(Semaphore::new(config.ingest_concurrency)),
         config: Arc::new(config.clone()),
         stopping: stop_rx.clone(),
+        alerts: alerting::AlertState::new(config.alerting.clone()),
     };
     if let Some(path) = &config.intent {
         let (source, intent) = read_intent(path)?;
@@ -179,6 +190,16 @@ pub async fn serve(
     }
 
     tokio::spawn(pipeline::timer(shared.clone(), stop_rx.clone()));
+    tokio::spawn(alerting::run(
+        shared.clone(),
+        state.alerts.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(alerting::deliver(
+        state.alerts.clone(),
+        config.notify.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(watch_intent(state.clone(), stop_rx.clone()));
     tokio::spawn(prune(writer.clone(), config.retention, stop_rx.clone()));
 

@@ -1,0 +1,360 @@
+//! Alerting in the service: the sans-IO [`Alerting`] fed from the engine,
+//! notifiers that deliver its notifications, and the silences and alerts API.
+//!
+//! A task wakes every second: it hands new, escalated and resolved
+//! divergences and (every ten seconds) SLI samples to alerting, fires what is
+//! due, and queues notifications. Notifiers run on their own tasks with
+//! timeouts and retries, so a receiver that is down never blocks ingest or
+//! detection; when their queue is full the oldest notification is dropped and
+//! counted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use coherd_alert::{AlertConfig, Alerting, Matcher, Notification, Silence};
+use coherd_engine::Severity;
+use coherd_model::Time;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::AppState;
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::pipeline::{Shared, wall_now};
+
+/// Where notifications go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Webhooks that receive the Alertmanager webhook payload (version 4).
+    pub webhooks: Vec<String>,
+    /// Alertmanager base URLs; alerts go to `/api/v2/alerts`.
+    pub alertmanagers: Vec<String>,
+    /// The URL put in `externalURL` and `generatorURL`.
+    pub external_url: Option<String>,
+}
+
+/// Alerting state shared by the task and the API.
+pub struct AlertState {
+    alerting: Mutex<Alerting>,
+    queue: Mutex<VecDeque<Notification>>,
+    wake: Notify,
+    /// Notifications dropped because receivers were too slow.
+    pub dropped: std::sync::atomic::AtomicU64,
+    /// Delivery failures after retries.
+    pub failures: std::sync::atomic::AtomicU64,
+}
+
+impl AlertState {
+    /// Alerting with `config`.
+    pub fn new(config: AlertConfig) -> Arc<AlertState> {
+        Arc::new(AlertState {
+            alerting: Mutex::new(Alerting::new(config)),
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            dropped: Default::default(),
+            failures: Default::default(),
+        })
+    }
+
+    /// The alerting core, locked.
+    pub fn lock(&self) -> MutexGuard<'_, Alerting> {
+        self.alerting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enqueue(&self, n: Notification) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= 1000 {
+            q.pop_front();
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        q.push_back(n);
+        drop(q);
+        self.wake.notify_one();
+    }
+}
+
+/// Feeds alerting from the engine every second until shutdown.
+pub async fn run(shared: Arc<Shared>, alerts: Arc<AlertState>, mut stop: watch::Receiver<bool>) {
+    let mut known: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
+    let mut last_sli = Time::EPOCH;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+        let now = wall_now();
+        let mut engine = shared.engine();
+        let mut alerting = alerts.lock();
+        // New and escalated divergences.
+        let mut open: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
+        for d in engine.open_divergences() {
+            open.insert(d.id.clone(), (d.opened_at, d.severity));
+            if known.get(&d.id) != Some(&(d.opened_at, d.severity)) {
+                alerting.on_divergence(now, d);
+            }
+        }
+        // Resolved ones: the latest record of each id that left.
+        let gone: Vec<&String> = known.keys().filter(|id| !open.contains_key(*id)).collect();
+        if !gone.is_empty() {
+            let records = engine.divergences();
+            for id in gone {
+                if let Some(d) = records.iter().rev().find(|d| &d.id == id) {
+                    alerting.on_divergence(now, d);
+                }
+            }
+        }
+        known = open;
+        if now.as_nanos() - last_sli.as_nanos() >= 10_000_000_000 {
+            last_sli = now;
+            for s in engine.services() {
+                let completeness = engine
+                    .service_slis(&s.service)
+                    .and_then(|x| x.telemetry_completeness);
+                let coherence = if s.live > 0 { s.coherence } else { None };
+                alerting.on_sli(now, &s.service, coherence, completeness, s.members);
+            }
+        }
+        drop(engine);
+        alerting.handle_timeout(now);
+        let notes: Vec<Notification> =
+            std::iter::from_fn(|| alerting.poll_notification()).collect();
+        drop(alerting);
+        for n in notes {
+            alerts.enqueue(n);
+        }
+    }
+}
+
+/// Delivers queued notifications to every configured receiver, with retries.
+pub async fn deliver(
+    alerts: Arc<AlertState>,
+    notify: NotifyConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    if notify.webhooks.is_empty() && notify.alertmanagers.is_empty() {
+        return;
+    }
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the notifier's HTTP client; alerts will not be delivered");
+            return;
+        }
+    };
+    let external = notify.external_url.clone().unwrap_or_default();
+    // Alertmanager resolves alerts it has not heard of for a while: keep firing ones fresh.
+    let mut firing: BTreeMap<String, Value> = BTreeMap::new();
+    let mut refresh = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = alerts.wake.notified() => {}
+            _ = refresh.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let batch: Vec<Notification> = alerts
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for n in &batch {
+            let payload = n.webhook_payload(&external);
+            for url in &notify.webhooks {
+                send(&client, url, &payload, &alerts).await;
+            }
+            for a in payload["alerts"].as_array().into_iter().flatten() {
+                let fp = a["fingerprint"].as_str().unwrap_or_default().to_string();
+                let am = json!({"labels": a["labels"], "annotations": a["annotations"], "startsAt": a["startsAt"], "endsAt": a["endsAt"], "generatorURL": external});
+                if a["status"] == "firing" {
+                    firing.insert(fp, am);
+                } else {
+                    firing.remove(&fp);
+                    post_alertmanagers(&client, &notify, &[am], &alerts).await;
+                }
+            }
+        }
+        if !firing.is_empty() {
+            let list: Vec<Value> = firing.values().cloned().collect();
+            post_alertmanagers(&client, &notify, &list, &alerts).await;
+        }
+    }
+}
+
+async fn post_alertmanagers(
+    client: &reqwest::Client,
+    notify: &NotifyConfig,
+    alerts_json: &[Value],
+    state: &AlertState,
+) {
+    for base in &notify.alertmanagers {
+        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+        send(client, &url, &json!(alerts_json), state).await;
+    }
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: &Value, state: &AlertState) {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=3 {
+        match client.post(url).json(body).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => {
+                tracing::warn!(%url, status = %r.status(), attempt, "a receiver refused a notification")
+            }
+            Err(e) => tracing::warn!(%url, error = %e, attempt, "cannot reach a receiver"),
+        }
+        tokio::time::sleep(delay).await;
+        delay *= 4;
+    }
+    state
+        .failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Body of `POST /v1/silences`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    matchers: Vec<String>,
+    #[serde(default)]
+    starts_at: Option<Time>,
+    #[serde(default)]
+    ends_at: Option<Time>,
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    created_by: String,
+}
+
+/// `POST /v1/silences` (admin).
+pub async fn post_silence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<NewSilence>,
+) -> Result<Response, ApiError> {
+    state.tokens.check(&headers, Scope::Admin)?;
+    let bad = |m: String| ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let matchers = body
+        .matchers
+        .iter()
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if matchers.is_empty() {
+        return Err(bad(
+            "give at least one matcher, such as kind=split_brain".into()
+        ));
+    }
+    let now = wall_now();
+    let starts_at = body.starts_at.unwrap_or(now);
+    let ends_at = match (body.ends_at, body.duration.as_deref()) {
+        (Some(t), None) => t,
+        (None, Some(d)) => starts_at.add(coherd_model::time::parse_duration(d).map_err(bad)?),
+        _ => return Err(bad("give either ends_at or duration (such as 2h)".into())),
+    };
+    if ends_at <= starts_at {
+        return Err(bad("ends_at must be after starts_at".into()));
+    }
+    let silence = Silence {
+        id: String::new(),
+        matchers,
+        starts_at,
+        ends_at,
+        comment: body.comment,
+        created_by: body.created_by,
+    };
+    let id = state.alerts.lock().router().add_silence(now, silence);
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+}
+
+/// `GET /v1/silences`.
+pub async fn get_silences(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let now = wall_now();
+    let mut alerting = state.alerts.lock();
+    let list: Vec<Value> = alerting
+        .router()
+        .silences()
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["state"] = json!(if s.active(now) {
+                "active"
+            } else if s.ends_at <= now {
+                "expired"
+            } else {
+                "pending"
+            });
+            v
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// `DELETE /v1/silences/{id}` (admin): expires it now.
+pub async fn delete_silence(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.tokens.check(&headers, Scope::Admin)?;
+    if state.alerts.lock().router().expire_silence(wall_now(), &id) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no silence {id:?}; GET /v1/silences lists them"
+        )))
+    }
+}
+
+/// `GET /v1/alerts`: alerts known now, with whether they are silenced or inhibited.
+pub async fn get_alerts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let now = wall_now();
+    let mut alerting = state.alerts.lock();
+    let router = alerting.router();
+    let list: Vec<Value> = router
+        .alerts()
+        .map(|a| {
+            json!({
+                "labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
+                "fingerprint": a.fingerprint(), "silenced": router.silenced(now, &a.labels), "inhibited": router.inhibited(&a.labels),
+            })
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// `GET /v1/slos`: error budget and burn rates per SLO and service.
+pub async fn get_slos(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let list: Vec<Value> = state
+        .alerts
+        .lock()
+        .slo_status(wall_now())
+        .into_iter()
+        .map(|(service, s)| json!({"service": service, "status": s}))
+        .collect();
+    Ok(Json(list).into_response())
+}
