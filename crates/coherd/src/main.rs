@@ -39,6 +39,8 @@ enum Command {
     Watch(cmd::watch::Args),
     /// Check an intent file, or get and put the server's intent.
     Intent(cmd::intent::Args),
+    /// Add, list and expire silences.
+    Silence(cmd::silence::Args),
     /// Load generators for coherd's own speed.
     Bench(cmd::bench::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Divergences(args) => cmd::divergences::run(args),
         Command::Watch(args) => cmd::watch::run(args),
         Command::Intent(args) => cmd::intent::run(args),
+        Command::Silence(args) => cmd::silence::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),

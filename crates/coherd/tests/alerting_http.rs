@@ -142,3 +142,50 @@ fn a_split_brain_reaches_the_webhook_is_silenced_and_resolves() {
         has_alert(v, "CoherdSplitBrain", "resolved")
     });
 }
+
+#[test]
+fn silence_cli_adds_lists_and_expires() {
+    let dir = temp_dir("silence-cli");
+    let s = Server::start(&dir, &[]);
+    let coherd = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+            .args(args)
+            .args(["--server", &s.url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let added = coherd(&[
+        "silence",
+        "add",
+        "kind=drift",
+        "service=checkout",
+        "--duration",
+        "2h",
+        "--comment",
+        "rollout",
+    ]);
+    let id = added.split_whitespace().nth(1).unwrap().to_string();
+    let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "active");
+    assert_eq!(list[0]["matchers"][0], "kind=\"drift\"");
+    coherd(&["silence", "expire", &id]);
+    let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["state"], "expired");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["silence", "add", "kind", "--server", &s.url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name=value"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

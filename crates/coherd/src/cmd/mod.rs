@@ -10,6 +10,7 @@ pub mod output;
 pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod silence;
 pub mod simulate;
 pub mod simulate_remote;
 pub mod splay;
