@@ -361,18 +361,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::from_accept(accept);
     let text = {
-        let engine = state.shared.engine();
-        state.shared.metrics.render(&engine)
+        let mut engine = state.shared.engine();
+        state.shared.metrics.render(&mut engine, format)
     };
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
 /// `GET /v1/openapi.json`.

@@ -1,14 +1,57 @@
-//! `/metrics` in OpenMetrics text: ingest counters kept here, fleet gauges
-//! read from the engine at scrape time. No per-member series.
+//! `/metrics` in OpenMetrics text.
+//!
+//! Two sources feed it:
+//!
+//! - **Counters and histograms kept here**, bumped as the server works: ingest,
+//!   HTTP requests, store commits, and the engine's events (divergences opened,
+//!   escalated and resolved; detection latency; convergence of changes), which
+//!   the writer hands to [`Metrics::record_event`] as it publishes them.
+//! - **Gauges read from the engine at scrape time** ([`Metrics::render`]):
+//!   members, coherence (now and over the engine's 5 m and 1 h windows),
+//!   telemetry completeness, exposure, facet distributions, open divergences,
+//!   phase and drain SLIs, and the process itself.
+//!
+//! Cardinality is bounded: no series carries a member id; facet values beyond
+//! the [`TOP_VALUES`] most common of a facet are folded into `other`; only
+//! well-known facets and facets the intent names get a distribution.
+//!
+//! The counters start at zero with the process (the engine rebuilt from the
+//! store does not replay its events here), as Prometheus counters do.
+
+mod process;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
-use coherd_engine::Engine;
+use coherd_engine::{Change, Engine, Event, Kind, LatencySummary};
+
+/// Facet values kept per facet in `coherd_facet_members`; the rest are `other`.
+pub const TOP_VALUES: usize = 5;
+
+/// Facets that always get a distribution (others only when the intent names them).
+const WELL_KNOWN_FACETS: [&str; 5] = ["version", "config", "schema", "flags", "phase"];
+
+/// A label set.
+type Labels = Vec<(&'static str, String)>;
+type F64Gauge = Gauge<f64, AtomicU64>;
+type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets for detection latency: 10 ms to about 45 min.
+fn detection_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 3.0, 12))
+}
+
+/// Buckets for convergence: 1 s to about 4.5 days.
+fn convergence_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 3.0, 12))
+}
 
 /// Counters the server updates as it works.
 #[derive(Clone)]
@@ -17,12 +60,22 @@ pub struct Metrics {
     pub observations: Counter,
     /// Observations ignored as duplicates.
     pub duplicates: Counter,
-    /// HTTP requests by matched route and status class.
+    /// HTTP requests by matched route, method and status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Ingest acknowledgement latency.
     pub ingest_seconds: Histogram,
     /// Store commit latency (one per group commit).
     pub commit_seconds: Histogram,
+    /// Divergences opened, by service, kind and severity at opening.
+    pub opened: Family<Labels, Counter>,
+    /// Divergences escalated, by service, kind and the severity reached.
+    pub escalated: Family<Labels, Counter>,
+    /// Divergences resolved, by service and kind.
+    pub resolved: Family<Labels, Counter>,
+    /// From the condition becoming true (or its deadline) to the divergence opening, by kind.
+    pub detection_seconds: HistogramFamily,
+    /// From a change of a targeted facet to 95 % / 100 % of live members at target, by service.
+    pub convergence_seconds: HistogramFamily,
 }
 
 impl Default for Metrics {
@@ -33,14 +86,84 @@ impl Default for Metrics {
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
+            opened: Family::default(),
+            escalated: Family::default(),
+            resolved: Family::default(),
+            detection_seconds: Family::new_with_constructor(detection_histogram),
+            convergence_seconds: Family::new_with_constructor(convergence_histogram),
         }
     }
 }
 
 impl Metrics {
-    /// Renders every metric, reading fleet gauges from `engine`.
-    pub fn render(&self, engine: &Engine) -> String {
-        let mut r = Registry::with_prefix("coherd");
+    /// Counts one engine event. Call it as events are polled, before the
+    /// engine's clock moves on, so that detection latency is measured at the
+    /// time the divergence was opened.
+    pub fn record_event(&self, engine: &Engine, event: &Event) {
+        match event {
+            Event::Divergence { index, change } => {
+                let Some(d) = engine.divergences().get(*index) else {
+                    return;
+                };
+                let kind = d.kind.as_str().to_string();
+                let full = vec![
+                    ("service", d.service.clone()),
+                    ("kind", kind.clone()),
+                    ("severity", d.severity.as_str().to_string()),
+                ];
+                match change {
+                    Change::Opened => {
+                        self.opened.get_or_create(&full).inc();
+                        let latency = engine.now().seconds_since(d.opened_at).max(0.0);
+                        self.detection_seconds
+                            .get_or_create(&vec![("kind", kind)])
+                            .observe(latency);
+                    }
+                    Change::Escalated => {
+                        self.escalated.get_or_create(&full).inc();
+                    }
+                    Change::Resolved => {
+                        self.resolved
+                            .get_or_create(&vec![("service", d.service.clone()), ("kind", kind)])
+                            .inc();
+                    }
+                }
+            }
+            Event::Convergence {
+                service,
+                percent,
+                seconds,
+                ..
+            } => {
+                self.convergence_seconds
+                    .get_or_create(&vec![
+                        ("service", service.clone()),
+                        ("percent", percent.to_string()),
+                    ])
+                    .observe(*seconds);
+            }
+        }
+    }
+
+    /// Renders every metric in `format`, reading fleet gauges from `engine`
+    /// (SLIs need it mutable).
+    pub fn render(&self, engine: &mut Engine, format: Format) -> String {
+        let mut root = Registry::default();
+        process::register(&mut root);
+        let r = root.sub_registry_with_prefix("coherd");
+        self.register_counters(r);
+        Fleet::read(engine).register(r);
+        let mut out = String::new();
+        if encode(&mut out, &root).is_err() {
+            out.clear();
+        }
+        match format {
+            Format::OpenMetrics => out,
+            Format::Text => to_text_format(&out),
+        }
+    }
+
+    fn register_counters(&self, r: &mut Registry) {
         r.register(
             "ingest_observations",
             "Observations applied",
@@ -53,63 +176,468 @@ impl Metrics {
         );
         r.register(
             "http_requests",
-            "HTTP requests by route and status class",
+            "HTTP requests by route, method and status class",
             self.requests.clone(),
         );
-        r.register(
-            "ingest_ack_seconds",
+        r.register_with_unit(
+            "ingest_ack",
             "Time from receiving an ingest request to acknowledging it",
+            Unit::Seconds,
             self.ingest_seconds.clone(),
         );
-        r.register(
-            "store_commit_seconds",
+        r.register_with_unit(
+            "store_commit",
             "Time of one group commit",
+            Unit::Seconds,
             self.commit_seconds.clone(),
         );
+        r.register(
+            "divergences_opened",
+            "Divergences opened, by service, kind and severity at opening",
+            self.opened.clone(),
+        );
+        r.register(
+            "divergences_escalated",
+            "Divergences whose severity rose, by service, kind and the severity reached",
+            self.escalated.clone(),
+        );
+        r.register(
+            "divergences_resolved",
+            "Divergences resolved, by service and kind",
+            self.resolved.clone(),
+        );
+        r.register_with_unit(
+            "detection_latency",
+            "From the observation that made a condition true (or its deadline) to the divergence opening, by kind",
+            Unit::Seconds,
+            self.detection_seconds.clone(),
+        );
+        r.register_with_unit(
+            "convergence",
+            "From a change of a targeted facet until 95 or 100 percent of live members were at target, by service",
+            Unit::Seconds,
+            self.convergence_seconds.clone(),
+        );
+    }
+}
 
-        let members = Family::<Vec<(String, String)>, Gauge>::default();
-        let coherence =
-            Family::<Vec<(String, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        let open = Family::<Vec<(String, String)>, Gauge>::default();
-        for s in engine.services() {
-            let svc = vec![("service".to_string(), s.service.clone())];
-            let state = |st: &str| {
-                vec![
-                    ("service".to_string(), s.service.clone()),
-                    ("state".to_string(), st.to_string()),
-                ]
+/// The exposition formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, for scrapers that ask for it (Prometheus does).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, for everyone else (curl, older tools).
+    Text,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header names it, else the text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Rewrites the OpenMetrics text the client encodes into the Prometheus text
+/// format: counter families are named with their `_total` suffix, `unknown`
+/// becomes `untyped`, and `# UNIT` and `# EOF` go.
+fn to_text_format(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len());
+    let mut help: Option<&str> = None;
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), kind),
+                "unknown" => (name.to_string(), "untyped"),
+                _ => (name.to_string(), kind),
             };
-            members.get_or_create(&state("live")).set(s.live as i64);
-            members
-                .get_or_create(&state("not_live"))
-                .set((s.members - s.live) as i64);
-            if let Some(c) = s.coherence {
-                coherence.get_or_create(&svc).set(c);
+            if let Some(h) = help.take() {
+                let text = h
+                    .strip_prefix("# HELP ")
+                    .and_then(|r| r.split_once(' '))
+                    .map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {name} {text}\n"));
             }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Gauges read from the engine for one scrape.
+#[derive(Default)]
+struct Fleet {
+    members: Family<Labels, Gauge>,
+    coherence: Family<Labels, F64Gauge>,
+    coherence_window: Family<Labels, F64Gauge>,
+    completeness: Family<Labels, F64Gauge>,
+    exposure: Family<Labels, F64Gauge>,
+    exposure_window: Family<Labels, F64Gauge>,
+    facet_members: Family<Labels, Gauge>,
+    open: Family<Labels, Gauge>,
+    drain_requests: Family<Labels, Gauge>,
+    drain_ratio: Family<Labels, F64Gauge>,
+    phase_mismatch: Family<Labels, F64Gauge>,
+    flaps: Family<Labels, F64Gauge>,
+    replica_ratio: Family<Labels, F64Gauge>,
+    schema_error_ratio: Family<Labels, F64Gauge>,
+    duplicate_ratio: Family<Labels, F64Gauge>,
+    /// p50, p99 and max of the engine's recent phase change latencies.
+    phase_change_stats: [Family<Labels, F64Gauge>; 3],
+    phase_change_count: Family<Labels, Counter>,
+    phase_change_sum: Family<Labels, Counter<f64, AtomicU64>>,
+    /// p50, p99 and max of the engine's recent detection latencies.
+    detection_stats: [Family<Labels, F64Gauge>; 3],
+}
+
+fn svc(service: &str) -> Labels {
+    vec![("service", service.to_string())]
+}
+
+fn with(service: &str, key: &'static str, value: &str) -> Labels {
+    vec![("service", service.to_string()), (key, value.to_string())]
+}
+
+impl Fleet {
+    fn read(engine: &mut Engine) -> Fleet {
+        let f = Fleet::default();
+        let names: Vec<String> = engine
+            .service_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let intent_facets: BTreeMap<String, BTreeSet<String>> = engine
+            .intent()
+            .map(|i| {
+                i.services
+                    .iter()
+                    .map(|(s, si)| (s.clone(), si.facets.keys().cloned().collect()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in &names {
+            let Some(s) = engine.service_slis(name) else {
+                continue;
+            };
+            let left = s.members.saturating_sub(s.live + s.silent);
+            for (state, n) in [("live", s.live), ("silent", s.silent), ("left", left)] {
+                f.members
+                    .get_or_create(&with(name, "state", state))
+                    .set(n as i64);
+            }
+            if let Some(c) = s.coherence {
+                f.coherence.get_or_create(&svc(name)).set(c);
+            }
+            for (w, v) in [("5m", s.coherence_5m), ("1h", s.coherence_1h)] {
+                if let Some(v) = v {
+                    f.coherence_window
+                        .get_or_create(&with(name, "window", w))
+                        .set(v);
+                }
+            }
+            if let Some(c) = s.telemetry_completeness {
+                f.completeness.get_or_create(&svc(name)).set(c);
+            }
+            for (facet, e) in &s.exposure {
+                let labels = with(name, "facet", facet);
+                if let Some(v) = e.now {
+                    f.exposure.get_or_create(&labels).set(v);
+                }
+                for (w, v) in [("5m", e.w5m), ("1h", e.w1h)] {
+                    if let Some(v) = v {
+                        let mut l = labels.clone();
+                        l.push(("window", w.to_string()));
+                        f.exposure_window.get_or_create(&l).set(v);
+                    }
+                }
+            }
+            let windowed = |fam: &Family<Labels, F64Gauge>, w: &coherd_engine::Windowed| {
+                for (win, v) in [("5m", w.w5m), ("1h", w.w1h)] {
+                    if let Some(v) = v {
+                        fam.get_or_create(&with(name, "window", win)).set(v);
+                    }
+                }
+            };
+            windowed(&f.drain_ratio, &s.drain_failure_rate);
+            windowed(&f.replica_ratio, &s.replica_divergence_rate);
+            windowed(&f.schema_error_ratio, &s.schema_error_rate);
+            windowed(&f.duplicate_ratio, &s.duplicate_rate);
+            if let Some(v) = s.phase_mismatch_rate {
+                f.phase_mismatch.get_or_create(&svc(name)).set(v);
+            }
+            if let Some(v) = s.flap_frequency {
+                f.flaps.get_or_create(&svc(name)).set(v);
+            }
+            f.latency(name, &s.phase_change_latency_seconds, true);
+            f.latency(name, &s.detection_latency_seconds, false);
+            f.facets(engine, name, intent_facets.get(name));
         }
         for d in engine.open_divergences() {
             let labels = vec![
-                ("service".to_string(), d.service.clone()),
-                ("kind".to_string(), d.kind.as_str().to_string()),
-                ("severity".to_string(), d.severity.as_str().to_string()),
+                ("service", d.service.clone()),
+                ("kind", d.kind.as_str().to_string()),
+                ("severity", d.severity.as_str().to_string()),
             ];
-            open.get_or_create(&labels).inc();
+            f.open.get_or_create(&labels).inc();
+            if d.kind == Kind::DrainViolation {
+                let served = d
+                    .evidence
+                    .get("requests_while_non_serving")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                f.drain_requests
+                    .get_or_create(&svc(&d.service))
+                    .inc_by(served as i64);
+            }
         }
-        r.register("members", "Known members by state", members);
+        f
+    }
+
+    /// The engine's latency summary: p50, p99 and max of its recent samples
+    /// as gauges; for phase changes also the running count and sum as counters.
+    fn latency(&self, service: &str, s: &LatencySummary, totals: bool) {
+        let stats = if totals {
+            &self.phase_change_stats
+        } else {
+            &self.detection_stats
+        };
+        for (family, v) in stats.iter().zip([s.p50, s.p99, s.max]) {
+            if let Some(v) = v {
+                family.get_or_create(&svc(service)).set(v);
+            }
+        }
+        if totals {
+            self.phase_change_count
+                .get_or_create(&svc(service))
+                .inc_by(s.count);
+            self.phase_change_sum
+                .get_or_create(&svc(service))
+                .inc_by(s.mean.unwrap_or(0.0) * s.count as f64);
+        }
+    }
+
+    /// Members per facet value, the [`TOP_VALUES`] most common kept and the rest folded into `other`.
+    fn facets(&self, engine: &Engine, service: &str, named: Option<&BTreeSet<String>>) {
+        let Some(dists) = engine.facet_distributions(service) else {
+            return;
+        };
+        for (facet, dist) in dists {
+            let wanted = WELL_KNOWN_FACETS.contains(&facet.as_str())
+                || named.is_some_and(|n| n.contains(&facet));
+            if !wanted {
+                continue;
+            }
+            for (value, n) in top_values(&dist.values, TOP_VALUES) {
+                self.facet_members
+                    .get_or_create(&vec![
+                        ("service", service.to_string()),
+                        ("facet", facet.clone()),
+                        ("value", value),
+                    ])
+                    .set(n as i64);
+            }
+        }
+    }
+
+    fn register(self, r: &mut Registry) {
+        r.register(
+            "members",
+            "Known members by state (live, silent, left)",
+            self.members,
+        );
         r.register(
             "coherence_ratio",
-            "Live members coherent over known non-terminal members",
-            coherence,
+            "Live members coherent over known non-terminal members, now",
+            self.coherence,
+        );
+        r.register(
+            "coherence_window_ratio",
+            "Time-weighted coherence over the engine's 5m and 1h windows",
+            self.coherence_window,
+        );
+        r.register(
+            "telemetry_completeness_ratio",
+            "Live members over expected members (or over known non-terminal members)",
+            self.completeness,
+        );
+        r.register(
+            "exposure_ratio",
+            "Share of counting members whose targeted facet is off target, now",
+            self.exposure,
+        );
+        r.register(
+            "exposure_window_ratio",
+            "Share of requests served off target over the 5m and 1h windows (member share without request counters)",
+            self.exposure_window,
+        );
+        r.register(
+            "facet_members",
+            "Counting members per facet value; values beyond the most common five are summed as other",
+            self.facet_members,
         );
         r.register(
             "divergences_open",
-            "Open divergences by kind and severity",
-            open,
+            "Open divergences by service, kind and severity",
+            self.open,
         );
-        let mut out = String::new();
-        if encode(&mut out, &r).is_err() {
-            out.clear();
+        r.register(
+            "drain_violation_requests",
+            "Requests served while non-serving, summed over open drain violations",
+            self.drain_requests,
+        );
+        r.register(
+            "drain_failure_window_ratio",
+            "Requests served while non-serving over all requests, over the 5m and 1h windows",
+            self.drain_ratio,
+        );
+        r.register(
+            "replica_divergence_window_ratio",
+            "Divergent (dataset, position) comparisons over all comparisons, over the 5m and 1h windows",
+            self.replica_ratio,
+        );
+        r.register(
+            "schema_error_window_ratio",
+            "Schema errors over requests, over the 5m and 1h windows",
+            self.schema_error_ratio,
+        );
+        r.register(
+            "duplicate_window_ratio",
+            "Duplicates over requests as members count them, over the 5m and 1h windows",
+            self.duplicate_ratio,
+        );
+        r.register(
+            "phase_mismatch_ratio",
+            "Observer and member pairs that disagree over all pairs with a view, now",
+            self.phase_mismatch,
+        );
+        r.register(
+            "phase_flips_per_member_hour",
+            "Phase changes per known member over the last hour",
+            self.flaps,
+        );
+        let [p50, p99, max] = self.phase_change_stats;
+        for (stat, family) in [("p50", p50), ("p99", p99), ("max", max)] {
+            r.register_with_unit(
+                format!("phase_change_latency_{stat}"),
+                format!("From a member's phase change to every observer agreeing: {stat} of the engine's recent samples"),
+                Unit::Seconds,
+                family,
+            );
         }
-        out
+        r.register(
+            "phase_change_agreements",
+            "Phase changes every observer came to agree on (samples of the phase change latency)",
+            self.phase_change_count,
+        );
+        r.register_with_unit(
+            "phase_change_latency",
+            "Sum of phase change latencies; divide its rate by the rate of coherd_phase_change_agreements_total for the mean",
+            Unit::Seconds,
+            self.phase_change_sum,
+        );
+        let [p50, p99, max] = self.detection_stats;
+        for (stat, family) in [("p50", p50), ("p99", p99), ("max", max)] {
+            r.register_with_unit(
+                format!("detection_latency_{stat}"),
+                format!("Detection latency per service: {stat} of the engine's recent samples (the histogram is by kind)"),
+                Unit::Seconds,
+                family,
+            );
+        }
+    }
+}
+
+/// The `n` most common values (ties by name), then the rest summed as `other`.
+fn top_values(values: &BTreeMap<String, u32>, n: usize) -> Vec<(String, u32)> {
+    let mut sorted: Vec<(&String, &u32)> = values.iter().filter(|(_, c)| **c > 0).collect();
+    sorted.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let mut out: Vec<(String, u32)> = Vec::new();
+    let mut other = 0;
+    for (i, (v, c)) in sorted.into_iter().enumerate() {
+        if i < n && v != "other" {
+            out.push((v.clone(), *c));
+        } else {
+            other += c;
+        }
+    }
+    if other > 0 {
+        out.push(("other".to_string(), other));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_beyond_the_top_fold_into_other() {
+        let values: BTreeMap<String, u32> = [("a", 1), ("b", 9), ("c", 3), ("d", 3), ("e", 0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(
+            top_values(&values, 2),
+            vec![("b".into(), 9), ("c".into(), 3), ("other".into(), 4)]
+        );
+        assert_eq!(top_values(&values, 5).len(), 4);
+    }
+
+    #[test]
+    fn text_format_names_counters_with_total_and_drops_openmetrics_lines() {
+        let om = "# HELP a Things.\n# TYPE a counter\na_total 2\n# HELP b_seconds Time.\n# TYPE b_seconds gauge\n# UNIT b_seconds seconds\nb_seconds{x=\"1\"} 0.5\n# EOF\n";
+        assert_eq!(
+            to_text_format(om),
+            "# HELP a_total Things.\n# TYPE a_total counter\na_total 2\n# HELP b_seconds Time.\n# TYPE b_seconds gauge\nb_seconds{x=\"1\"} 0.5\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked() {
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
+        assert_eq!(
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn a_value_named_other_is_summed_with_the_rest() {
+        let values: BTreeMap<String, u32> = [("other", 5), ("x", 1)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(
+            top_values(&values, 5),
+            vec![("x".into(), 1), ("other".into(), 5)]
+        );
     }
 }

@@ -54,9 +54,11 @@ impl Shared {
         self.engine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes the engine's pending events to the stream.
+    /// Publishes the engine's pending events to the stream and counts them in
+    /// the metrics. Called after every engine input, before its clock moves on.
     fn publish(&self, engine: &mut Engine) {
         while let Some(ev) = engine.poll_event() {
+            self.metrics.record_event(engine, &ev);
             if let Event::Divergence { index, change } = ev {
                 let d = &engine.divergences()[index];
                 let change = match change {
@@ -159,6 +161,9 @@ impl Writer {
         queue: usize,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(queue);
+        let mut applier = applier;
+        let publisher = shared.clone();
+        applier.after_instant = Some(Box::new(move |e| publisher.publish(e)));
         let handle = std::thread::Builder::new()
             .name("coherd-writer".into())
             .spawn(move || run(store, applier, shared, rx))
@@ -299,8 +304,8 @@ fn run(
                 }
                 _ => unreachable!("entries and replies are built together"),
             }
+            shared.publish(&mut engine);
         }
-        shared.publish(&mut engine);
         drop(engine);
         for a in answers {
             a();
@@ -308,10 +313,16 @@ fn run(
     }
 }
 
+/// What the writer runs on the engine after each instant it applies.
+type Drain = Box<dyn FnMut(&mut Engine) + Send>;
+
 /// Applies entries to the engine. Live ingest and the rebuild on start both
 /// come here, in store order, so they reach the same state.
 pub struct Applier {
     grace: Duration,
+    /// Drains the engine's events after each instant the writer applies, so
+    /// they are counted at the engine time they happened (none on rebuild).
+    after_instant: Option<Drain>,
     /// An intent that arrived before any report: it takes effect at the first
     /// report's time, as `coherd replay --intent` does.
     pending: Option<Intent>,
@@ -322,6 +333,7 @@ impl Applier {
     pub fn new(grace: Duration) -> Applier {
         Applier {
             grace,
+            after_instant: None,
             pending: None,
         }
     }
@@ -358,6 +370,9 @@ impl Applier {
                     Ok(Outcome::Duplicate) => got.duplicates += 1,
                     Err(e) => refused.push(format!("item {i}: {e}")),
                 }
+            }
+            if let Some(drain) = &mut self.after_instant {
+                drain(engine);
             }
         }
         if refused.is_empty() {
