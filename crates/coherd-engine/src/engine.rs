@@ -232,6 +232,7 @@ impl Engine {
         self.apply_views(svc, slot, obs, was_live, now);
         self.apply_leases(svc, slot, obs, now);
         self.apply_checksums(svc, slot, obs, now);
+        self.apply_events(svc, slot, obs, now);
         self.refresh_coherent(svc, slot);
         self.touch_coherence(svc);
         Ok(Outcome::Applied)
@@ -332,6 +333,7 @@ impl Engine {
             } => self.on_pair_timer(obs_svc, obs_slot, tsvc, tmem, t),
             Timer::Lease { svc, resource } => self.eval_resource(svc, resource, t),
             Timer::Forget { svc, slot } => self.on_forget_timer(svc, slot, t),
+            Timer::Herd { svc, job } => self.on_herd_timer(svc, job, t),
         }
         if let Timer::Silence { svc }
         | Timer::Window { svc, .. }
@@ -370,6 +372,7 @@ impl Engine {
             coherent: 0,
             datasets: HashMap::new(),
             resources: HashMap::new(),
+            jobs: HashMap::new(),
             windows: Default::default(),
         });
         self.service_index.insert(sym, i);

@@ -162,6 +162,7 @@ impl Engine {
         for c in 0..columns {
             self.eval_mixed(svc, c, now, None);
         }
+        self.apply_herd_intent(svc, now);
         self.touch_coherence(svc);
     }
 }

@@ -39,6 +39,7 @@ mod counters;
 mod divergence;
 mod engine;
 mod facets;
+mod herd;
 mod intent;
 mod intern;
 mod leases;
@@ -54,6 +55,10 @@ mod views;
 
 pub use divergence::{Change, Divergence, Kind, Severity};
 pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome};
+pub use herd::{
+    ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,
+    WINDOW_PERIODS,
+};
 pub use output::{FacetDistribution, MemberView, ServiceSummary};
 pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};
 

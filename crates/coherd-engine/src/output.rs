@@ -178,7 +178,7 @@ impl Engine {
         Some(out)
     }
 
-    /// Brings the subjects and evidence of open `mixed` divergences up to date
+    /// Brings the subjects and evidence of open `mixed` and `herd` divergences up to date
     /// (they are kept lazily because computing them costs a pass over the service).
     pub fn refresh_open_subjects(&mut self) {
         let open: Vec<(usize, u32, u32)> = self
@@ -196,6 +196,7 @@ impl Engine {
             r.subjects = subjects;
             r.evidence = evidence;
         }
+        self.refresh_open_herds();
     }
 
     /// Every SLI of a service at the engine's current time.
@@ -281,7 +282,7 @@ impl Engine {
 
     /// Approximate heap bytes held by the fleet model (members, columns, names).
     pub fn approx_heap_bytes(&self) -> usize {
-        let mut n = self.syms.heap_bytes();
+        let mut n = self.syms.heap_bytes() + self.herd_heap_bytes();
         for s in &self.services {
             n += s.members.capacity() * std::mem::size_of::<crate::state::Member>();
             n += s.by_name.capacity() * 9;

@@ -301,6 +301,8 @@ pub(crate) struct Service {
     pub coherent: u32,
     pub datasets: HashMap<Sym, Dataset>,
     pub resources: HashMap<Sym, Resource>,
+    /// Runs of periodic jobs by event kind.
+    pub jobs: HashMap<Sym, crate::herd::Job>,
     pub windows: Windows,
 }
 

@@ -35,6 +35,8 @@ pub(crate) enum Timer {
     Lease { svc: u32, resource: Sym },
     /// A member that left is forgotten.
     Forget { svc: u32, slot: u32 },
+    /// A run leaves a periodic job's window, or the job has been watched for a period.
+    Herd { svc: u32, job: Sym },
 }
 
 /// A min-heap of deadlines.

@@ -30,6 +30,9 @@ services:
       hold: 30s
     leases:
       leader: {exclusive: true}
+    dephase:
+      jobs:
+        cron:x: {period: 30s, max_concurrent: 1}
   lb:
     report_interval: 10s
 ";
@@ -59,6 +62,8 @@ struct Step {
     lease: Option<(u8, u8)>,
     checksum: Option<(u8, u8)>,
     requests: Option<u16>,
+    /// A run of `cron:x`: (seconds before the report it started, seconds it lasted).
+    event: Option<(u8, u8)>,
 }
 
 /// Every kind of report.
@@ -86,10 +91,14 @@ fn any_step(views_and_checksums: bool) -> impl Strategy<Value = Step> {
             proptest::option::weighted(0.2, (1u8..4, 1u8..20)),
             proptest::option::weighted(0.3, (0u8..4, 0u8..2)),
             proptest::option::weighted(0.4, 0u16..500),
+            proptest::option::weighted(0.3, (0u8..40, 0u8..20)),
         ),
     )
         .prop_map(
-            |((dt, member, seq, version, kernel), (phase, view, lease, checksum, requests))| Step {
+            |(
+                (dt, member, seq, version, kernel),
+                (phase, view, lease, checksum, requests, event),
+            )| Step {
                 dt,
                 member,
                 seq,
@@ -100,6 +109,7 @@ fn any_step(views_and_checksums: bool) -> impl Strategy<Value = Step> {
                 lease,
                 checksum,
                 requests,
+                event,
             },
         )
         .prop_map(move |mut s| {
@@ -162,6 +172,14 @@ fn log_with(steps: &[Step], one_per_service: bool) -> Vec<(Time, Observation)> {
         if let Some((pos, digest)) = s.checksum {
             v["checksums"] =
                 json!([{"dataset": "users", "position": pos, "digest": format!("d{digest}")}]);
+        }
+        if let Some((back, len)) = s.event {
+            let start = secs.saturating_sub(back as u64);
+            v["events"] = json!([{
+                "kind": "cron:x",
+                "start": at(&format!("{start}s")).to_string(),
+                "end": at(&format!("{}s", start + len as u64)).to_string(),
+            }]);
         }
         if let Some(r) = s.requests {
             v["counters"] = json!({"requests": r});
