@@ -47,6 +47,7 @@ mod liveness;
 mod output;
 mod phases;
 mod replicas;
+mod schedule;
 mod sli;
 mod state;
 mod table;
@@ -60,6 +61,7 @@ pub use herd::{
     WINDOW_PERIODS,
 };
 pub use output::{FacetDistribution, MemberView, ServiceSummary};
+pub use schedule::{JobSlot, SlotError};
 pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};
 
 pub(crate) fn time_nanos(d: std::time::Duration) -> i64 {

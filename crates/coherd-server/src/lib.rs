@@ -18,6 +18,7 @@ pub mod alerting;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dephase;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
@@ -86,6 +87,7 @@ pub fn app(state: AppState) -> Router {
             get(alerting::get_silences).post(alerting::post_silence),
         )
         .route("/v1/silences/{id}", delete(alerting::delete_silence))
+        .route("/v1/dephase/{service}/{job}", get(dephase::get_slot))
         .route("/v1/intent", get(api::get_intent).put(api::put_intent))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))

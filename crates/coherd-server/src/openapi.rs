@@ -19,6 +19,8 @@ pub fn document() -> Value {
             "/v1/services/{service}/members": {"get": {"summary": "Members; ?state=live|silent|left&limit=&offset=", "responses": ok("members")}},
             "/v1/services/{service}/members/{member}": {"delete": {"summary": "Forget a member at once (admin)", "responses": {"204": {"description": "deleted"}, "404": {"description": "unknown"}}}},
             "/v1/divergences": {"get": {"summary": "Divergences; ?service=&kind=&state=open|resolved|all", "responses": ok("list")}},
+            "/v1/dephase/{service}/{job}": {"get": {"summary": "A member's slot for a declared periodic job, from the live membership; ?member=ID",
+                "responses": {"200": {"description": "{\"offset_seconds\",\"next_start\",\"period_seconds\",\"window_seconds\",\"spread\",\"members\"}"}, "400": {"description": "no or invalid member"}, "404": {"description": "the service declares no such job"}}}},
             "/v1/intent": {"get": {"summary": "The intent in force", "responses": ok("intent")}, "put": {"summary": "Replace the intent (admin); YAML or JSON", "responses": {"200": {"description": "applied"}, "422": {"description": "every error with its line"}}}},
             "/v1/stream": {"get": {"summary": "Server-sent events: divergence and intent changes", "responses": ok("text/event-stream")}},
             "/healthz": {"get": {"summary": "Alive", "responses": ok("ok")}},
