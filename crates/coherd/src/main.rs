@@ -53,6 +53,10 @@ enum Command {
     Offsets(cmd::offsets::Args),
     /// Measure how synchronised periodic events or crontab schedules are.
     Herd(cmd::herd::Args),
+    /// Export rules for other tools: Prometheus recording and alerting rules.
+    Rules(cmd::rules::Args),
+    /// Export dashboards for other tools: Grafana executive, on-call and debug.
+    Dashboards(cmd::dashboards::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Splay(args) => cmd::splay::run(args),
         Command::Offsets(args) => cmd::offsets::run(args),
         Command::Herd(args) => cmd::herd::run(args),
+        Command::Rules(args) => cmd::rules::run(args),
+        Command::Dashboards(args) => cmd::dashboards::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
 pub mod bench;
+pub mod dashboards;
 pub mod demo;
 pub mod divergences;
 pub mod herd;
@@ -9,6 +10,7 @@ pub mod offsets;
 pub mod output;
 pub mod replay;
 pub mod report;
+pub mod rules;
 pub mod serve;
 pub mod silence;
 pub mod simulate;

@@ -1,0 +1,87 @@
+//! `coherd rules export`: Prometheus rules over coherd's own metrics.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use coherd_export::rules::{RuleOptions, prometheus_rules, to_yaml};
+
+/// Rules for other tools, built from coherd's metrics.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Write recording and alerting rules for Prometheus.
+    Export(Export),
+}
+
+/// The rule formats coherd writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// A Prometheus rule file (YAML).
+    Prometheus,
+}
+
+/// Write recording and alerting rules for Prometheus.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Example:
+  coherd rules export --format prometheus --output /etc/prometheus/rules/coherd.yml
+  promtool check rules /etc/prometheus/rules/coherd.yml
+
+The rules record the coherence error ratio and burn rate over 5m, 30m, 1h, 6h
+and 3d and the error budget left over the SLO period; they page when the budget
+burns 14.4x too fast over 1h and 5m or 6x over 6h and 30m, open a ticket at 1x
+over 3d and 6h, and alert on open divergences of every kind.")]
+struct Export {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "prometheus")]
+    format: Format,
+    /// Write here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The coherence objective: the share of member-time coherent.
+    #[arg(long, default_value_t = 0.999, value_name = "RATIO")]
+    slo: f64,
+    /// The SLO period in days.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    period_days: u32,
+    /// Extra label matchers for coherd's series, e.g. 'job="coherd"'.
+    #[arg(long, default_value = "", value_name = "MATCHERS")]
+    selector: String,
+    /// A base URL for runbooks; each alert links to BASE#<alert name in lower case>.
+    #[arg(long, value_name = "URL")]
+    runbook_url: Option<String>,
+}
+
+/// Runs `coherd rules`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let Command::Export(e) = args.command;
+    let Format::Prometheus = e.format;
+    let groups = prometheus_rules(&RuleOptions {
+        slo: e.slo,
+        period_days: e.period_days,
+        selector: e.selector,
+        runbook_url: e.runbook_url,
+    })?;
+    let text = to_yaml(&groups);
+    match &e.output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("could not write {}", path.display()))?;
+            let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+            eprintln!(
+                "wrote {} rules in {} groups to {}",
+                rules,
+                groups.len(),
+                path.display()
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
