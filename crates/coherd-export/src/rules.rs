@@ -259,7 +259,7 @@ fn burn_alerts(opts: &RuleOptions) -> RuleGroup {
                     opts,
                     name,
                     format!(
-                        "{{{{ $labels.service }}}} burns its coherence error budget {{{{ $value | humanize }}}}x too fast ({long} and {short} above {f}x)"
+                        "{{{{ $labels.service }}}} burns its coherence error budget more than {f}x too fast over {long} and {short}"
                     ),
                     format!(
                         "The coherence SLO of {{{{ $labels.service }}}} is {slo_pct}% of member-time over {period}. \
