@@ -64,7 +64,7 @@ pub fn feed(
             actors,
             intents,
             k: 0,
-            ticks: ticks(duration),
+            ticks: ticks(scenario.duration(duration)),
             shift,
         },
         truths,
@@ -106,6 +106,12 @@ impl Iterator for Feed {
                 obs.time = Some(Time::from_nanos(t.as_nanos() + self.shift));
                 for l in &mut obs.leases {
                     l.expires = Time::from_nanos(l.expires.as_nanos() + self.shift);
+                }
+                for e in &mut obs.events {
+                    e.start = Time::from_nanos(e.start.as_nanos() + self.shift);
+                    e.end = e
+                        .end
+                        .map(|end| Time::from_nanos(end.as_nanos() + self.shift));
                 }
                 reports.push(obs);
             }

@@ -50,7 +50,8 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
     let actors = world.actors();
     let n = actors.len() as u64;
     let interval = INTERVAL.as_nanos() as i64;
-    let ticks = ticks(cfg.duration);
+    let duration = scenario.duration(cfg.duration);
+    let ticks = ticks(duration);
     let mut last = start;
     let mut observations = 0;
     for k in 0..ticks {
@@ -78,7 +79,7 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
             progress(k);
         }
     }
-    let end = start.add(cfg.duration);
+    let end = start.add(duration);
     engine.handle_timeout(last);
     engine.handle_timeout(end);
     while engine.poll_event().is_some() {}

@@ -69,12 +69,16 @@ pub struct SimReport {
 
 /// Runs the scenarios; `progress(done, total)` is called as simulated time passes.
 pub fn run(cfg: &SimConfig, mut progress: impl FnMut(u64, u64)) -> SimReport {
-    let total_ticks = cfg.scenarios.len() as u64 * fleet::ticks(cfg.duration);
+    let total_ticks = cfg
+        .scenarios
+        .iter()
+        .map(|s| fleet::ticks(s.duration(cfg.duration)))
+        .sum();
     let mut done = 0;
     let mut outcomes = Vec::new();
     for &scenario in &cfg.scenarios {
         let outcome = fleet::simulate(scenario, cfg, &mut |t| progress(done + t, total_ticks));
-        done += fleet::ticks(cfg.duration);
+        done += fleet::ticks(scenario.duration(cfg.duration));
         outcomes.push(outcome);
     }
     score::score(outcomes)

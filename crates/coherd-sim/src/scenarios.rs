@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coherd_engine::Kind;
-use coherd_model::{Checksum, Intent, Lease, Observation, Time, View};
+use coherd_model::{Checksum, Intent, Lease, Observation, PeriodicEvent, Time, View};
 
 use crate::fleet::{Truth, t0};
 
@@ -31,11 +31,14 @@ pub enum Scenario {
     Flap,
     /// A schema rollout with a compatible previous version and a few members on an incompatible one.
     IncompatibleMix,
+    /// Every member runs an hourly `cron:compact` at minute 0, then switches to
+    /// evenly spread offsets; `cron:backup` is spread from the start.
+    Herd,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Rollout,
         Scenario::ConfigDrift,
         Scenario::Drain,
@@ -44,6 +47,7 @@ impl Scenario {
         Scenario::Silent,
         Scenario::Flap,
         Scenario::IncompatibleMix,
+        Scenario::Herd,
     ];
 
     /// The scenario's name, also its service's name.
@@ -57,6 +61,17 @@ impl Scenario {
             Scenario::Silent => "silent",
             Scenario::Flap => "flap",
             Scenario::IncompatibleMix => "incompatible-mix",
+            Scenario::Herd => "herd",
+        }
+    }
+
+    /// How long the scenario runs when `requested` is asked for: `herd` needs
+    /// two hours of its hourly jobs (herd is judged once a job has been
+    /// watched for a whole period), so it runs at least that long.
+    pub fn duration(self, requested: Duration) -> Duration {
+        match self {
+            Scenario::Herd => requested.max(HERD_MIN_DURATION),
+            _ => requested,
         }
     }
 
@@ -77,6 +92,11 @@ pub enum Actor {
 
 const LBS: usize = 4;
 const MIN: i64 = 60;
+const HOUR: i64 = 3600;
+const INTERVAL_SECS: f64 = crate::fleet::INTERVAL.as_secs() as f64;
+/// How long one run of a periodic job in the herd scenario lasts.
+const RUN_SECS: i64 = 30;
+const HERD_MIN_DURATION: Duration = Duration::from_secs(2 * 3600);
 
 pub struct World {
     scenario: Scenario,
@@ -85,6 +105,9 @@ pub struct World {
     perm: Vec<usize>,
     /// member slot -> rule index
     rule: Vec<usize>,
+    /// Herd scenario: per member slot, its evenly spread offsets (seconds) for
+    /// `cron:compact` and `cron:backup`, as the service would hand them out.
+    offsets: Vec<(f64, f64)>,
 }
 
 fn at(secs: i64) -> Time {
@@ -103,11 +126,32 @@ impl World {
         for (i, &slot) in perm.iter().enumerate() {
             rule[slot] = i;
         }
+        let offsets = if scenario == Scenario::Herd {
+            let names: Vec<String> = (0..n)
+                .map(|slot| format!("{}-{slot:05}", scenario.name()))
+                .collect();
+            let hour = Duration::from_secs(HOUR as u64);
+            let of = |job: &str| {
+                let s = coherd_dephase::spread(names.iter().cloned(), job, hour)
+                    .expect("distinct member names");
+                names
+                    .iter()
+                    .map(|m| s.offset(m).map_or(0.0, |o| o.as_secs_f64()))
+                    .collect::<Vec<f64>>()
+            };
+            of("cron:compact")
+                .into_iter()
+                .zip(of("cron:backup"))
+                .collect()
+        } else {
+            Vec::new()
+        };
         World {
             scenario,
             n,
             perm,
             rule,
+            offsets,
         }
     }
 
@@ -186,6 +230,16 @@ impl World {
             )],
             Scenario::Replica | Scenario::Silent | Scenario::Flap => {
                 vec![(at(0), yaml("services: {}\n"))]
+            }
+            Scenario::Herd => {
+                // Room for the evenly spread backups: at most ceil(N x run / period) + 1 overlap.
+                let limit = (self.n as u64 * RUN_SECS as u64).div_ceil(HOUR as u64) + 2;
+                vec![(
+                    at(0),
+                    yaml(&format!(
+                        "services:\n  {svc}:\n    dephase:\n      jobs:\n        cron:compact: {{period: 1h}}\n        cron:backup: {{period: 1h, max_concurrent: {limit}}}\n"
+                    )),
+                )]
             }
         }
     }
@@ -273,6 +327,11 @@ impl World {
                 }
                 for i in self.every_hundredth(4) {
                     out.push(t(Kind::IllegalTransition, self.name(i), 6 * MIN));
+                }
+            }
+            Scenario::Herd => {
+                if self.n >= coherd_engine::MIN_MEMBERS {
+                    out.push(t(Kind::Herd, "cron:compact".into(), 0));
                 }
             }
             Scenario::IncompatibleMix => {
@@ -428,6 +487,7 @@ impl World {
                 }
             }
             Scenario::Flap => {}
+            Scenario::Herd => obs.events = self.runs_ended(slot, t),
             Scenario::IncompatibleMix => {
                 let schema = if i % 100 == 8 {
                     "40"
@@ -441,6 +501,36 @@ impl World {
         }
         obs.counters = BTreeMap::from([("requests".to_string(), requests)]);
         Some(obs)
+    }
+
+    /// Herd scenario: the runs of a member that ended in the report interval
+    /// up to `t`. `cron:compact` runs at minute 0 in the first hour, at the
+    /// member's even-spread offset after; `cron:backup` at its offset always.
+    fn runs_ended(&self, slot: usize, t: Time) -> Vec<PeriodicEvent> {
+        let nanos = (t.as_nanos() - t0().as_nanos()) as f64;
+        let s = nanos / 1e9;
+        let hour = (s as i64).div_euclid(HOUR);
+        let (compact, backup) = self.offsets[slot];
+        let mut out = Vec::new();
+        for h in [hour - 1, hour] {
+            if h < 0 {
+                continue;
+            }
+            let compact = if h == 0 { 0.0 } else { compact };
+            for (kind, offset) in [("cron:compact", compact), ("cron:backup", backup)] {
+                let start = (h * HOUR) as f64 + offset;
+                let end = start + RUN_SECS as f64;
+                if end <= s && s < end + INTERVAL_SECS {
+                    let at = |x: f64| Time::from_nanos(t0().as_nanos() + (x * 1e9).round() as i64);
+                    out.push(PeriodicEvent {
+                        kind: kind.into(),
+                        start: at(start),
+                        end: Some(at(end)),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// A balancer's report: its view of each backend it routes to, a little behind.

@@ -39,6 +39,7 @@ fn simulate_all_detects_every_injected_fault_and_nothing_else() {
         "flapping",
         "split_brain",
         "stale_epoch",
+        "herd",
     ] {
         let k = &kinds[kind];
         assert!(
