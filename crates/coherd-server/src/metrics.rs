@@ -310,7 +310,6 @@ struct Fleet {
     /// p50, p99 and max of the engine's recent phase change latencies.
     phase_change_stats: [Family<Labels, F64Gauge>; 3],
     phase_change_count: Family<Labels, Counter>,
-    phase_change_sum: Family<Labels, Counter<f64, AtomicU64>>,
     /// p50, p99 and max of the engine's recent detection latencies.
     detection_stats: [Family<Labels, F64Gauge>; 3],
 }
@@ -419,7 +418,9 @@ impl Fleet {
     }
 
     /// The engine's latency summary: p50, p99 and max of its recent samples
-    /// as gauges; for phase changes also the running count and sum as counters.
+    /// as gauges; for phase changes also the running count as a counter. (Its
+    /// sum is left out: the engine keeps a mean, and mean times count is not
+    /// guaranteed monotonic in floating point, which a counter must be.)
     fn latency(&self, service: &str, s: &LatencySummary, totals: bool) {
         let stats = if totals {
             &self.phase_change_stats
@@ -435,9 +436,6 @@ impl Fleet {
             self.phase_change_count
                 .get_or_create(&svc(service))
                 .inc_by(s.count);
-            self.phase_change_sum
-                .get_or_create(&svc(service))
-                .inc_by(s.mean.unwrap_or(0.0) * s.count as f64);
         }
     }
 
@@ -553,12 +551,6 @@ impl Fleet {
             "phase_change_agreements",
             "Phase changes every observer came to agree on (samples of the phase change latency)",
             self.phase_change_count,
-        );
-        r.register_with_unit(
-            "phase_change_latency",
-            "Sum of phase change latencies; divide its rate by the rate of coherd_phase_change_agreements_total for the mean",
-            Unit::Seconds,
-            self.phase_change_sum,
         );
         let [p50, p99, max] = self.detection_stats;
         for (stat, family) in [("p50", p50), ("p99", p99), ("max", max)] {
