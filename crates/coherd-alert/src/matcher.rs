@@ -111,7 +111,7 @@ impl fmt::Display for Matcher {
             Op::Re => "=~",
             Op::NotRe => "!~",
         };
-        write!(f, "{}{op}{:?}", self.name, self.value)
+        write!(f, "{}{op}\"{}\"", self.name, self.value)
     }
 }
 

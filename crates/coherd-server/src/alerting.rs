@@ -43,6 +43,8 @@ pub struct NotifyConfig {
 /// Alerting state shared by the task and the API.
 pub struct AlertState {
     alerting: Mutex<Alerting>,
+    /// Where silences are kept across restarts.
+    silences_file: Option<std::path::PathBuf>,
     queue: Mutex<VecDeque<Notification>>,
     wake: Notify,
     /// Notifications dropped because receivers were too slow.
@@ -52,10 +54,39 @@ pub struct AlertState {
 }
 
 impl AlertState {
-    /// Alerting with `config`.
-    pub fn new(config: AlertConfig) -> Arc<AlertState> {
+    /// Alerting with `config`; silences are kept in `silences_file` and loaded from it.
+    pub fn new(config: AlertConfig, silences_file: Option<std::path::PathBuf>) -> Arc<AlertState> {
+        let mut alerting = Alerting::new(config);
+        if let Some(path) = &silences_file
+            && let Ok(text) = std::fs::read_to_string(path)
+        {
+            match serde_json::from_str::<Vec<StoredSilence>>(&text) {
+                Ok(list) => {
+                    for s in list {
+                        let matchers = s
+                            .matchers
+                            .iter()
+                            .filter_map(|m| Matcher::parse(m).ok())
+                            .collect();
+                        let silence = Silence {
+                            id: s.id,
+                            matchers,
+                            starts_at: s.starts_at,
+                            ends_at: s.ends_at,
+                            comment: s.comment,
+                            created_by: s.created_by,
+                        };
+                        alerting.router().add_silence(s.starts_at, silence);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the saved silences; starting without them")
+                }
+            }
+        }
         Arc::new(AlertState {
-            alerting: Mutex::new(Alerting::new(config)),
+            alerting: Mutex::new(alerting),
+            silences_file,
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             dropped: Default::default(),
@@ -66,6 +97,34 @@ impl AlertState {
     /// The alerting core, locked.
     pub fn lock(&self) -> MutexGuard<'_, Alerting> {
         self.alerting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the silences to their file (atomically: a temporary file, then a rename).
+    fn save_silences(&self, alerting: &mut Alerting) {
+        let Some(path) = &self.silences_file else {
+            return;
+        };
+        let list: Vec<StoredSilence> = alerting
+            .router()
+            .silences()
+            .iter()
+            .map(|s| StoredSilence {
+                id: s.id.clone(),
+                matchers: s.matchers.iter().map(|m| m.to_string()).collect(),
+                starts_at: s.starts_at,
+                ends_at: s.ends_at,
+                comment: s.comment.clone(),
+                created_by: s.created_by.clone(),
+            })
+            .collect();
+        let tmp = path.with_extension("tmp");
+        let write = serde_json::to_vec_pretty(&list)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = write {
+            tracing::error!(path = %path.display(), error = %e, "cannot save silences");
+        }
     }
 
     fn enqueue(&self, n: Notification) {
@@ -221,6 +280,16 @@ async fn send(client: &reqwest::Client, url: &str, body: &Value, state: &AlertSt
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+#[derive(serde::Serialize, Deserialize)]
+struct StoredSilence {
+    id: String,
+    matchers: Vec<String>,
+    starts_at: Time,
+    ends_at: Time,
+    comment: String,
+    created_by: String,
+}
+
 /// Body of `POST /v1/silences`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,7 +344,9 @@ pub async fn post_silence(
         comment: body.comment,
         created_by: body.created_by,
     };
-    let id = state.alerts.lock().router().add_silence(now, silence);
+    let mut alerting = state.alerts.lock();
+    let id = alerting.router().add_silence(now, silence);
+    state.alerts.save_silences(&mut alerting);
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
@@ -313,7 +384,9 @@ pub async fn delete_silence(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.tokens.check(&headers, Scope::Admin)?;
-    if state.alerts.lock().router().expire_silence(wall_now(), &id) {
+    let mut alerting = state.alerts.lock();
+    if alerting.router().expire_silence(wall_now(), &id) {
+        state.alerts.save_silences(&mut alerting);
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!(

@@ -170,7 +170,10 @@ pub async fn serve(
         ingest_slots: Arc::new(Semaphore::new(config.ingest_concurrency)),
         config: Arc::new(config.clone()),
         stopping: stop_rx.clone(),
-        alerts: alerting::AlertState::new(config.alerting.clone()),
+        alerts: alerting::AlertState::new(
+            config.alerting.clone(),
+            Some(config.db.with_extension("silences.json")),
+        ),
     };
     if let Some(path) = &config.intent {
         let (source, intent) = read_intent(path)?;

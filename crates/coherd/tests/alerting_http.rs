@@ -146,11 +146,12 @@ fn a_split_brain_reaches_the_webhook_is_silenced_and_resolves() {
 #[test]
 fn silence_cli_adds_lists_and_expires() {
     let dir = temp_dir("silence-cli");
-    let s = Server::start(&dir, &[]);
+    let mut s = Server::start(&dir, &[]);
+    let base = s.url.clone();
     let coherd = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
             .args(args)
-            .args(["--server", &s.url])
+            .args(["--server", &base])
             .output()
             .unwrap();
         assert!(
@@ -175,11 +176,18 @@ fn silence_cli_adds_lists_and_expires() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["state"], "active");
     assert_eq!(list[0]["matchers"][0], "kind=\"drift\"");
+    s.kill_and_restart();
+    let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
+    assert_eq!(
+        (list[0]["id"].as_str(), list[0]["state"].as_str()),
+        (Some(id.as_str()), Some("active")),
+        "silences survive a restart"
+    );
     coherd(&["silence", "expire", &id]);
     let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
     assert_eq!(list[0]["state"], "expired");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["silence", "add", "kind", "--server", &s.url])
+        .args(["silence", "add", "kind", "--server", &base])
         .output()
         .unwrap();
     assert!(!out.status.success());
