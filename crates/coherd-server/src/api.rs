@@ -363,9 +363,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
     state.tokens.check(&headers, Scope::Read)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::from_accept(accept);
+    let slos = state.alerts.lock().slo_status(wall_now());
     let text = {
         let mut engine = state.shared.engine();
-        state.shared.metrics.render(&mut engine, format)
+        state.shared.metrics.render(&mut engine, &slos, format)
     };
     Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }

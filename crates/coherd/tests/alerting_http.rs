@@ -197,3 +197,50 @@ fn silence_cli_adds_lists_and_expires() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn slo_error_budget_is_served_by_the_api_and_metrics() {
+    let dir = temp_dir("slo");
+    std::fs::write(
+        dir.join("intent.yaml"),
+        "services:\n  api:\n    report_interval: 1h\n    facets:\n      version: {target: \"2\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("coherd.yaml"),
+        "alerting:\n  slos:\n    - {service: api, objective: 0.99, min_events: 0.01}\n",
+    )
+    .unwrap();
+    let (config, intent) = (
+        dir.join("coherd.yaml").display().to_string(),
+        dir.join("intent.yaml").display().to_string(),
+    );
+    let s = Server::start(&dir, &["--config", &config, "--intent", &intent]);
+    let url = format!("{}/v1/observations", s.url);
+    assert_eq!(post_json(&url, r#"[{"service":"api","member":"a","facets":{"version":"2"}},{"service":"api","member":"b","facets":{"version":"9"}}]"#).0, 200);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        let slos = get_json(&format!("{}/v1/slos", s.url));
+        if let Some(st) = slos
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|x| x["status"].clone())
+            && st["error_budget_remaining"].is_number()
+        {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no SLO status: {slos}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        status["error_budget_remaining"].as_f64().unwrap() < 0.0,
+        "half the fleet incoherent overspends a 1 % budget: {status}"
+    );
+    let (_, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    assert!(
+        metrics.contains(
+            "coherd_slo_error_budget_remaining_ratio{service=\"api\",objective=\"0.99\"}"
+        ),
+        "{metrics}"
+    );
+}
