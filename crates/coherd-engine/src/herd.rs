@@ -353,8 +353,12 @@ impl Engine {
             return;
         }
         job.due = None;
-        job.evict(t);
+        // Judged before the runs that left are dropped, so that a record that
+        // resolves here can still show them.
         self.eval_herd(svc, kind, t);
+        if let Some(job) = self.services[svc as usize].jobs.get_mut(&kind) {
+            job.evict(t);
+        }
         self.schedule_herd(svc, kind, t);
     }
 
@@ -383,7 +387,9 @@ impl Engine {
                 e.herd_view(svc, kind, at)
             });
         } else if self.open_severity(&key).is_some() {
-            let last = self.herd_view(svc, kind, at);
+            // The record keeps the window as it was the instant before it
+            // resolved (with the run that resolved it, if one did).
+            let last = self.herd_view(svc, kind, Time::from_nanos(at.as_nanos() - 1));
             self.resolve(key, at, Some(last));
         }
     }

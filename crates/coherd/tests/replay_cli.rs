@@ -194,3 +194,58 @@ fn an_invalid_intent_line_names_the_stream_line() {
     assert!(err.contains("line 2"), "{err}");
     assert!(err.contains("facetz"), "{err}");
 }
+
+const HERD_INTENT: &str = "
+services:
+  db:
+    report_interval: 1d
+    dephase:
+      jobs:
+        cron:compact: {period: 1h}
+";
+
+/// Three members compact at the top of the hour; their first reports of the
+/// job come at 08:00:30-08:00:32, so the job has been watched for a period at
+/// 09:00:30. At 09:00 they compact again, then never again: two periods after
+/// the last run started, at 11:00:00, the job has stopped.
+const HERD_STREAM: &str = r#"{"service":"db","member":"d1","seq":1,"time":"2026-11-22T08:00:30Z","events":[{"kind":"cron:compact","start":"2026-11-22T08:00:00Z","end":"2026-11-22T08:00:20Z"}]}
+{"service":"db","member":"d2","seq":1,"time":"2026-11-22T08:00:31Z","events":[{"kind":"cron:compact","start":"2026-11-22T08:00:00Z","end":"2026-11-22T08:00:25Z"}]}
+{"service":"db","member":"d3","seq":1,"time":"2026-11-22T08:00:32Z","events":[{"kind":"cron:compact","start":"2026-11-22T08:00:01Z","end":"2026-11-22T08:00:21Z"}]}
+{"service":"db","member":"d1","seq":2,"time":"2026-11-22T09:00:40Z","events":[{"kind":"cron:compact","start":"2026-11-22T09:00:00Z","end":"2026-11-22T09:00:20Z"}]}
+"#;
+
+#[test]
+fn replay_reports_herd_with_exact_open_and_resolve_times() {
+    let out = replay(
+        "herd",
+        HERD_STREAM,
+        HERD_INTENT,
+        &["--until", "+3h", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let herd = record(&report, "herd:db:cron:compact");
+    assert_eq!(herd["kind"], "herd");
+    assert_eq!(herd["severity"], "warning");
+    assert_eq!(herd["opened_at"], "2026-11-22T09:00:30Z");
+    assert_eq!(herd["resolved_at"], "2026-11-22T11:00:00Z");
+    assert_eq!(herd["subjects"], serde_json::json!(["d1", "d2", "d3"]));
+    assert_eq!(herd["evidence"]["events"], 4);
+    assert_eq!(herd["evidence"]["period_seconds"], 3600.0);
+
+    // The table shows it like every other kind.
+    let out = replay("herd-table", HERD_STREAM, HERD_INTENT, &["--until", "+3h"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("herd "))
+        .unwrap_or_else(|| panic!("no herd row: {text}"));
+    assert!(
+        row.contains("warning") && row.contains("2026-11-22T09:00:30Z") && row.contains("d1,d2,d3"),
+        "{row}"
+    );
+}
