@@ -117,3 +117,45 @@ fn an_sli_rule_fires_after_for_and_holds_without_telemetry() {
     alerting.handle_timeout(t(2000));
     assert!(std::iter::from_fn(|| alerting.poll_notification()).all(|n| n.status == "firing"));
 }
+
+#[test]
+fn a_burn_rate_alert_fires_and_clears_on_a_synthetic_history() {
+    let cfg = AlertConfig::from_yaml("defaults: false\nroute: {group_wait: 0s, group_interval: 1m}\nslos:\n  - {service: api, objective: 0.999}\n").unwrap();
+    let mut alerting = Alerting::new(cfg);
+    let mut out: Vec<Notification> = Vec::new();
+    let mut feed = |alerting: &mut Alerting,
+                    from: u64,
+                    to: u64,
+                    coherence: f64,
+                    out: &mut Vec<Notification>| {
+        for m in from..to {
+            alerting.on_sli(t(m * 60), "api", Some(coherence), Some(1.0), 100);
+            alerting.handle_timeout(t(m * 60));
+            out.extend(std::iter::from_fn(|| alerting.poll_notification()));
+        }
+    };
+    feed(&mut alerting, 0, 120, 1.0, &mut out);
+    assert!(out.is_empty());
+    feed(&mut alerting, 120, 135, 0.9, &mut out);
+    let windows: Vec<&str> = out
+        .iter()
+        .flat_map(|n| &n.alerts)
+        .filter(|a| {
+            a.labels["alertname"] == "CoherdErrorBudgetBurn"
+                && a.labels["severity"] == "page"
+                && a.is_firing()
+        })
+        .map(|a| a.labels["window"].as_str())
+        .collect();
+    assert!(
+        windows.contains(&"1h/5m") && windows.contains(&"6h/30m"),
+        "a fast burn pages on both page windows: {windows:?}"
+    );
+    out.clear();
+    feed(&mut alerting, 135, 150, 1.0, &mut out);
+    assert!(
+        out.iter()
+            .any(|n| n.status == "resolved" || n.alerts.iter().any(|a| !a.is_firing())),
+        "{out:#?}"
+    );
+}
