@@ -123,11 +123,11 @@ fn a_burn_rate_alert_fires_and_clears_on_a_synthetic_history() {
     let cfg = AlertConfig::from_yaml("defaults: false\nroute: {group_wait: 0s, group_interval: 1m}\nslos:\n  - {service: api, objective: 0.999}\n").unwrap();
     let mut alerting = Alerting::new(cfg);
     let mut out: Vec<Notification> = Vec::new();
-    let mut feed = |alerting: &mut Alerting,
-                    from: u64,
-                    to: u64,
-                    coherence: f64,
-                    out: &mut Vec<Notification>| {
+    let feed = |alerting: &mut Alerting,
+                from: u64,
+                to: u64,
+                coherence: f64,
+                out: &mut Vec<Notification>| {
         for m in from..to {
             alerting.on_sli(t(m * 60), "api", Some(coherence), Some(1.0), 100);
             alerting.handle_timeout(t(m * 60));

@@ -217,35 +217,6 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nodes_know_their_place() {
-        let n = parse("services:\n  checkout:\n    report_interval: 10s\n").unwrap();
-        let NodeKind::Map(top) = &n.kind else {
-            panic!()
-        };
-        let NodeKind::Map(svcs) = &top[0].1.kind else {
-            panic!()
-        };
-        let NodeKind::Map(fields) = &svcs[0].1.kind else {
-            panic!()
-        };
-        let (k, v) = &fields[0];
-        assert_eq!((k.line, k.column), (3, 5));
-        assert_eq!(v.as_str(), Some("10s"));
-    }
-
-    #[test]
-    fn syntax_errors_have_a_line() {
-        let e = parse("services:\n  a: [1, 2\n").unwrap_err();
-        assert!(e.line >= 2, "{e}");
-        assert!(e.message.contains("not valid YAML"));
-    }
-}
-
 /// Converts a node to JSON, reading plain scalars as numbers or booleans
 /// where they look like one (for configuration files read with serde).
 pub fn to_json(node: &Node) -> serde_json::Value {
@@ -272,5 +243,34 @@ pub fn to_json(node: &Node) -> serde_json::Value {
                 .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), to_json(v)))
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_their_place() {
+        let n = parse("services:\n  checkout:\n    report_interval: 10s\n").unwrap();
+        let NodeKind::Map(top) = &n.kind else {
+            panic!()
+        };
+        let NodeKind::Map(svcs) = &top[0].1.kind else {
+            panic!()
+        };
+        let NodeKind::Map(fields) = &svcs[0].1.kind else {
+            panic!()
+        };
+        let (k, v) = &fields[0];
+        assert_eq!((k.line, k.column), (3, 5));
+        assert_eq!(v.as_str(), Some("10s"));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let e = parse("services:\n  a: [1, 2\n").unwrap_err();
+        assert!(e.line >= 2, "{e}");
+        assert!(e.message.contains("not valid YAML"));
     }
 }

@@ -589,6 +589,43 @@ fn top_values(values: &BTreeMap<String, u32>, n: usize) -> Vec<(String, u32)> {
     out
 }
 
+/// Error budget and burn rates of the SLOs that alerting tracks.
+fn register_slos(r: &mut Registry, slos: &[(String, coherd_alert::SloStatus)]) {
+    type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+    let budget = Family::<Vec<(String, String)>, FloatGauge>::default();
+    let burn = Family::<Vec<(String, String)>, FloatGauge>::default();
+    for (service, s) in slos {
+        let base = vec![
+            ("service".to_string(), service.clone()),
+            ("objective".to_string(), s.objective.to_string()),
+        ];
+        if let Some(b) = s.error_budget_remaining {
+            budget.get_or_create(&base).set(b);
+        }
+        for (window, v) in [
+            ("1h", s.burn_rate_1h),
+            ("6h", s.burn_rate_6h),
+            ("3d", s.burn_rate_3d),
+        ] {
+            if let Some(v) = v {
+                let mut l = base.clone();
+                l.push(("window".to_string(), window.to_string()));
+                burn.get_or_create(&l).set(v);
+            }
+        }
+    }
+    r.register(
+        "slo_error_budget_remaining_ratio",
+        "Share of the SLO period's coherence error budget left (1 untouched, below 0 overspent)",
+        budget,
+    );
+    r.register(
+        "slo_burn_rate",
+        "How fast the coherence error budget burns (1 = exactly at the objective)",
+        burn,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,41 +675,4 @@ mod tests {
             vec![("x".into(), 1), ("other".into(), 5)]
         );
     }
-}
-
-/// Error budget and burn rates of the SLOs that alerting tracks.
-fn register_slos(r: &mut Registry, slos: &[(String, coherd_alert::SloStatus)]) {
-    type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
-    let budget = Family::<Vec<(String, String)>, FloatGauge>::default();
-    let burn = Family::<Vec<(String, String)>, FloatGauge>::default();
-    for (service, s) in slos {
-        let base = vec![
-            ("service".to_string(), service.clone()),
-            ("objective".to_string(), s.objective.to_string()),
-        ];
-        if let Some(b) = s.error_budget_remaining {
-            budget.get_or_create(&base).set(b);
-        }
-        for (window, v) in [
-            ("1h", s.burn_rate_1h),
-            ("6h", s.burn_rate_6h),
-            ("3d", s.burn_rate_3d),
-        ] {
-            if let Some(v) = v {
-                let mut l = base.clone();
-                l.push(("window".to_string(), window.to_string()));
-                burn.get_or_create(&l).set(v);
-            }
-        }
-    }
-    r.register(
-        "slo_error_budget_remaining_ratio",
-        "Share of the SLO period's coherence error budget left (1 untouched, below 0 overspent)",
-        budget,
-    );
-    r.register(
-        "slo_burn_rate",
-        "How fast the coherence error budget burns (1 = exactly at the objective)",
-        burn,
-    );
 }

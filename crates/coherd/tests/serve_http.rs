@@ -125,7 +125,9 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
         .checked_add(jiff::SignedDuration::from_secs(3600))
         .unwrap()
         .to_string();
-    let cases: Vec<(&str, Vec<(&str, &str)>, String, u16, &str)> = vec![
+    // (what, headers, body, status, words in the message)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("malformed JSON", vec![("Content-Type", "application/json")], "{\"service\":".into(), 400, "malformed JSON"),
         ("wrong content type", vec![("Content-Type", "text/csv")], "a,b".into(), 415, "Content-Type"),
         ("unknown field", vec![("Content-Type", "application/json")], r#"{"service":"checkout","member":"a","facet":{}}"#.into(), 422, "unknown field `facet`"),
@@ -295,7 +297,7 @@ fn sigkill_loses_no_acknowledged_observation() {
                 let mut seq = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     seq += 1;
-                    let version = if c == 3 && seq % 2 == 0 { "0.9.0" } else { "1.4.2" };
+                    let version = if c == 3 && seq.is_multiple_of(2) { "0.9.0" } else { "1.4.2" };
                     let body: Vec<String> = (0..25)
                         .map(|m| format!(r#"{{"service":"checkout","member":"c{c}-m{m}","seq":{seq},"facets":{{"version":"{version}","phase":"ready"}}}}"#))
                         .collect();
