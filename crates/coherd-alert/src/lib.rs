@@ -50,6 +50,23 @@ struct Candidate {
     firing: bool,
 }
 
+impl Candidate {
+    /// Whether it has held for its `for`.
+    fn due(&self, now: Time) -> bool {
+        self.since.add(self.for_) <= now
+    }
+
+    /// The alert it fires: starting once its `for` has passed.
+    fn alert(&self) -> Alert {
+        Alert {
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            starts_at: self.since.add(self.for_),
+            ends_at: None,
+        }
+    }
+}
+
 /// Rules, SLOs and the router together.
 pub struct Alerting {
     rules: Vec<Rule>,
@@ -272,27 +289,9 @@ impl Alerting {
             }
             c.labels = labels;
         }
-        if c.firing {
-            self.router.fire(
-                now,
-                Alert {
-                    labels: c.labels.clone(),
-                    annotations: c.annotations.clone(),
-                    starts_at: c.since.add(c.for_),
-                    ends_at: None,
-                },
-            );
-        } else if c.since.add(c.for_) <= now {
+        if c.firing || c.due(now) {
             c.firing = true;
-            self.router.fire(
-                now,
-                Alert {
-                    labels: c.labels.clone(),
-                    annotations: c.annotations.clone(),
-                    starts_at: c.since.add(c.for_).max(c.since),
-                    ends_at: None,
-                },
-            );
+            self.router.fire(now, c.alert());
         }
     }
 
@@ -307,17 +306,9 @@ impl Alerting {
     /// Fires what has waited its `for`, freezes SLOs without telemetry, and routes.
     pub fn handle_timeout(&mut self, now: Time) {
         for c in self.candidates.values_mut() {
-            if !c.firing && c.since.add(c.for_) <= now {
+            if !c.firing && c.due(now) {
                 c.firing = true;
-                self.router.fire(
-                    now,
-                    Alert {
-                        labels: c.labels.clone(),
-                        annotations: c.annotations.clone(),
-                        starts_at: c.since.add(c.for_),
-                        ends_at: None,
-                    },
-                );
+                self.router.fire(now, c.alert());
             }
         }
         for t in self.trackers.values_mut() {
