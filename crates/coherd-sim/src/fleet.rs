@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use coherd_engine::{Divergence, Engine, ServiceSlis};
-use coherd_model::{Intent, Observation, Time};
+use coherd_model::{Intent, Time};
 
 use crate::SimConfig;
-use crate::scenarios::{Scenario, World};
+use crate::feed::Step;
+use crate::scenarios::Scenario;
 
 /// How often every simulated member reports.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -40,71 +41,67 @@ pub struct Outcome {
     pub observations: u64,
 }
 
-/// Runs one scenario to its end.
+/// Runs one scenario to its end: the same steps `coherd simulate --server`
+/// sends, applied to an in-process engine the way `coherd replay` does.
 pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u64)) -> Outcome {
-    let mut world = World::new(scenario, cfg.members, cfg.seed);
-    let mut engine = Engine::default();
     let start = t0();
-    let mut intents: Vec<(Time, Intent)> = world.intents();
-    intents.reverse();
-    let actors = world.actors();
-    let n = actors.len() as u64;
-    let interval = INTERVAL.as_nanos() as i64;
-    let duration = scenario.duration(cfg.duration);
-    let ticks = ticks(duration);
+    let (feed, truths) = crate::feed::feed(scenario, cfg.members, cfg.seed, cfg.duration, start);
+    let ticks = feed.ticks();
+    let mut engine = Engine::default();
     let mut last = start;
     let mut observations = 0;
-    for k in 0..ticks {
-        for (a, actor) in actors.iter().enumerate() {
-            let t = Time::from_nanos(
-                start.as_nanos()
-                    + k as i64 * interval
-                    + (a as u64 * interval as u64 / n.max(1)) as i64,
-            );
-            if t > last {
-                engine.handle_timeout(last);
-                last = t;
-            }
-            while intents.last().is_some_and(|(at, _)| *at <= t) {
-                let (at, intent) = intents.pop().expect("checked");
-                engine.set_intent(at, intent);
-            }
-            if let Some(obs) = world.report(actor, k, t) {
-                apply(&mut engine, t, &obs);
-                observations += 1;
-            }
+    let mut advance = |engine: &mut Engine, t: Time| {
+        if t > last {
+            engine.handle_timeout(last);
+            last = t;
         }
-        while engine.poll_event().is_some() {}
-        if k % 16 == 0 {
-            progress(k);
+    };
+    let mut k = 0u64;
+    for step in feed {
+        match step {
+            Step::Intent { at, yaml } => {
+                advance(&mut engine, at);
+                engine.set_intent(
+                    at,
+                    Intent::from_yaml(&yaml).expect("scenario intents are valid"),
+                );
+            }
+            Step::Tick { reports, .. } => {
+                for obs in &reports {
+                    let t = obs.time.expect("the feed stamps every report");
+                    advance(&mut engine, t);
+                    if let Err(e) = engine.observe(t, obs) {
+                        panic!("simulated observation refused: {e}");
+                    }
+                    observations += 1;
+                }
+                while engine.poll_event().is_some() {}
+                if k % 16 == 0 {
+                    progress(k);
+                }
+                k += 1;
+            }
         }
     }
-    let end = start.add(duration);
     engine.handle_timeout(last);
-    engine.handle_timeout(end);
+    engine.handle_timeout(start.add(scenario.duration(cfg.duration)));
     while engine.poll_event().is_some() {}
     progress(ticks);
     engine.refresh_open_subjects();
-    let slis = engine
+    let names: Vec<String> = engine
         .service_names()
         .into_iter()
         .map(String::from)
-        .collect::<Vec<_>>();
-    let slis = slis
+        .collect();
+    let slis = names
         .into_iter()
         .filter_map(|s| engine.service_slis(&s).map(|x| (s, x)))
         .collect();
     Outcome {
         scenario,
-        truths: world.truths(),
+        truths,
         divergences: engine.divergences().to_vec(),
         slis,
         observations,
-    }
-}
-
-fn apply(engine: &mut Engine, t: Time, obs: &Observation) {
-    if let Err(e) = engine.observe(t, obs) {
-        panic!("simulated observation refused: {e}");
     }
 }

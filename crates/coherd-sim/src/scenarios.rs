@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coherd_engine::Kind;
-use coherd_model::{Checksum, Intent, Lease, Observation, PeriodicEvent, Time, View};
+use coherd_model::{Checksum, Lease, Observation, PeriodicEvent, Time, View};
 
 use crate::fleet::{Truth, t0};
 
@@ -170,19 +170,6 @@ impl World {
             a.extend((0..LBS).map(Actor::Balancer));
         }
         a
-    }
-
-    /// The intents, parsed.
-    pub fn intents(&self) -> Vec<(Time, Intent)> {
-        self.intent_sources()
-            .into_iter()
-            .map(|(t, s)| {
-                (
-                    t,
-                    Intent::from_yaml(&s).expect("scenario intents are valid"),
-                )
-            })
-            .collect()
     }
 
     /// The intents as YAML, in time order.
