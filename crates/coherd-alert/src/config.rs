@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use coherd_model::time::deserialize_duration;
+use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::matcher::Matcher;
@@ -53,13 +54,13 @@ pub struct Route {
     /// Labels that make a group.
     pub group_by: Vec<String>,
     /// How long a new group waits before its first notification.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub group_wait: Duration,
     /// How long a group waits before notifying about changes.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub group_interval: Duration,
     /// How long before re-sending an unchanged firing group.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub repeat_interval: Duration,
     /// Notify when alerts resolve.
     pub send_resolved: bool,
@@ -88,10 +89,10 @@ pub struct FlapDamping {
     /// Resolutions within the window that count as flapping.
     pub changes: u32,
     /// The window.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub window: Duration,
     /// How long a flapping alert must stay resolved before it resolves.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub hold: Duration,
 }
 
@@ -144,7 +145,7 @@ pub struct Rule {
     #[serde(default)]
     pub service: Option<String>,
     /// How long the condition must hold before firing.
-    #[serde(default, rename = "for", deserialize_with = "duration")]
+    #[serde(default, rename = "for", deserialize_with = "deserialize_duration")]
     pub for_: Duration,
     /// Page or ticket.
     pub severity: Urgency,
@@ -177,7 +178,7 @@ pub struct Slo {
     /// For example 0.999.
     pub objective: f64,
     /// The budget period.
-    #[serde(default = "thirty_days", deserialize_with = "duration")]
+    #[serde(default = "thirty_days", deserialize_with = "deserialize_duration")]
     pub period: Duration,
     /// Member-minutes a burn-rate window must hold before it may fire; shorter
     /// windows with less are widened until they hold this much (up to 3 days).
@@ -206,24 +207,10 @@ pub struct Inhibit {
     pub equal: Vec<String>,
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    coherd_model::time::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
 impl AlertConfig {
     /// Reads YAML; unknown keys and bad values are errors with their path.
     pub fn from_yaml(src: &str) -> Result<AlertConfig, ConfigError> {
-        let node =
-            coherd_model::yaml::parse(src).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let value = coherd_model::yaml::to_json(&node);
-        let value = if value.is_null() {
-            serde_json::json!({})
-        } else {
-            value
-        };
-        let cfg: AlertConfig = serde_path_to_error::deserialize(value)
-            .map_err(|e| ConfigError::Invalid(format!("{}: {}", e.path(), e.inner())))?;
+        let cfg: AlertConfig = coherd_model::yaml::from_str(src).map_err(ConfigError::Invalid)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -115,6 +115,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 10s, 30m, 2h or 1d"))
 }
 
+/// For `#[serde(deserialize_with = ...)]`: a duration written like `10s` or `1d`.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
 /// Prints a duration compactly, such as `10m` or `1h 30m`.
 pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()

@@ -217,6 +217,25 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+/// Reads a YAML configuration document into `T` with serde; an empty document
+/// is an empty mapping, and errors name the path of the key at fault.
+pub fn from_str<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, String> {
+    let value = to_json(&parse(src).map_err(|e| e.to_string())?);
+    let value = if value.is_null() {
+        serde_json::json!({})
+    } else {
+        value
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        }
+    })
+}
+
 /// Converts a node to JSON, reading plain scalars as numbers or booleans
 /// where they look like one (for configuration files read with serde).
 pub fn to_json(node: &Node) -> serde_json::Value {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use coherd_model::Limits;
-use serde::{Deserialize, Deserializer};
+use coherd_model::time::deserialize_duration;
+use serde::Deserialize;
 
 use crate::auth::{Scope, TokenEntry};
 use crate::error::ServerError;
@@ -25,27 +26,27 @@ pub struct ServerConfig {
     /// Per-observation and per-request limits.
     pub limits: Limits,
     /// Reports further in the future than this are refused.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub max_clock_skew: Duration,
     /// Reports older than this are refused.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub max_report_age: Duration,
     /// How far the engine clock may trail the wall clock when reports carry
     /// older times. Reports set the clock by their `time`; with none arriving,
     /// it follows the wall clock this far behind, so a fleet that stops
     /// reporting altogether is silent after 3 x report_interval plus this.
     /// Default: max_report_age, so any acceptable stream replays exactly.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub clock_grace: Duration,
     /// Raw observations older than this are pruned (each member's latest state is kept).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub retention: Duration,
     /// Ingest requests handled at once; more wait briefly, then get 503.
     pub ingest_concurrency: usize,
     /// Ingest requests queued for the writer; beyond this, 503 with Retry-After.
     pub ingest_queue: usize,
     /// Time limit for one request.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub request_timeout: Duration,
     /// Alert rules, SLOs, routing, silencing and inhibition.
     pub alerting: coherd_alert::AlertConfig,
@@ -74,25 +75,12 @@ impl Default for ServerConfig {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    coherd_model::time::parse_duration(&s).map_err(serde::de::Error::custom)
-}
-
 impl ServerConfig {
     /// Reads a YAML config file; unknown keys are errors.
     pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
-        let node = coherd_model::yaml::parse(&src)
-            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
-        let value = coherd_model::yaml::to_json(&node);
-        let value = if value.is_null() {
-            serde_json::json!({})
-        } else {
-            value
-        };
-        serde_path_to_error_like(value)
+        coherd_model::yaml::from_str(&src)
             .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
     }
 
@@ -139,15 +127,4 @@ impl ServerConfig {
         }
         Ok(())
     }
-}
-
-fn serde_path_to_error_like(value: serde_json::Value) -> Result<ServerConfig, String> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{path}: {}", e.inner())
-        }
-    })
 }

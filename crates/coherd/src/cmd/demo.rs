@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
     /// Stop after this long (default: run until Ctrl-C).
-    #[arg(long, value_parser = super::simulate::parse_duration_arg)]
+    #[arg(long, value_parser = crate::client::parse_duration)]
     pub duration: Option<Duration>,
     /// Print a summary line at a time instead of redrawing the screen.
     #[arg(long)]

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Simulated time per scenario (faults happen in the first 25 minutes).
-    #[arg(long, default_value = "40m", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "40m", value_parser = crate::client::parse_duration)]
     pub duration: Duration,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -41,11 +41,6 @@ pub struct Args {
     /// Bearer token for --server (needs report and admin).
     #[arg(long, env = "COHERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-}
-
-/// Parses a duration flag such as `40m`.
-pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
-    coherd_model::time::parse_duration(s)
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {

@@ -1,22 +1,15 @@
 //! `coherd simulate --server`: a scenario sent to a running server in real time, then scored.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use coherd_engine::Kind;
-use coherd_model::Time;
+use coherd_server::pipeline::wall_now;
 use coherd_sim::{Found, Scenario, Step, Tally};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::simulate::Args;
-
-fn wall_now() -> Time {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Time::from_nanos(d.as_nanos() as i64)
-}
 
 pub fn run(server: &str, token: Option<&str>, scenario: Scenario, args: &Args) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
