@@ -62,23 +62,19 @@ impl Engine {
         let non_serving = |p: Sym| p != NONE && !s.cfg.is_serving(p);
         let drained = non_serving(old_phase) && non_serving(new_phase);
         let counts = m.counts();
-        let mut exposed: Vec<(Sym, u64)> = Vec::new();
-        if requests > 0 && counts {
-            for c in &s.columns {
-                if let Some(r) = c.rule.as_ref().filter(|r| r.targeted())
-                    && c.values[slot as usize] != r.target
-                {
-                    exposed.push((c.facet, requests));
-                }
-            }
-        }
         let b = s.windows.at(now);
         b.requests += requests;
         b.errors += errors;
         b.schema_errors += schema_errors;
         b.duplicates += duplicates;
-        for (f, n) in exposed {
-            add_exposed(&mut b.exposed, f, n);
+        if requests > 0 && counts {
+            for c in &s.columns {
+                if let Some(r) = c.rule.as_ref().filter(|r| r.targeted())
+                    && c.values[slot as usize] != r.target
+                {
+                    add_exposed(&mut b.exposed, c.facet, requests);
+                }
+            }
         }
         if drained && requests > 0 {
             b.nonserving_requests += requests;

@@ -117,6 +117,8 @@ pub struct Engine {
     pub(crate) clock: Time,
     pub(crate) duplicates: u64,
     pub(crate) applied: u64,
+    /// Reused by `apply_facets`.
+    pub(crate) facet_scratch: Vec<(usize, Sym)>,
 }
 
 impl Default for Engine {
@@ -146,6 +148,7 @@ impl Engine {
             clock: Time::EPOCH,
             duplicates: 0,
             applied: 0,
+            facet_scratch: Vec::new(),
         }
     }
 

@@ -23,7 +23,9 @@ impl Engine {
         now: Time,
     ) {
         let counting = self.services[svc as usize].members[slot as usize].counts();
-        let mut updates: Vec<(usize, Sym)> = Vec::with_capacity(obs.facets.len());
+        // A buffer kept across reports: no allocation per report.
+        let mut updates = std::mem::take(&mut self.facet_scratch);
+        updates.clear();
         for (f, v) in &obs.facets {
             let facet = self.syms.intern(f);
             let value = self.syms.intern(v);
@@ -31,7 +33,7 @@ impl Engine {
             updates.push((c, value));
         }
         if counting == was_counting {
-            for (c, new) in updates {
+            for &(c, new) in &updates {
                 let old = self.services[svc as usize].columns[c].values[slot as usize];
                 self.update_column(svc, slot, c, old, new, was_counting, counting, now);
             }
@@ -45,6 +47,7 @@ impl Engine {
                 self.update_column(svc, slot, c, old, new, was_counting, counting, now);
             }
         }
+        self.facet_scratch = updates;
     }
 
     /// Re-counts every column of a member whose counting status changed.
