@@ -76,7 +76,7 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
                     observations += 1;
                 }
                 while engine.poll_event().is_some() {}
-                if k % 16 == 0 {
+                if k.is_multiple_of(16) {
                     progress(k);
                 }
                 k += 1;
