@@ -247,13 +247,13 @@ impl Engine {
             .and_then(|s| s.dephase.jobs.get(kind));
         match declared {
             Some(j) => JobCfg {
-                period: crate::time_nanos(j.period).max(1),
+                period: coherd_model::time::duration_nanos(j.period).max(1),
                 threshold: j.herd_threshold,
                 max_concurrent: j.max_concurrent,
                 declared: true,
             },
             None => JobCfg {
-                period: crate::time_nanos(UNDECLARED_PERIOD),
+                period: coherd_model::time::duration_nanos(UNDECLARED_PERIOD),
                 threshold: coherd_model::intent::DEFAULT_HERD_THRESHOLD,
                 max_concurrent: None,
                 declared: false,

@@ -63,7 +63,3 @@ pub use herd::{
 pub use output::{FacetDistribution, MemberView, ServiceSummary};
 pub use schedule::{JobSlot, SlotError};
 pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};
-
-pub(crate) fn time_nanos(d: std::time::Duration) -> i64 {
-    coherd_model::time::duration_nanos(d)
-}

@@ -101,7 +101,7 @@ impl Engine {
             .last_report
             .as_nanos()
             .saturating_add(s.cfg.silence_after())
-            .saturating_add(crate::time_nanos(self.config.retention));
+            .saturating_add(coherd_model::time::duration_nanos(self.config.retention));
         // A member that left under a shorter report interval is due after `due`.
         if !m.has(flag::REMOVED)
             && !m.has(flag::LIVE)

@@ -124,9 +124,9 @@ impl Engine {
 
 /// The first `k * period + offset` (periods aligned to the Unix epoch) after `now`.
 fn next_start(now: Time, period: Duration, offset: Duration) -> Time {
-    let p = crate::time_nanos(period).max(1);
+    let p = coherd_model::time::duration_nanos(period).max(1);
     let base = now.as_nanos().div_euclid(p).saturating_mul(p);
-    let t = base.saturating_add(crate::time_nanos(offset));
+    let t = base.saturating_add(coherd_model::time::duration_nanos(offset));
     Time::from_nanos(if t > now.as_nanos() {
         t
     } else {

@@ -268,19 +268,12 @@ pub async fn get_divergences(
 /// `GET /v1/intent`.
 pub async fn get_intent(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
-    let source = state
-        .shared
-        .intent_source
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let Some(source) = source else {
+    let Some(current) = state.shared.intent() else {
         return Err(ApiError::NotFound(
             "no intent is set; PUT /v1/intent or start with --intent".into(),
         ));
     };
-    let intent = Intent::from_yaml(&source).ok();
-    Ok(Json(json!({"source": source, "intent": intent})).into_response())
+    Ok(Json(json!({"source": current.source, "intent": current.intent})).into_response())
 }
 
 /// `PUT /v1/intent`: YAML or JSON; refused whole with every error.

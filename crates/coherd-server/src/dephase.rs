@@ -43,17 +43,12 @@ pub async fn get_slot(
     }
     // The intent in force, as GET /v1/intent shows it (the engine applies it
     // only from the first report).
-    let source = state
-        .shared
-        .intent_source
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    let intent = source.and_then(|s| coherd_model::Intent::from_yaml(&s).ok());
+    let current = state.shared.intent();
+    let intent = current.as_ref().map(|c| &c.intent);
     let slot = state
         .shared
         .engine()
-        .job_slot(intent.as_ref(), &service, &job, &member, wall_now());
+        .job_slot(intent, &service, &job, &member, wall_now());
     match slot {
         Ok(slot) => Ok(Json(slot).into_response()),
         Err(e @ (SlotError::NoJobs { .. } | SlotError::UnknownJob { .. })) => {

@@ -153,10 +153,9 @@ pub async fn serve(
     tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
     let shared = Shared::new(engine, config.clock_grace);
     let (stop_tx, stop_rx) = watch::channel(false);
-    *shared
-        .intent_source
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = stored_intent;
+    if let Some((source, intent)) = stored_intent {
+        shared.set_intent(source, intent);
+    }
     let (writer, writer_thread) = Writer::start(
         Box::new(store),
         applier,
@@ -227,13 +226,11 @@ pub async fn serve(
 }
 
 async fn reload(state: &AppState, source: String, intent: Intent) {
-    let current = state
+    if state
         .shared
-        .intent_source
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    if current.as_deref() == Some(source.as_str()) {
+        .intent()
+        .is_some_and(|current| current.source == source)
+    {
         return;
     }
     match api::apply_intent(state, source, intent).await {

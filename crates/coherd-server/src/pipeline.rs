@@ -21,6 +21,14 @@ pub fn wall_now() -> Time {
     Time::from_nanos(d.as_nanos() as i64)
 }
 
+/// An intent as the operator wrote it, and as it parsed.
+pub struct IntentInForce {
+    /// The YAML or JSON text.
+    pub source: String,
+    /// The validated intent.
+    pub intent: Intent,
+}
+
 /// State shared by the writer, the timer and the handlers.
 pub struct Shared {
     engine: Mutex<Engine>,
@@ -28,8 +36,8 @@ pub struct Shared {
     pub stream: broadcast::Sender<(&'static str, String)>,
     /// True once the engine has been rebuilt from the store.
     pub ready: AtomicBool,
-    /// The intent text in force.
-    pub intent_source: Mutex<Option<String>>,
+    /// The intent in force: as the operator wrote it, and parsed.
+    pub intent: Mutex<Option<Arc<IntentInForce>>>,
     /// Ingest and request metrics.
     pub metrics: Metrics,
     /// How far the engine clock may trail the wall clock (see [`Shared::watermark`]).
@@ -44,7 +52,7 @@ impl Shared {
             engine: Mutex::new(engine),
             stream: broadcast::channel(4096).0,
             ready: AtomicBool::new(false),
-            intent_source: Mutex::new(None),
+            intent: Mutex::new(None),
             metrics: Metrics::default(),
         })
     }
@@ -77,6 +85,20 @@ impl Shared {
     /// clock by more than the grace (so silence is noticed when reports stop).
     pub fn watermark(&self, engine: &Engine) -> Time {
         engine.now().max(wall_now().sub(self.grace))
+    }
+
+    /// The intent in force, if any.
+    pub fn intent(&self) -> Option<Arc<IntentInForce>> {
+        self.intent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the intent in force.
+    pub fn set_intent(&self, source: String, intent: Intent) {
+        *self.intent.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(IntentInForce { source, intent }));
     }
 
     /// Fires the deadlines that are due at the watermark.
@@ -281,11 +303,8 @@ fn run(
                     answers.push(Box::new(move || drop(tx.send(got))) as Box<dyn FnOnce()>);
                 }
                 (NewEntry::Intent { at, source }, Reply::Intent(tx, intent)) => {
+                    shared.set_intent(source.clone(), (*intent).clone());
                     applier.intent(&mut engine, *at, *intent);
-                    *shared
-                        .intent_source
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(source.clone());
                     let _ = shared
                         .stream
                         .send(("intent", json!({"source": source, "at": at}).to_string()));
@@ -402,9 +421,9 @@ pub fn rebuild(
     store: &mut dyn Store,
     engine: &mut Engine,
     applier: &mut Applier,
-) -> Result<(u64, Option<String>), StoreError> {
+) -> Result<(u64, Option<(String, Intent)>), StoreError> {
     let mut count = 0;
-    let mut intent_source = None;
+    let mut in_force = None;
     store.load(&mut |Entry { body, .. }| {
         match body {
             NewEntry::Observations {
@@ -416,8 +435,8 @@ pub fn rebuild(
             }
             NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
                 Ok(intent) => {
+                    in_force = Some((source, intent.clone()));
                     applier.intent(engine, at, intent);
-                    intent_source = Some(source);
                 }
                 Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
             },
@@ -432,7 +451,7 @@ pub fn rebuild(
         while engine.poll_event().is_some() {}
         Ok(())
     })?;
-    Ok((count, intent_source))
+    Ok((count, in_force))
 }
 
 /// Ticks the engine at its deadlines (at least every second) until shutdown.
