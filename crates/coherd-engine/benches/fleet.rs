@@ -21,23 +21,26 @@ pub fn t0() -> Time {
     "2026-11-22T08:00:00Z".parse().unwrap()
 }
 
-/// One report per member, no `seq` (always applied), five facets and a phase.
+/// Member `i`'s report: no `seq` (always applied), five facets at target and a phase.
+pub fn report(i: usize) -> Observation {
+    Observation {
+        service: "bench".into(),
+        member: format!("bench-{i:07}"),
+        facets: BTreeMap::from([
+            ("version".into(), "1.4.2".into()),
+            ("config".into(), "sha256:ab12".into()),
+            ("schema".into(), "42".into()),
+            ("flags".into(), "f-7".into()),
+            ("kernel".into(), "6.1.0-28".into()),
+            ("phase".into(), "ready".into()),
+        ]),
+        ..Observation::default()
+    }
+}
+
+/// One report per member.
 pub fn reports(members: usize) -> Vec<Observation> {
-    (0..members)
-        .map(|i| Observation {
-            service: "bench".into(),
-            member: format!("bench-{i:07}"),
-            facets: BTreeMap::from([
-                ("version".into(), "1.4.2".into()),
-                ("config".into(), "sha256:ab12".into()),
-                ("schema".into(), "42".into()),
-                ("flags".into(), "f-7".into()),
-                ("kernel".into(), "6.1.0-28".into()),
-                ("phase".into(), "ready".into()),
-            ]),
-            ..Observation::default()
-        })
-        .collect()
+    (0..members).map(report).collect()
 }
 
 /// An engine with `members` members that all reported at t0.

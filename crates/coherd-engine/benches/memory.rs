@@ -6,10 +6,8 @@
 
 mod fleet;
 
-use std::collections::BTreeMap;
-
 use coherd_engine::Engine;
-use coherd_model::{Intent, Observation};
+use coherd_model::Intent;
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -29,23 +27,9 @@ fn main() {
     let before = rss_bytes();
     let mut e = Engine::default();
     e.set_intent(fleet::t0(), Intent::from_yaml(fleet::INTENT).unwrap());
-    let mut obs = Observation {
-        service: "bench".into(),
-        ..Observation::default()
-    };
-    obs.facets = BTreeMap::from([
-        ("version".into(), "1.4.2".into()),
-        ("config".into(), "sha256:ab12".into()),
-        ("schema".into(), "42".into()),
-        ("flags".into(), "f-7".into()),
-        ("kernel".into(), "6.1.0-28".into()),
-        ("phase".into(), "ready".into()),
-    ]);
     for i in 0..members {
-        obs.member.clear();
-        use std::fmt::Write;
-        let _ = write!(obs.member, "bench-{i:07}");
-        e.observe(fleet::t0(), &obs).unwrap();
+        // Built one at a time and dropped, so reports are not counted.
+        e.observe(fleet::t0(), &fleet::report(i)).unwrap();
     }
     while e.poll_event().is_some() {}
     let after = rss_bytes();

@@ -199,6 +199,15 @@ impl Engine {
         self.refresh_open_herds();
     }
 
+    /// Every service's SLIs at the engine's current time, by name.
+    pub fn all_service_slis(&mut self) -> BTreeMap<String, ServiceSlis> {
+        let names: Vec<String> = self.service_names().into_iter().map(String::from).collect();
+        names
+            .into_iter()
+            .filter_map(|s| self.service_slis(&s).map(|x| (s, x)))
+            .collect()
+    }
+
     /// Every SLI of a service at the engine's current time.
     pub fn service_slis(&mut self, service: &str) -> Option<ServiceSlis> {
         let svc = self.svc(service)?;

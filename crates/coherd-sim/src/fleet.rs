@@ -88,15 +88,7 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
     while engine.poll_event().is_some() {}
     progress(ticks);
     engine.refresh_open_subjects();
-    let names: Vec<String> = engine
-        .service_names()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let slis = names
-        .into_iter()
-        .filter_map(|s| engine.service_slis(&s).map(|x| (s, x)))
-        .collect();
+    let slis = engine.all_service_slis().into_iter().collect();
     Outcome {
         scenario,
         truths,

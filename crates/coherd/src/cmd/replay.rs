@@ -134,15 +134,7 @@ pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) 
     engine.refresh_open_subjects();
     let mut divergences = engine.divergences().to_vec();
     divergences.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
-    let names: Vec<String> = engine
-        .service_names()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let slis = names
-        .into_iter()
-        .filter_map(|s| engine.service_slis(&s).map(|x| (s, x)))
-        .collect();
+    let slis = engine.all_service_slis().into_iter().collect();
     Ok(Report { divergences, slis })
 }
 
