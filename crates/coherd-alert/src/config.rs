@@ -4,10 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coherd_model::time::deserialize_duration;
+use coherd_model::{Kind, Severity};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::matcher::Matcher;
+use crate::policy::DIVERGENCE_ALERTS;
+pub use crate::policy::Urgency;
 
 /// Everything alerting needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -106,26 +109,6 @@ impl Default for FlapDamping {
     }
 }
 
-/// `page` or `ticket`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Urgency {
-    /// Wake someone.
-    Page,
-    /// Handle in working hours.
-    Ticket,
-}
-
-impl Urgency {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Urgency::Page => "page",
-            Urgency::Ticket => "ticket",
-        }
-    }
-}
-
 /// A rule: divergences that match, or an SLI below a threshold.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,9 +145,9 @@ pub struct Rule {
 #[serde(deny_unknown_fields, default)]
 pub struct DivergenceMatch {
     /// Kinds (empty: any).
-    pub kinds: Vec<String>,
+    pub kinds: Vec<Kind>,
     /// At least this severity (`info`, `warning`, `critical`).
-    pub min_severity: Option<String>,
+    pub min_severity: Option<Severity>,
     /// Label matchers on the divergence's labels (`service`, `kind`, `member`, `coherd_severity`).
     pub labels: Vec<Matcher>,
 }
@@ -205,6 +188,15 @@ pub struct Inhibit {
     /// Labels that must be equal on both.
     #[serde(default)]
     pub equal: Vec<String>,
+}
+
+impl DivergenceMatch {
+    /// Whether a divergence of `kind` at `severity`, with these alert labels, matches.
+    pub fn matches(&self, kind: Kind, severity: Severity, labels: &crate::Labels) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && self.min_severity.is_none_or(|s| severity >= s)
+            && crate::matcher::all_match(&self.labels, labels)
+    }
 }
 
 impl AlertConfig {
@@ -261,140 +253,33 @@ impl AlertConfig {
     }
 }
 
-/// One rule per divergence kind: what breaks correctness pages, the rest tickets.
+/// The built-in rules: one per row of [`DIVERGENCE_ALERTS`].
 pub fn default_rules() -> Vec<Rule> {
-    let rule = |name: &str,
-                kinds: &[&str],
-                min: Option<&str>,
-                for_secs: u64,
-                severity: Urgency,
-                summary: &str| Rule {
-        name: name.into(),
-        matches: Some(DivergenceMatch {
-            kinds: kinds.iter().map(|k| k.to_string()).collect(),
-            min_severity: min.map(String::from),
-            labels: Vec::new(),
-        }),
-        sli: None,
-        below: None,
-        service: None,
-        for_: Duration::from_secs(for_secs),
-        severity,
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::from([
-            ("summary".into(), summary.into()),
-            (
-                "description".into(),
-                "{kind} in {service}: {subjects}".into(),
-            ),
-        ]),
-    };
-    vec![
-        rule(
-            "CoherdSplitBrain",
-            &["split_brain"],
-            None,
-            0,
-            Urgency::Page,
-            "Two members of {service} hold the same exclusive lease",
-        ),
-        rule(
-            "CoherdStaleEpoch",
-            &["stale_epoch"],
-            None,
-            0,
-            Urgency::Page,
-            "A member of {service} acts on a stale lease epoch",
-        ),
-        rule(
-            "CoherdReplicaDivergence",
-            &["replica_divergence"],
-            None,
-            0,
-            Urgency::Page,
-            "Replicas of {service} hold different data",
-        ),
-        rule(
-            "CoherdDrainViolation",
-            &["drain_violation"],
-            Some("critical"),
-            0,
-            Urgency::Page,
-            "Traffic reaches a draining member of {service}",
-        ),
-        rule(
-            "CoherdDrainViolation",
-            &["drain_violation"],
-            None,
-            120,
-            Urgency::Ticket,
-            "An observer routes to a draining member of {service}",
-        ),
-        rule(
-            "CoherdForeignDrift",
-            &["drift"],
-            Some("critical"),
-            300,
-            Urgency::Page,
-            "Members of {service} run an unexpected value",
-        ),
-        rule(
-            "CoherdDrift",
-            &["drift"],
-            None,
-            900,
-            Urgency::Ticket,
-            "Members of {service} lag behind the target",
-        ),
-        rule(
-            "CoherdMixedState",
-            &["mixed"],
-            Some("warning"),
-            600,
-            Urgency::Ticket,
-            "Several values of one facet serve in {service}",
-        ),
-        rule(
-            "CoherdSilent",
-            &["silent"],
-            None,
-            300,
-            Urgency::Ticket,
-            "Members of {service} stopped reporting",
-        ),
-        rule(
-            "CoherdPhaseDisagreement",
-            &["phase_disagreement"],
-            None,
-            120,
-            Urgency::Ticket,
-            "Observers disagree about a member's phase in {service}",
-        ),
-        rule(
-            "CoherdIllegalTransition",
-            &["illegal_transition"],
-            None,
-            0,
-            Urgency::Ticket,
-            "A member of {service} made an illegal phase transition",
-        ),
-        rule(
-            "CoherdFlapping",
-            &["flapping"],
-            None,
-            0,
-            Urgency::Ticket,
-            "A member of {service} changes phase too often",
-        ),
-        rule(
-            "CoherdHerd",
-            &["herd"],
-            None,
-            0,
-            Urgency::Ticket,
-            "Periodic work in {service} fires in step",
-        ),
-    ]
+    DIVERGENCE_ALERTS
+        .iter()
+        .map(|a| Rule {
+            name: a.alert.into(),
+            matches: Some(DivergenceMatch {
+                kinds: vec![a.kind],
+                min_severity: Some(a.min_severity),
+                labels: Vec::new(),
+            }),
+            sli: None,
+            below: None,
+            service: None,
+            for_: a.for_,
+            severity: a.urgency,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::from([
+                ("summary".into(), a.summary.into()),
+                (
+                    "description".into(),
+                    "{kind} in {service}: {subjects}".into(),
+                ),
+                ("runbook".into(), a.runbook.into()),
+            ]),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod alert;
 pub mod config;
 pub mod error;
 pub mod matcher;
+pub mod policy;
 pub mod router;
 pub mod slo;
 
@@ -34,11 +35,13 @@ use std::time::Duration;
 
 use coherd_engine::Divergence;
 use coherd_model::Time;
+use coherd_model::time::prometheus_duration;
 
 pub use alert::{Alert, Labels};
 pub use config::{AlertConfig, Rule, Urgency};
 pub use error::ConfigError;
 pub use matcher::Matcher;
+pub use policy::{DIVERGENCE_ALERTS, DivergenceAlert};
 pub use router::{Notification, Router, Silence};
 pub use slo::{SloStatus, SloTracker};
 
@@ -76,15 +79,6 @@ pub struct Alerting {
     router: Router,
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 3,
-        "warning" => 2,
-        "info" => 1,
-        _ => 0,
-    }
-}
-
 fn fill(template: &str, service: &str, kind: &str, subjects: &str, value: &str) -> String {
     template
         .replace("{service}", service)
@@ -97,11 +91,14 @@ impl Alerting {
     /// Alerting with `config`.
     pub fn new(config: AlertConfig) -> Alerting {
         let mut inhibit = config.inhibit.clone();
-        // A page about a divergence mutes the ticket about the same one.
+        // A page about a divergence mutes the tickets about the same one.
         inhibit.push(config::Inhibit {
-            source: vec![Matcher::parse("severity=page").expect("valid")],
+            source: vec![
+                Matcher::parse("severity=page").expect("valid"),
+                Matcher::parse("divergence=~.+").expect("valid"),
+            ],
             target: vec![Matcher::parse("severity=ticket").expect("valid")],
-            equal: vec!["alertname".into(), "divergence".into()],
+            equal: vec!["divergence".into()],
         });
         Alerting {
             rules: config.effective_rules(),
@@ -139,12 +136,7 @@ impl Alerting {
             let rule = &self.rules[i];
             let Some(m) = &rule.matches else { continue };
             let key = format!("{i}:{}", d.id);
-            let kind_ok = m.kinds.is_empty() || m.kinds.iter().any(|k| k == d.kind.as_str());
-            let sev_ok = m
-                .min_severity
-                .as_deref()
-                .is_none_or(|s| severity_rank(d.severity.as_str()) >= severity_rank(s));
-            if d.is_open() && kind_ok && sev_ok && matcher::all_match(&m.labels, &base) {
+            if d.is_open() && m.matches(d.kind, d.severity, &base) {
                 let mut labels = base.clone();
                 labels.insert("alertname".into(), rule.name.clone());
                 labels.insert("severity".into(), rule.severity.as_str().into());
@@ -234,7 +226,11 @@ impl Alerting {
                         ("slo".to_string(), format!("coherence>={objective}")),
                         (
                             "window".to_string(),
-                            format!("{}/{}", human(w.long), human(w.short)),
+                            format!(
+                                "{}/{}",
+                                prometheus_duration(w.long),
+                                prometheus_duration(w.short)
+                            ),
                         ),
                     ]);
                     if on {
@@ -243,8 +239,8 @@ impl Alerting {
                             format!(
                                 "{service} burns its coherence error budget {}x too fast over {} and {}",
                                 w.factor,
-                                human(w.long),
-                                human(w.short)
+                                prometheus_duration(w.long),
+                                prometheus_duration(w.short)
                             ),
                         )]);
                         self.router.fire(
@@ -343,16 +339,5 @@ impl Alerting {
             .iter()
             .map(|((_, svc), t)| (svc.clone(), t.status(now)))
             .collect()
-    }
-}
-
-fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s.is_multiple_of(86400) {
-        format!("{}d", s / 86400)
-    } else if s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else {
-        format!("{}m", s / 60)
     }
 }

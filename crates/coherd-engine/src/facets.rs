@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use coherd_model::{Observation, Time};
 use serde_json::{Value, json};
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::{Engine, Event};
 use crate::intern::{NONE, Sym};
 use crate::state::{Class, Slot, flag};
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 impl Engine {
     /// Merges a report's facets into the member's columns. `was_counting`

@@ -34,11 +34,12 @@ use std::time::Duration;
 use coherd_model::{Observation, Time};
 use serde_json::{Value, json};
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::{NONE, Sym};
 use crate::state::Slot;
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 /// Periods of runs a job is judged over.
 pub const WINDOW_PERIODS: i64 = 3;

@@ -3,11 +3,12 @@
 use coherd_model::Time;
 use coherd_model::time::duration_nanos;
 
-use crate::divergence::{DivKey, Kind};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::NONE;
 use crate::state::{FacetRule, Slot, flag};
 use crate::timer::Timer;
+use coherd_model::Kind;
 
 impl Engine {
     /// Re-reads a service's rules from the intent and re-evaluates it at `now`.

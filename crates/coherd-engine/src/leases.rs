@@ -3,11 +3,12 @@
 use coherd_model::{Observation, Time};
 use serde_json::json;
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::{NONE, Sym};
 use crate::state::{HeldLease, Slot};
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 impl Engine {
     /// Replaces a member's leases with the report's (absent means none).

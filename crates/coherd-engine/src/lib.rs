@@ -54,7 +54,8 @@ mod table;
 mod timer;
 mod views;
 
-pub use divergence::{Change, Divergence, Kind, Severity};
+pub use coherd_model::{Kind, Severity};
+pub use divergence::{Change, Divergence};
 pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome};
 pub use herd::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,

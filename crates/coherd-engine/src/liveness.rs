@@ -3,11 +3,12 @@
 use coherd_model::Time;
 use serde_json::json;
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::NONE;
 use crate::state::{Member, Slot, flag};
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 impl Engine {
     /// Marks a member live (it reported); resolves its `silent`.

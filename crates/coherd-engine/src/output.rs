@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use coherd_model::Time;
 use serde::Serialize;
 
-use crate::divergence::Kind;
 use crate::engine::Engine;
 use crate::intern::NONE;
 use crate::sli::{Convergence, Exposure, ServiceSlis, W1H, W5M, Windowed, ratio};
 use crate::state::flag;
+use coherd_model::Kind;
 
 /// One service at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,11 +3,12 @@
 use coherd_model::Time;
 use serde_json::{Value, json};
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::{NONE, Sym};
 use crate::state::{Slot, flag};
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 const HOUR: i64 = 3_600_000_000_000;
 

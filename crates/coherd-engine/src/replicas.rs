@@ -5,10 +5,11 @@ use std::ops::Bound;
 use coherd_model::{Observation, Time};
 use serde_json::json;
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::{NONE, Sym};
 use crate::state::{Slot, flag};
+use coherd_model::{Kind, Severity};
 
 /// Positions kept per dataset for comparison.
 const POSITIONS_KEPT: usize = 256;

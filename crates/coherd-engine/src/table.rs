@@ -4,9 +4,10 @@
 use coherd_model::Time;
 use serde_json::Value;
 
-use crate::divergence::{Change, DivKey, Divergence, Kind, Severity};
+use crate::divergence::{Change, DivKey, Divergence};
 use crate::engine::{Engine, Event};
 use crate::intern::NONE;
+use coherd_model::{Kind, Severity};
 
 impl Engine {
     /// Whether `key` is open, and at which severity.

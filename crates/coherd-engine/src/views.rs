@@ -4,11 +4,12 @@
 use coherd_model::{Observation, Time, split_view_key};
 use serde_json::json;
 
-use crate::divergence::{DivKey, Kind, Severity};
+use crate::divergence::DivKey;
 use crate::engine::Engine;
 use crate::intern::{NONE, Sym};
 use crate::state::{Slot, flag};
 use crate::timer::Timer;
+use coherd_model::{Kind, Severity};
 
 /// An (observer, member) pair: the observer by slot, the member by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

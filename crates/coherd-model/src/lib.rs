@@ -18,6 +18,7 @@
 //! assert_eq!(err.0[0].line, 3);
 //! ```
 
+pub mod divergence;
 pub mod error;
 pub mod intent;
 pub mod names;
@@ -25,6 +26,7 @@ pub mod observation;
 pub mod time;
 pub mod yaml;
 
+pub use divergence::{Kind, Severity};
 pub use error::{FieldError, IntentError, IntentErrors};
 pub use intent::{
     DatasetIntent, DephaseIntent, FacetIntent, Intent, JobIntent, LeaseIntent, PhaseMachine,

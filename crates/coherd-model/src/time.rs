@@ -126,6 +126,24 @@ pub fn format_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// Prints a duration the way Prometheus writes one: `0s`, `90s` as `1m30s`, `15m`, `3d`.
+/// Whole seconds only; a fraction is dropped.
+pub fn prometheus_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&(secs / len).to_string());
+            out.push_str(unit);
+            secs %= len;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +168,14 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
         assert!(parse_duration("10x").is_err());
+    }
+
+    #[test]
+    fn prometheus_durations() {
+        let p = |s| prometheus_duration(Duration::from_secs(s));
+        assert_eq!(
+            [p(0), p(90), p(900), p(3600), p(3 * 86400), p(86400 + 61)],
+            ["0s", "1m30s", "15m", "1h", "3d", "1d1m1s"]
+        );
     }
 }

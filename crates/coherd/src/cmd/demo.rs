@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use coherd_model::{Lease, Observation, View};
+use coherd_model::{Lease, Observation, Severity, View};
 use coherd_server::ServerConfig;
 use serde_json::Value;
 
@@ -300,7 +300,7 @@ async fn summarize(
                 .or_default();
             e.0 += 1;
             let sev = d["severity"].as_str().unwrap_or("").to_string();
-            if rank(&sev) > rank(&e.1) {
+            if Severity::parse(&sev) > Severity::parse(&e.1) {
                 e.1 = sev;
             }
         }
@@ -335,14 +335,5 @@ async fn summarize(
             println!("{}", out.trim_end());
         }
         std::io::stdout().flush().ok();
-    }
-}
-
-fn rank(s: &str) -> u8 {
-    match s {
-        "critical" => 3,
-        "warning" => 2,
-        "info" => 1,
-        _ => 0,
     }
 }

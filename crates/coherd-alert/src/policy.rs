@@ -1,0 +1,253 @@
+//! How each kind of divergence alerts: the one table that the built-in rules
+//! ([`crate::config::default_rules`]) and the exported Prometheus rules
+//! (`coherd rules export`) are both made from, so the two pagers agree.
+
+use std::time::Duration;
+
+use coherd_model::{Kind, Severity};
+use serde::Deserialize;
+
+/// `page` or `ticket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// Wake someone.
+    Page,
+    /// Handle in working hours.
+    Ticket,
+}
+
+impl Urgency {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Page => "page",
+            Urgency::Ticket => "ticket",
+        }
+    }
+}
+
+/// How divergences of one kind, at or above one severity, alert.
+#[derive(Debug, Clone, Copy)]
+pub struct DivergenceAlert {
+    /// The kind of divergence.
+    pub kind: Kind,
+    /// Divergences at or above this severity count.
+    pub min_severity: Severity,
+    /// The alert name.
+    pub alert: &'static str,
+    /// Page or ticket.
+    pub urgency: Urgency,
+    /// How long the divergence must stay open before the alert fires.
+    pub for_: Duration,
+    /// One line about one divergence; `{service}` is filled in.
+    pub summary: &'static str,
+    /// What is open, after "N" in a count per service ("members off their target").
+    pub what: &'static str,
+    /// Why it matters.
+    pub why: &'static str,
+    /// What to do first; `{service}` is filled in.
+    pub runbook: &'static str,
+}
+
+impl DivergenceAlert {
+    /// Whether a divergence of `kind` at `severity` counts for this alert.
+    pub fn matches(&self, kind: Kind, severity: Severity) -> bool {
+        self.kind == kind && severity >= self.min_severity
+    }
+
+    /// The severities that count, lowest first.
+    pub fn severities(&self) -> impl Iterator<Item = Severity> + use<> {
+        let min = self.min_severity;
+        Severity::ALL.into_iter().filter(move |s| *s >= min)
+    }
+}
+
+const fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+/// Every kind, with when it alerts, what it means and what to do. What breaks
+/// correctness or safety now pages; the rest is a ticket. Drift and drain
+/// violations have two rows: the critical ones page, every one is a ticket
+/// (a page mutes the ticket about the same divergence).
+pub const DIVERGENCE_ALERTS: [DivergenceAlert; 13] = [
+    DivergenceAlert {
+        kind: Kind::SplitBrain,
+        min_severity: Severity::Info,
+        alert: "CoherdSplitBrain",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "Two members of {service} hold the same exclusive lease",
+        what: "exclusive resources held by two members",
+        why: "Two members hold unexpired leases on the same exclusive resource at once: both may act as leader.",
+        runbook: "Run `coherd divergences --service {service} --kind split_brain` for the resource and holders; fence the holder with the lower epoch (stop it) before anything else.",
+    },
+    DivergenceAlert {
+        kind: Kind::StaleEpoch,
+        min_severity: Severity::Info,
+        alert: "CoherdStaleEpoch",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "A member of {service} acts on a stale lease epoch",
+        what: "members holding a lease with a stale epoch",
+        why: "A member holds an unexpired lease with an epoch lower than the highest seen for the resource: a deposed leader that still acts.",
+        runbook: "Run `coherd divergences --service {service} --kind stale_epoch`; stop the stale holder and check that the resource fences on epochs.",
+    },
+    DivergenceAlert {
+        kind: Kind::ReplicaDivergence,
+        min_severity: Severity::Info,
+        alert: "CoherdReplicaDivergence",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "Replicas of {service} hold different data",
+        what: "datasets whose replicas disagree",
+        why: "Replicas reported different digests for the same dataset at the same position: their data differs.",
+        runbook: "Run `coherd divergences --service {service} --kind replica_divergence` for the dataset and the divergent members; stop writes to them and repair from the majority.",
+    },
+    DivergenceAlert {
+        kind: Kind::DrainViolation,
+        min_severity: Severity::Critical,
+        alert: "CoherdDrainViolation",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "Traffic reaches a draining member of {service}",
+        what: "members serving requests while not serving",
+        why: "An observer routes to a member that reports a non-serving phase, and the member's request counter grows: traffic reaches a draining or stopped member.",
+        runbook: "Run `coherd divergences --service {service} --kind drain_violation`; take the member out of the observer's pool by hand, then find why deregistration did not happen.",
+    },
+    DivergenceAlert {
+        kind: Kind::DrainViolation,
+        min_severity: Severity::Info,
+        alert: "CoherdDrainViolation",
+        urgency: Urgency::Ticket,
+        for_: minutes(2),
+        summary: "An observer routes to a draining member of {service}",
+        what: "members an observer still routes to while not serving",
+        why: "An observer believes a member serves while the member reports a non-serving phase.",
+        runbook: "Run `coherd divergences --service {service} --kind drain_violation`; check the observer's deregistration.",
+    },
+    DivergenceAlert {
+        kind: Kind::Drift,
+        min_severity: Severity::Critical,
+        alert: "CoherdForeignDrift",
+        urgency: Urgency::Page,
+        for_: minutes(5),
+        summary: "Members of {service} run an unexpected value",
+        what: "members running a value the intent does not know",
+        why: "Members run a version, config, schema or flag set that is neither the target nor a compatible or previous value: something deployed outside the intent.",
+        runbook: "Run `coherd divergences --service {service} --kind drift` for the members and facets; roll them back to the target, or fix the target in the intent if it is the intent that is wrong.",
+    },
+    DivergenceAlert {
+        kind: Kind::Drift,
+        min_severity: Severity::Info,
+        alert: "CoherdDrift",
+        urgency: Urgency::Ticket,
+        for_: minutes(15),
+        summary: "Members of {service} lag behind the target",
+        what: "members off their target",
+        why: "Members run a version, config, schema or flag set other than the intent's target: lagging past the rollout window (warning) or foreign (critical).",
+        runbook: "Run `coherd divergences --service {service} --kind drift` for the members and facets; redeploy them, or fix the target in the intent if it is the intent that is wrong.",
+    },
+    DivergenceAlert {
+        kind: Kind::Mixed,
+        min_severity: Severity::Warning,
+        alert: "CoherdMixedState",
+        urgency: Urgency::Ticket,
+        for_: minutes(10),
+        summary: "Several values of one facet serve in {service}",
+        what: "facets with several values past their rollout window",
+        why: "Several values of a uniform facet serve at once and one of them lags or is foreign: a stalled rollout or a partial deploy. Mixed state inside a rollout window is info and does not alert.",
+        runbook: "Run `coherd status --service {service}` for the value distribution; finish or roll back the rollout.",
+    },
+    DivergenceAlert {
+        kind: Kind::Silent,
+        min_severity: Severity::Info,
+        alert: "CoherdSilent",
+        urgency: Urgency::Ticket,
+        for_: minutes(5),
+        summary: "Members of {service} stopped reporting",
+        what: "members silent",
+        why: "Known members stopped reporting for 3 report intervals without reaching a terminal phase: they died, hang, or lost their reporter.",
+        runbook: "Run `coherd divergences --service {service} --kind silent`; check the members and their reporters; remove members that are gone for good.",
+    },
+    DivergenceAlert {
+        kind: Kind::PhaseDisagreement,
+        min_severity: Severity::Info,
+        alert: "CoherdPhaseDisagreement",
+        urgency: Urgency::Ticket,
+        for_: minutes(2),
+        summary: "Observers disagree about a member's phase in {service}",
+        what: "observers that see a member in the wrong phase",
+        why: "An observer (a load balancer, a peer) believes a member is in another phase than the member reports, for longer than the agreement timeout.",
+        runbook: "Run `coherd divergences --service {service} --kind phase_disagreement` for the observer and member; check health checks and discovery propagation.",
+    },
+    DivergenceAlert {
+        kind: Kind::IllegalTransition,
+        min_severity: Severity::Info,
+        alert: "CoherdIllegalTransition",
+        urgency: Urgency::Ticket,
+        for_: Duration::ZERO,
+        summary: "A member of {service} made an illegal phase transition",
+        what: "members that moved along an illegal phase edge",
+        why: "A member's phase moved along an edge the phase machine does not allow (for example stopped to ready without starting).",
+        runbook: "Run `coherd divergences --service {service} --kind illegal_transition`; check the members' lifecycle hooks and the phase machine in the intent.",
+    },
+    DivergenceAlert {
+        kind: Kind::Flapping,
+        min_severity: Severity::Info,
+        alert: "CoherdFlapping",
+        urgency: Urgency::Ticket,
+        for_: Duration::ZERO,
+        summary: "A member of {service} changes phase too often",
+        what: "members flapping between phases",
+        why: "Members changed phase more than max_flips_per_hour times in the last hour: crash loops or flapping health checks.",
+        runbook: "Run `coherd divergences --service {service} --kind flapping`; check the members' restarts and health checks.",
+    },
+    DivergenceAlert {
+        kind: Kind::Herd,
+        min_severity: Severity::Info,
+        alert: "CoherdHerd",
+        urgency: Urgency::Ticket,
+        for_: Duration::ZERO,
+        summary: "Periodic work in {service} fires in step",
+        what: "periodic jobs running in lockstep",
+        why: "Members run a periodic job at the same moments (order parameter or peak concurrency above the limit): a thundering herd.",
+        runbook: "Run `coherd herd` on the job's events or crontabs; spread the job with `coherd splay` or the dephase settings in the intent.",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_alerts_and_every_severity_has_one_row_per_urgency() {
+        for kind in Kind::ALL {
+            for severity in Severity::ALL {
+                for urgency in [Urgency::Page, Urgency::Ticket] {
+                    let rows = DIVERGENCE_ALERTS
+                        .iter()
+                        .filter(|a| a.urgency == urgency && a.matches(kind, severity))
+                        .count();
+                    assert!(rows <= 1, "{kind} {severity}: {rows} {urgency:?} rows");
+                }
+            }
+            assert!(
+                DIVERGENCE_ALERTS
+                    .iter()
+                    .any(|a| a.matches(kind, Severity::Critical)),
+                "no alert for {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn info_mixed_state_does_not_alert() {
+        assert!(
+            !DIVERGENCE_ALERTS
+                .iter()
+                .any(|a| a.matches(Kind::Mixed, Severity::Info))
+        );
+    }
+}

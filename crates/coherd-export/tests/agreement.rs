@@ -1,0 +1,91 @@
+//! The alerts `coherd serve` raises itself and the Prometheus rules `coherd
+//! rules export` writes come from one table; this pins that they agree for
+//! every kind and severity: the same alert names, `for`, urgency and labels.
+
+use std::collections::BTreeSet;
+
+use coherd_alert::config::default_rules;
+use coherd_alert::{Labels, Urgency};
+use coherd_export::rules::{RuleOptions, prometheus_rules};
+use coherd_model::{Kind, Severity};
+
+/// (alert name, urgency, for) of every alert a divergence would raise.
+type Raised = BTreeSet<(String, String, String)>;
+
+fn built_in(kind: Kind, severity: Severity) -> Raised {
+    default_rules()
+        .into_iter()
+        .filter(|r| {
+            r.matches
+                .as_ref()
+                .is_some_and(|m| m.matches(kind, severity, &Labels::new()))
+        })
+        .map(|r| {
+            (
+                r.name,
+                r.severity.as_str().to_string(),
+                coherd_model::time::prometheus_duration(r.for_),
+            )
+        })
+        .collect()
+}
+
+/// The value of `name="v"` or `name=~"a|b"` in a PromQL selector.
+fn selector_values(expr: &str, name: &str) -> Option<Vec<String>> {
+    let (_, rest) = expr.split_once(&format!("{name}="))?;
+    let rest = rest.strip_prefix('~').unwrap_or(rest);
+    let value = rest.strip_prefix('"')?.split('"').next()?;
+    Some(value.split('|').map(String::from).collect())
+}
+
+fn exported(kind: Kind, severity: Severity) -> Raised {
+    let groups = prometheus_rules(&RuleOptions::default()).unwrap();
+    let group = groups
+        .iter()
+        .find(|g| g.name == "coherd-divergences")
+        .unwrap();
+    group
+        .rules
+        .iter()
+        .filter(|r| {
+            let kinds = selector_values(&r.expr, "kind").expect("a kind matcher");
+            let severities = selector_values(&r.expr, "severity");
+            kinds.iter().any(|k| k == kind.as_str())
+                && severities.is_none_or(|s| s.iter().any(|s| s == severity.as_str()))
+        })
+        .map(|r| {
+            assert_eq!(r.labels["kind"], kind.as_str(), "{r:?}");
+            (
+                r.alert.clone().unwrap(),
+                r.labels["severity"].clone(),
+                r.for_.clone().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn exported_rules_and_built_in_alerts_agree_for_every_kind_and_severity() {
+    for kind in Kind::ALL {
+        let mut alerted = false;
+        for severity in Severity::ALL {
+            let (ours, theirs) = (built_in(kind, severity), exported(kind, severity));
+            assert_eq!(ours, theirs, "{kind} at {severity}");
+            alerted |= !ours.is_empty();
+        }
+        assert!(alerted, "{kind} never alerts");
+    }
+}
+
+#[test]
+fn critical_correctness_problems_page_at_once() {
+    for kind in [Kind::SplitBrain, Kind::StaleEpoch, Kind::ReplicaDivergence] {
+        let raised = built_in(kind, Severity::Critical);
+        assert!(
+            raised
+                .iter()
+                .any(|(_, urgency, for_)| urgency == Urgency::Page.as_str() && for_ == "0s"),
+            "{kind}: {raised:?}"
+        );
+    }
+}
