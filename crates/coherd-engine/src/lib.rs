@@ -37,6 +37,7 @@
 
 mod counters;
 mod divergence;
+mod driver;
 mod engine;
 mod facets;
 mod herd;
@@ -56,6 +57,7 @@ mod views;
 
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
+pub use driver::{Discard, Driver, Sink};
 pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome};
 pub use herd::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,

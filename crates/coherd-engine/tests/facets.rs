@@ -138,7 +138,7 @@ fn an_unknown_facet_is_not_drift_and_not_coherent() {
     f.report("0s", rep("web", "w2", 1, json!({"version": "2"})));
     f.tick("1h");
     f.assert_nothing();
-    let slis = f.engine.service_slis("web").unwrap();
+    let slis = f.engine_mut().service_slis("web").unwrap();
     assert_eq!(slis.coherence, Some(0.5));
 }
 
@@ -198,7 +198,7 @@ fn mixed_subjects_are_the_members_off_target_with_the_distribution() {
     for (m, v) in [("a", "2"), ("b", "2"), ("c", "1.9"), ("d", "1.9")] {
         f.report("0s", rep("web", m, 1, json!({"version": v})));
     }
-    f.engine.refresh_open_subjects();
+    f.engine_mut().refresh_open_subjects();
     let m = f.one(Kind::Mixed);
     assert_eq!(m.subjects, ["c", "d"]);
     assert_eq!(m.evidence["values"], json!({"1.9": 2, "2": 2}));
@@ -218,7 +218,7 @@ fn uniform_facet_without_target_is_info_for_its_window_then_warning() {
     let m = f.one(Kind::Mixed);
     assert_eq!(m.severity, Severity::Warning);
     // Subjects are off the most common value.
-    f.engine.refresh_open_subjects();
+    f.engine_mut().refresh_open_subjects();
     assert_eq!(f.one(Kind::Mixed).subjects, ["c"]);
     f.report("2h", rep("web", "c", 3, json!({"kernel": "6.1"})));
     assert_episode(f.one(Kind::Mixed), "1m", Some("2h"));
@@ -295,7 +295,7 @@ fn a_duplicate_changes_nothing() {
     );
     f.tick("1m");
     f.assert_nothing();
-    assert_eq!(f.engine.counts(), (1, 2));
+    assert_eq!(f.engine().counts(), (1, 2));
 }
 
 #[test]
@@ -352,8 +352,8 @@ fn regression_simultaneous_upgrade_opens_no_zero_length_mixed() {
     f.report_instant(at("10s"), &[&b2, &a2]);
     f.tick("20s");
     assert!(
-        f.engine.divergences().is_empty(),
+        f.engine().divergences().is_empty(),
         "{:?}",
-        f.engine.divergences()
+        f.engine().divergences()
     );
 }

@@ -84,15 +84,18 @@ fn a_member_that_stops_in_a_terminal_phase_has_left() {
         f.report(t, ready("w2", i as u64 + 2));
     }
     f.assert_nothing();
-    let members = f.engine.members("web").unwrap();
+    let members = f.engine().members("web").unwrap();
     assert_eq!(members[0].state, "left");
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
+    assert_eq!(
+        f.engine_mut().service_slis("web").unwrap().coherence,
+        Some(1.0)
+    );
     // Forgotten after the retention period (default 1 h after it left).
     f.tick("1h 0m 34s 999ms");
-    assert_eq!(f.engine.members("web").unwrap().len(), 2);
+    assert_eq!(f.engine().members("web").unwrap().len(), 2);
     f.tick("1h 0m 35s");
     let left: Vec<_> = f
-        .engine
+        .engine()
         .members("web")
         .unwrap()
         .into_iter()
@@ -107,20 +110,29 @@ fn a_silent_member_is_unknown_for_coherence() {
     let mut f = Fleet::new(yaml);
     f.report("0s", ready("w1", 1));
     f.report("0s", ready("w2", 1));
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
+    assert_eq!(
+        f.engine_mut().service_slis("web").unwrap().coherence,
+        Some(1.0)
+    );
     f.report("20s", ready("w2", 2));
     f.tick("35s");
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(0.5));
+    assert_eq!(
+        f.engine_mut().service_slis("web").unwrap().coherence,
+        Some(0.5)
+    );
 }
 
 #[test]
 fn coherence_is_null_with_no_known_members() {
     let mut f = Fleet::new(INTENT);
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, None);
+    assert_eq!(f.engine_mut().service_slis("web").unwrap().coherence, None);
     f.report("0s", ready("w1", 1));
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, Some(1.0));
-    assert!(f.engine.remove_member(common::at("1s"), "web", "w1"));
-    assert_eq!(f.engine.service_slis("web").unwrap().coherence, None);
+    assert_eq!(
+        f.engine_mut().service_slis("web").unwrap().coherence,
+        Some(1.0)
+    );
+    assert!(f.driver.remove_member(common::at("1s"), "web", "w1"));
+    assert_eq!(f.engine_mut().service_slis("web").unwrap().coherence, None);
 }
 
 #[test]
@@ -128,10 +140,10 @@ fn removing_a_member_resolves_what_it_had_open() {
     let mut f = Fleet::new(INTENT);
     f.report("0s", rep("web", "w1", 1, json!({"version": "0"})));
     f.tick("40s");
-    assert!(f.engine.remove_member(common::at("45s"), "web", "w1"));
+    assert!(f.driver.remove_member(common::at("45s"), "web", "w1"));
     assert_episode(f.one(Kind::Drift), "0s", Some("30s"));
     assert_episode(f.one(Kind::Silent), "30s", Some("45s"));
-    assert!(!f.engine.remove_member(common::at("46s"), "web", "w1"));
+    assert!(!f.driver.remove_member(common::at("46s"), "web", "w1"));
 }
 
 /// Everything a healthy fleet reports, for ten minutes: nothing opens.
@@ -177,7 +189,7 @@ services:
     }
     f.tick("10m");
     f.assert_nothing();
-    let slis = f.engine.service_slis("web").unwrap();
+    let slis = f.engine_mut().service_slis("web").unwrap();
     assert_eq!(slis.coherence, Some(1.0));
     assert_eq!(slis.telemetry_completeness, Some(1.0));
     assert_eq!(slis.phase_mismatch_rate, Some(0.0));
@@ -206,9 +218,9 @@ fn a_member_that_left_before_an_interval_change_is_forgotten() {
     f.report("0s", rep("web", "w1", 1, json!({"phase": "stopped"})));
     f.set_intent("5m", "services:\n  web:\n    report_interval: 1m\n");
     f.tick("1h 4m 59s");
-    assert_eq!(f.engine.members("web").unwrap().len(), 1);
+    assert_eq!(f.engine().members("web").unwrap().len(), 1);
     f.tick("1h 5m");
-    assert_eq!(f.engine.members("web").unwrap().len(), 0);
+    assert_eq!(f.engine().members("web").unwrap().len(), 0);
     f.assert_nothing();
 }
 
@@ -223,7 +235,7 @@ fn records_from_two_engines_compare_by_what_they_show() {
             f.report("0s", ready(m, 1));
         }
         f.tick("1m");
-        let mut v = f.engine.divergences().to_vec();
+        let mut v = f.engine().divergences().to_vec();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     };

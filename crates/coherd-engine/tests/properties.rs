@@ -198,10 +198,9 @@ fn replay(log: &[(Time, Observation)]) -> Vec<Divergence> {
         f.report_instant(instant[0].0, &batch);
     }
     let end = log.last().map_or(at("0s"), |(t, _)| *t);
-    f.engine
-        .handle_timeout(end.add(std::time::Duration::from_secs(7200)));
-    f.engine.refresh_open_subjects();
-    f.engine.divergences().to_vec()
+    f.driver.tick(end.add(std::time::Duration::from_secs(7200)));
+    f.engine_mut().refresh_open_subjects();
+    f.engine().divergences().to_vec()
 }
 
 fn sorted(mut v: Vec<Divergence>) -> Vec<Divergence> {

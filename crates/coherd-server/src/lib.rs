@@ -34,7 +34,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use coherd_engine::Engine;
 use coherd_model::Intent;
 use coherd_store::SqliteStore;
 use tokio::sync::{Semaphore, watch};
@@ -142,16 +141,20 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     let mut store = SqliteStore::open(&config.db)?;
-    let mut engine = Engine::default();
     let started = std::time::Instant::now();
-    let mut applier = pipeline::Applier::new(config.clock_grace);
-    let (observations, stored_intent) = pipeline::rebuild(&mut store, &mut engine, &mut applier)?;
-    if engine.now() > coherd_model::Time::EPOCH {
-        engine.handle_timeout(engine.now().max(wall_now().sub(config.clock_grace)));
-    }
-    while engine.poll_event().is_some() {}
+    let applier = pipeline::Applier::new(config.clock_grace);
+    let shared = Shared::new(config.clock_grace);
+    let (observations, stored_intent) = {
+        let mut driver = shared.driver();
+        let got = pipeline::rebuild(&mut store, &mut driver, &applier)?;
+        if driver.started() {
+            let now = shared.watermark(driver.engine());
+            driver.tick(now);
+        }
+        got
+    };
+    shared.go_live();
     tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
-    let shared = Shared::new(engine, config.clock_grace);
     let (stop_tx, stop_rx) = watch::channel(false);
     if let Some((source, intent)) = stored_intent {
         shared.set_intent(source, intent);

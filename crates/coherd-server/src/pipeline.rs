@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, SystemTime};
 
-use coherd_engine::{Change, Engine, Event, Outcome};
+use coherd_engine::{Change, Driver, Engine, Event, Outcome, Sink};
 use coherd_model::{Intent, Observation, Time};
 use coherd_store::{Entry, NewEntry, Store, StoreError};
 use serde_json::json;
@@ -29,9 +29,52 @@ pub struct IntentInForce {
     pub intent: Intent,
 }
 
+/// Sends the engine's events to the stream and counts them in the metrics,
+/// at the engine time they happened. Off while the engine is rebuilt.
+pub struct Publisher {
+    metrics: Arc<Metrics>,
+    stream: broadcast::Sender<(&'static str, String)>,
+    live: bool,
+}
+
+impl Sink for Publisher {
+    fn event(&mut self, engine: &Engine, event: Event) {
+        if !self.live {
+            return;
+        }
+        self.metrics.record_event(engine, &event);
+        if let Event::Divergence { index, change } = event {
+            let d = &engine.divergences()[index];
+            let change = match change {
+                Change::Opened => "opened",
+                Change::Escalated => "escalated",
+                Change::Resolved => "resolved",
+            };
+            let data = json!({"change": change, "divergence": d}).to_string();
+            let _ = self.stream.send(("divergence", data));
+        }
+    }
+}
+
+/// The engine behind the shared lock, for readers. Hold it briefly.
+pub struct EngineGuard<'a>(MutexGuard<'a, Driver<Publisher>>);
+
+impl std::ops::Deref for EngineGuard<'_> {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.0.engine()
+    }
+}
+
+impl std::ops::DerefMut for EngineGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.0.engine_mut()
+    }
+}
+
 /// State shared by the writer, the timer and the handlers.
 pub struct Shared {
-    engine: Mutex<Engine>,
+    driver: Mutex<Driver<Publisher>>,
     /// Server-sent events, already serialised: (event name, JSON data).
     pub stream: broadcast::Sender<(&'static str, String)>,
     /// True once the engine has been rebuilt from the store.
@@ -39,45 +82,45 @@ pub struct Shared {
     /// The intent in force: as the operator wrote it, and parsed.
     pub intent: Mutex<Option<Arc<IntentInForce>>>,
     /// Ingest and request metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// How far the engine clock may trail the wall clock (see [`Shared::watermark`]).
     grace: Duration,
 }
 
 impl Shared {
-    /// A new shared state around an engine.
-    pub fn new(engine: Engine, grace: Duration) -> Arc<Shared> {
+    /// A new shared state around an empty engine, whose events are not
+    /// published until [`Shared::go_live`].
+    pub fn new(grace: Duration) -> Arc<Shared> {
+        let stream = broadcast::channel(4096).0;
+        let metrics = Arc::new(Metrics::default());
+        let publisher = Publisher {
+            metrics: metrics.clone(),
+            stream: stream.clone(),
+            live: false,
+        };
         Arc::new(Shared {
             grace,
-            engine: Mutex::new(engine),
-            stream: broadcast::channel(4096).0,
+            driver: Mutex::new(Driver::with_sink(Engine::default(), publisher)),
+            stream,
             ready: AtomicBool::new(false),
             intent: Mutex::new(None),
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 
-    /// The engine, locked. Hold it briefly.
-    pub fn engine(&self) -> MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+    /// The engine, locked, for reading. Hold it briefly.
+    pub fn engine(&self) -> EngineGuard<'_> {
+        EngineGuard(self.driver())
     }
 
-    /// Publishes the engine's pending events to the stream and counts them in
-    /// the metrics. Called after every engine input, before its clock moves on.
-    fn publish(&self, engine: &mut Engine) {
-        while let Some(ev) = engine.poll_event() {
-            self.metrics.record_event(engine, &ev);
-            if let Event::Divergence { index, change } = ev {
-                let d = &engine.divergences()[index];
-                let change = match change {
-                    Change::Opened => "opened",
-                    Change::Escalated => "escalated",
-                    Change::Resolved => "resolved",
-                };
-                let data = json!({"change": change, "divergence": d}).to_string();
-                let _ = self.stream.send(("divergence", data));
-            }
-        }
+    /// The driver, locked: the writer's and the timer's way in.
+    pub fn driver(&self) -> MutexGuard<'_, Driver<Publisher>> {
+        self.driver.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// From now on the engine's events go to the stream and the metrics.
+    pub fn go_live(&self) {
+        self.driver().sink_mut().live = true;
     }
 
     /// The engine's clock follows the reports' own times (so a stream posted
@@ -103,15 +146,14 @@ impl Shared {
 
     /// Fires the deadlines that are due at the watermark.
     pub fn tick(&self) -> Option<Time> {
-        let mut e = self.engine();
-        if e.now() == Time::EPOCH {
+        let mut driver = self.driver();
+        if !driver.started() {
             // Nothing has happened yet: an intent waits for the first report.
             return None;
         }
-        let now = self.watermark(&e);
-        e.handle_timeout(now);
-        self.publish(&mut e);
-        e.poll_timeout()
+        let now = self.watermark(driver.engine());
+        driver.tick(now);
+        driver.engine().poll_timeout()
     }
 }
 
@@ -183,9 +225,6 @@ impl Writer {
         queue: usize,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(queue);
-        let mut applier = applier;
-        let publisher = shared.clone();
-        applier.after_instant = Some(Box::new(move |e| publisher.publish(e)));
         let handle = std::thread::Builder::new()
             .name("coherd-writer".into())
             .spawn(move || run(store, applier, shared, rx))
@@ -208,12 +247,7 @@ enum Reply {
     Delete(oneshot::Sender<Result<bool, JobError>>),
 }
 
-fn run(
-    mut store: Box<dyn Store>,
-    mut applier: Applier,
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Job>,
-) {
+fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 1024 {
@@ -284,7 +318,7 @@ fn run(
             .metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        let mut engine = shared.engine();
+        let mut driver = shared.driver();
         let mut answers = Vec::with_capacity(replies.len());
         for (entry, reply) in entries.iter().zip(replies) {
             match (entry, reply) {
@@ -295,7 +329,7 @@ fn run(
                     },
                     Reply::Observations(tx),
                 ) => {
-                    let got = applier.observations(&mut engine, *received_at, observations);
+                    let got = applier.observations(&mut driver, *received_at, observations);
                     if let Ok(i) = &got {
                         shared.metrics.observations.inc_by(i.accepted as u64);
                         shared.metrics.duplicates.inc_by(i.duplicates as u64);
@@ -304,7 +338,7 @@ fn run(
                 }
                 (NewEntry::Intent { at, source }, Reply::Intent(tx, intent)) => {
                     shared.set_intent(source.clone(), (*intent).clone());
-                    applier.intent(&mut engine, *at, *intent);
+                    applier.intent(&mut driver, *at, *intent);
                     let _ = shared
                         .stream
                         .send(("intent", json!({"source": source, "at": at}).to_string()));
@@ -318,80 +352,52 @@ fn run(
                     },
                     Reply::Delete(tx),
                 ) => {
-                    let found = applier.delete(&mut engine, *at, service, member);
+                    let found = applier.delete(&mut driver, *at, service, member);
                     answers.push(Box::new(move || drop(tx.send(Ok(found)))));
                 }
                 _ => unreachable!("entries and replies are built together"),
             }
-            shared.publish(&mut engine);
         }
-        drop(engine);
+        drop(driver);
         for a in answers {
             a();
         }
     }
 }
 
-/// What the writer runs on the engine after each instant it applies.
-type Drain = Box<dyn FnMut(&mut Engine) + Send>;
-
-/// Applies entries to the engine. Live ingest and the rebuild on start both
+/// The server's clock policy on top of the engine [`Driver`]: each report at
+/// its own `time` (the receive time when it has none), never more than the
+/// grace before it was received. Live ingest and the rebuild on start both
 /// come here, in store order, so they reach the same state.
 pub struct Applier {
     grace: Duration,
-    /// Drains the engine's events after each instant the writer applies, so
-    /// they are counted at the engine time they happened (none on rebuild).
-    after_instant: Option<Drain>,
-    /// An intent that arrived before any report: it takes effect at the first
-    /// report's time, as `coherd replay --intent` does.
-    pending: Option<Intent>,
 }
 
 impl Applier {
     /// An applier whose clock may trail receive times by `grace`.
     pub fn new(grace: Duration) -> Applier {
-        Applier {
-            grace,
-            after_instant: None,
-            pending: None,
-        }
+        Applier { grace }
     }
 
-    /// Each report at its own `time` (the receive time when it has none, and
-    /// never more than the grace before it); the reports of one instant together.
-    pub fn observations(
-        &mut self,
-        engine: &mut Engine,
+    /// The reports of one request, each at its own time.
+    pub fn observations<S: Sink>(
+        &self,
+        driver: &mut Driver<S>,
         received_at: Time,
         observations: &[Observation],
     ) -> Result<Ingested, JobError> {
         let floor = received_at.sub(self.grace);
-        let mut order: Vec<(Time, usize)> = observations
+        let batch: Vec<(Time, &Observation)> = observations
             .iter()
-            .enumerate()
-            .map(|(i, o)| (o.time.unwrap_or(received_at).max(floor), i))
+            .map(|o| (o.time.unwrap_or(received_at).max(floor), o))
             .collect();
-        order.sort();
         let mut got = Ingested::default();
         let mut refused = Vec::new();
-        for instant in order.chunk_by(|a, b| a.0 == b.0) {
-            let at = instant[0].0;
-            if let Some(intent) = self.pending.take() {
-                engine.set_intent(at, intent);
-            }
-            if at > engine.now() {
-                engine.handle_timeout(engine.now());
-            }
-            let refs: Vec<&Observation> = instant.iter().map(|&(_, i)| &observations[i]).collect();
-            for (&(_, i), r) in instant.iter().zip(engine.observe_instant(at, &refs)) {
-                match r {
-                    Ok(Outcome::Applied) => got.accepted += 1,
-                    Ok(Outcome::Duplicate) => got.duplicates += 1,
-                    Err(e) => refused.push(format!("item {i}: {e}")),
-                }
-            }
-            if let Some(drain) = &mut self.after_instant {
-                drain(engine);
+        for (i, r) in driver.observe_batch(&batch).into_iter().enumerate() {
+            match r {
+                Ok(Outcome::Applied) => got.accepted += 1,
+                Ok(Outcome::Duplicate) => got.duplicates += 1,
+                Err(e) => refused.push(format!("item {i}: {e}")),
             }
         }
         if refused.is_empty() {
@@ -402,25 +408,33 @@ impl Applier {
     }
 
     /// A new intent, in force from the engine's clock (or from the first report).
-    pub fn intent(&mut self, engine: &mut Engine, at: Time, intent: Intent) {
-        if engine.now() == Time::EPOCH {
-            self.pending = Some(intent);
+    pub fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
+        if driver.started() {
+            let at = driver.engine().now().max(at.sub(self.grace));
+            driver.set_intent(at, intent);
         } else {
-            engine.set_intent(engine.now().max(at.sub(self.grace)), intent);
+            driver.intent_from_first_input(intent);
         }
     }
 
     /// An operator's delete.
-    pub fn delete(&mut self, engine: &mut Engine, at: Time, service: &str, member: &str) -> bool {
-        engine.remove_member(engine.now().max(at.sub(self.grace)), service, member)
+    pub fn delete<S: Sink>(
+        &self,
+        driver: &mut Driver<S>,
+        at: Time,
+        service: &str,
+        member: &str,
+    ) -> bool {
+        let at = driver.engine().now().max(at.sub(self.grace));
+        driver.remove_member(at, service, member)
     }
 }
 
 /// Rebuilds an engine from everything the store holds, in store order.
-pub fn rebuild(
+pub fn rebuild<S: Sink>(
     store: &mut dyn Store,
-    engine: &mut Engine,
-    applier: &mut Applier,
+    driver: &mut Driver<S>,
+    applier: &Applier,
 ) -> Result<(u64, Option<(String, Intent)>), StoreError> {
     let mut count = 0;
     let mut in_force = None;
@@ -431,12 +445,12 @@ pub fn rebuild(
                 observations,
             } => {
                 count += observations.len() as u64;
-                let _ = applier.observations(engine, received_at, &observations);
+                let _ = applier.observations(driver, received_at, &observations);
             }
             NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
                 Ok(intent) => {
                     in_force = Some((source, intent.clone()));
-                    applier.intent(engine, at, intent);
+                    applier.intent(driver, at, intent);
                 }
                 Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
             },
@@ -445,10 +459,9 @@ pub fn rebuild(
                 service,
                 member,
             } => {
-                applier.delete(engine, at, &service, &member);
+                applier.delete(driver, at, &service, &member);
             }
         }
-        while engine.poll_event().is_some() {}
         Ok(())
     })?;
     Ok((count, in_force))

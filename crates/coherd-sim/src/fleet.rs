@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use coherd_engine::{Divergence, Engine, ServiceSlis};
-use coherd_model::{Intent, Time};
+use coherd_engine::{Divergence, Driver, Engine, ServiceSlis};
+use coherd_model::{Intent, Observation, Time};
 
 use crate::SimConfig;
 use crate::feed::Step;
@@ -47,35 +47,26 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
     let start = t0();
     let (feed, truths) = crate::feed::feed(scenario, cfg.members, cfg.seed, cfg.duration, start);
     let ticks = feed.ticks();
-    let mut engine = Engine::default();
-    let mut last = start;
+    let mut driver = Driver::new(Engine::default());
     let mut observations = 0;
-    let mut advance = |engine: &mut Engine, t: Time| {
-        if t > last {
-            engine.handle_timeout(last);
-            last = t;
-        }
-    };
     let mut k = 0u64;
     for step in feed {
         match step {
             Step::Intent { at, yaml } => {
-                advance(&mut engine, at);
-                engine.set_intent(
-                    at,
-                    Intent::from_yaml(&yaml).expect("scenario intents are valid"),
-                );
+                let intent = Intent::from_yaml(&yaml).expect("scenario intents are valid");
+                driver.set_intent(at, intent);
             }
             Step::Tick { reports, .. } => {
-                for obs in &reports {
-                    let t = obs.time.expect("the feed stamps every report");
-                    advance(&mut engine, t);
-                    if let Err(e) = engine.observe(t, obs) {
+                let batch: Vec<(Time, &Observation)> = reports
+                    .iter()
+                    .map(|o| (o.time.expect("the feed stamps every report"), o))
+                    .collect();
+                for r in driver.observe_batch(&batch) {
+                    if let Err(e) = r {
                         panic!("simulated observation refused: {e}");
                     }
-                    observations += 1;
                 }
-                while engine.poll_event().is_some() {}
+                observations += reports.len() as u64;
                 if k.is_multiple_of(16) {
                     progress(k);
                 }
@@ -83,10 +74,9 @@ pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u6
             }
         }
     }
-    engine.handle_timeout(last);
-    engine.handle_timeout(start.add(scenario.duration(cfg.duration)));
-    while engine.poll_event().is_some() {}
+    driver.tick(start.add(scenario.duration(cfg.duration)));
     progress(ticks);
+    let mut engine = driver.into_engine();
     engine.refresh_open_subjects();
     let slis = engine.all_service_slis().into_iter().collect();
     Outcome {

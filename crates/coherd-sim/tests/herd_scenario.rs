@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use coherd_engine::{Engine, Kind};
-use coherd_model::{Intent, Observation};
+use coherd_engine::{Driver, Engine, Kind};
+use coherd_model::{Intent, Observation, Time};
 use coherd_sim::{Scenario, Step, feed};
 
 fn run(members: usize, seed: u64) -> Engine {
@@ -17,25 +17,24 @@ fn run(members: usize, seed: u64) -> Engine {
         start,
     );
     assert_eq!(truths.len(), usize::from(members >= 3));
-    let mut engine = Engine::default();
+    let mut driver = Driver::new(Engine::default());
     for step in steps {
         match step {
             Step::Intent { at, yaml } => {
-                engine.set_intent(at, Intent::from_yaml(&yaml).expect("valid intent"))
+                driver.set_intent(at, Intent::from_yaml(&yaml).expect("valid intent"))
             }
             Step::Tick { reports, .. } => {
-                for obs in &reports {
-                    let t = obs.time.expect("feed sets times");
-                    engine.handle_timeout(engine.now());
-                    let refs: Vec<&Observation> = vec![obs];
-                    for r in engine.observe_instant(t, &refs) {
-                        r.expect("applied");
-                    }
+                let batch: Vec<(Time, &Observation)> = reports
+                    .iter()
+                    .map(|o| (o.time.expect("feed sets times"), o))
+                    .collect();
+                for r in driver.observe_batch(&batch) {
+                    r.expect("applied");
                 }
             }
         }
     }
-    engine
+    driver.into_engine()
 }
 
 #[test]

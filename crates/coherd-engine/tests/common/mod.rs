@@ -1,13 +1,13 @@
 //! A fake-clock driver for engine scenarios.
 //!
-//! [`Fleet`] feeds the engine the way `coherd replay` does: when time moves
-//! forward it first fires every deadline up to the previous input's time,
-//! then applies the new input at its own time. Times are written as offsets
+//! [`Fleet`] feeds the engine through the same [`Driver`] as the server and
+//! `coherd replay`: when time moves forward it first fires every deadline up
+//! to the previous input's time, then applies the new input at its own time. Times are written as offsets
 //! from [`T0`] (`"30s"`, `"1h 5m"`, `"29s 999ms 999us 999ns"`).
 
 #![allow(dead_code)]
 
-use coherd_engine::{Change, Divergence, Engine, Event, Kind, Outcome, Severity};
+use coherd_engine::{Change, Divergence, Driver, Engine, Event, Kind, Outcome, Severity};
 use coherd_model::{Intent, Limits, Observation, Time};
 use serde_json::Value;
 
@@ -31,12 +31,23 @@ pub fn observation(v: &Value) -> Observation {
         .unwrap_or_else(|e| panic!("invalid observation {v}: {e:?}"))
 }
 
+/// Every event polled so far, with its divergence resolved to (id, change, severity).
+#[derive(Default)]
+pub struct Changes(pub Vec<(String, Change, Severity)>);
+
+impl coherd_engine::Sink for Changes {
+    fn event(&mut self, engine: &Engine, event: Event) {
+        if let Event::Divergence { index, change } = event {
+            let d = &engine.divergences()[index];
+            self.0.push((d.id.clone(), change, d.severity));
+        }
+    }
+}
+
 /// An engine on a virtual clock, driven in replay order.
 pub struct Fleet {
-    pub engine: Engine,
+    pub driver: Driver<Changes>,
     last: Option<Time>,
-    /// Every event polled so far, with the index of its divergence resolved to (id, change, severity).
-    pub changes: Vec<(String, Change, Severity)>,
 }
 
 impl Fleet {
@@ -50,29 +61,31 @@ impl Fleet {
     /// An engine with no intent at all (every service gets the defaults).
     pub fn bare() -> Fleet {
         Fleet {
-            engine: Engine::default(),
+            driver: Driver::with_sink(Engine::default(), Changes::default()),
             last: None,
-            changes: Vec::new(),
         }
     }
 
-    fn advance(&mut self, t: Time) {
+    /// The engine, for its getters.
+    pub fn engine(&self) -> &Engine {
+        self.driver.engine()
+    }
+
+    /// The engine, for getters that refresh caches first.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        self.driver.engine_mut()
+    }
+
+    /// Every divergence change so far.
+    pub fn changes(&self) -> &[(String, Change, Severity)] {
+        &self.driver.sink().0
+    }
+
+    fn check_order(&mut self, t: Time) {
         if let Some(prev) = self.last {
             assert!(t >= prev, "scenario goes back in time: {t} < {prev}");
-            if t > prev {
-                self.engine.handle_timeout(prev);
-            }
         }
         self.last = Some(t);
-    }
-
-    fn drain(&mut self) {
-        while let Some(e) = self.engine.poll_event() {
-            if let Event::Divergence { index, change } = e {
-                let d = &self.engine.divergences()[index];
-                self.changes.push((d.id.clone(), change, d.severity));
-            }
-        }
     }
 
     /// Applies one report at `T0 + offset`.
@@ -83,44 +96,36 @@ impl Fleet {
 
     /// Applies one parsed report at `t`.
     pub fn report_obs(&mut self, t: Time, obs: &Observation) -> Outcome {
-        self.advance(t);
-        let out = self.engine.observe(t, obs).expect("observe");
-        self.drain();
-        out
+        self.report_instant(t, &[obs]).remove(0)
     }
 
     /// Applies every report of one instant at once, as `coherd replay` does.
     pub fn report_instant(&mut self, t: Time, batch: &[&Observation]) -> Vec<Outcome> {
-        self.advance(t);
-        let out = self
-            .engine
+        self.check_order(t);
+        self.driver
             .observe_instant(t, batch)
             .into_iter()
             .map(|r| r.expect("observe"))
-            .collect();
-        self.drain();
-        out
+            .collect()
     }
 
     /// Replaces the intent at `T0 + offset`.
     pub fn set_intent(&mut self, offset: &str, yaml: &str) {
         let t = at(offset);
-        self.advance(t);
-        self.engine.set_intent(t, intent(yaml));
-        self.drain();
+        self.check_order(t);
+        self.driver.set_intent(t, intent(yaml));
     }
 
     /// Lets time pass to `T0 + offset` with no input (fires every deadline up to it).
     pub fn tick(&mut self, offset: &str) {
         let t = at(offset);
-        self.advance(t);
-        self.engine.handle_timeout(t);
-        self.drain();
+        self.check_order(t);
+        self.driver.tick(t);
     }
 
     /// Every record of `kind`, in the order they opened.
     pub fn of(&self, kind: Kind) -> Vec<&Divergence> {
-        self.engine
+        self.engine()
             .divergences()
             .iter()
             .filter(|d| d.kind == kind)
@@ -136,7 +141,7 @@ impl Fleet {
 
     /// The only record with this id.
     pub fn by_id(&self, id: &str) -> Vec<&Divergence> {
-        self.engine
+        self.engine()
             .divergences()
             .iter()
             .filter(|d| d.id == id)
@@ -146,9 +151,9 @@ impl Fleet {
     /// Fails when any divergence was ever opened.
     pub fn assert_nothing(&self) {
         assert!(
-            self.engine.divergences().is_empty(),
+            self.engine().divergences().is_empty(),
             "expected no divergence, got {:#?}",
-            self.engine.divergences()
+            self.engine().divergences()
         );
     }
 
@@ -160,7 +165,7 @@ impl Fleet {
 
     /// Severities an id went through (opened, then each escalation).
     pub fn severities(&self, id: &str) -> Vec<Severity> {
-        self.changes
+        self.changes()
             .iter()
             .filter(|(i, c, _)| i == id && *c != Change::Resolved)
             .map(|(_, _, s)| *s)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use coherd_engine::{Divergence, Engine, ServiceSlis};
+use coherd_engine::{Divergence, Driver, Engine, ServiceSlis};
 use coherd_model::{Intent, Limits, Observation, Time};
 use serde::Serialize;
 
@@ -85,8 +85,10 @@ pub fn load_intent(path: &PathBuf) -> Result<Intent> {
 /// applied together, so their order within the instant does not matter.
 pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) -> Result<Report> {
     let limits = Limits::default();
-    let mut engine = Engine::default();
-    let mut intent = intent;
+    let mut driver = Driver::new(Engine::default());
+    if let Some(intent) = intent {
+        driver.intent_from_first_input(intent);
+    }
     let mut last: Option<Time> = None;
     let mut instant: Vec<(usize, Observation)> = Vec::new();
     for (i, line) in input.lines().enumerate() {
@@ -96,41 +98,34 @@ pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) 
             continue;
         }
         let (time, parsed) = parse_line(&line, n, &limits)?;
-        match last {
-            Some(prev) if time < prev => bail!(
-                "line {n}: time {time} is before the previous line's time {prev}; lines must be in time order"
-            ),
-            Some(prev) if time > prev => {
-                flush(&mut engine, prev, &mut instant)?;
-                engine.handle_timeout(prev);
+        if let Some(prev) = last {
+            if time < prev {
+                bail!(
+                    "line {n}: time {time} is before the previous line's time {prev}; lines must be in time order"
+                );
             }
-            Some(_) => {}
-            None => {
-                if let Some(intent) = intent.take() {
-                    engine.set_intent(time, intent);
-                }
+            if time > prev {
+                flush(&mut driver, prev, &mut instant)?;
             }
         }
         last = Some(time);
         match parsed {
             Line::Observation(obs) => instant.push((n, *obs)),
             Line::Intent(new) => {
-                flush(&mut engine, time, &mut instant)?;
-                engine.set_intent(time, new);
+                flush(&mut driver, time, &mut instant)?;
+                driver.set_intent(time, new);
             }
         }
-        while engine.poll_event().is_some() {}
     }
     let Some(last) = last else {
         bail!("the stream has no lines to replay")
     };
-    flush(&mut engine, last, &mut instant)?;
-    engine.handle_timeout(last);
+    flush(&mut driver, last, &mut instant)?;
+    driver.tick(last);
     if let Some(until) = until {
-        let end = parse_until(until, last)?;
-        engine.handle_timeout(end);
+        driver.tick(parse_until(until, last)?);
     }
-    while engine.poll_event().is_some() {}
+    let mut engine = driver.into_engine();
     engine.refresh_open_subjects();
     let mut divergences = engine.divergences().to_vec();
     divergences.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
@@ -139,12 +134,12 @@ pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) 
 }
 
 /// Applies the observations of one instant together.
-fn flush(engine: &mut Engine, at: Time, instant: &mut Vec<(usize, Observation)>) -> Result<()> {
+fn flush(driver: &mut Driver, at: Time, instant: &mut Vec<(usize, Observation)>) -> Result<()> {
     if instant.is_empty() {
         return Ok(());
     }
     let batch: Vec<&Observation> = instant.iter().map(|(_, o)| o).collect();
-    let results = engine.observe_instant(at, &batch);
+    let results = driver.observe_instant(at, &batch);
     for ((n, _), r) in instant.iter().zip(results) {
         r.map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
     }
