@@ -70,6 +70,15 @@ impl Time {
     }
 }
 
+/// The wall clock now. The engine never calls this: its shells do, and hand
+/// the time in.
+pub fn wall_now() -> Time {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time::EPOCH.add(since_epoch)
+}
+
 /// A duration in nanoseconds as `i64`, saturating.
 pub fn duration_nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)

@@ -26,7 +26,9 @@ use tokio::sync::{Notify, watch};
 use crate::AppState;
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::pipeline::{Shared, wall_now};
+use coherd_model::time::wall_now;
+
+use crate::pipeline::Shared;
 
 /// Where notifications go.
 #[derive(Debug, Clone, Default, Deserialize)]

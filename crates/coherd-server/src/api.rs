@@ -22,7 +22,9 @@ use crate::AppState;
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::ingest::{ClockRules, Framing, parse_batch};
-use crate::pipeline::{Job, JobError, SubmitError, wall_now};
+use coherd_model::time::wall_now;
+
+use crate::pipeline::{Job, JobError, SubmitError};
 
 type ApiResult<T> = Result<T, ApiError>;
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::pipeline::wall_now;
+use coherd_model::time::wall_now;
 
 /// Query of `GET /v1/dephase/{service}/{job}`.
 #[derive(Deserialize)]

@@ -3,23 +3,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use coherd_engine::{Change, Driver, Engine, Event, Outcome, Sink};
+use coherd_model::time::wall_now;
 use coherd_model::{Intent, Observation, Time};
 use coherd_store::{Entry, NewEntry, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::metrics::Metrics;
-
-/// Wall-clock now as engine time.
-pub fn wall_now() -> Time {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Time::from_nanos(d.as_nanos() as i64)
-}
 
 /// An intent as the operator wrote it, and as it parsed.
 pub struct IntentInForce {

@@ -174,7 +174,7 @@ impl Story {
         ]);
         facets.insert("phase".into(), phase.into());
         let mut leases = Vec::new();
-        let expires = coherd_server::pipeline::wall_now().add(Duration::from_secs(5));
+        let expires = coherd_model::time::wall_now().add(Duration::from_secs(5));
         if i == 0 {
             leases.push(Lease {
                 resource: "scheduler".into(),

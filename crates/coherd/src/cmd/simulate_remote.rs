@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use coherd_engine::Kind;
-use coherd_server::pipeline::wall_now;
+use coherd_model::time::wall_now;
 use coherd_sim::{Found, Scenario, Step, Tally};
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -1,0 +1,96 @@
+//! The router and the state every handler shares.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use tokio::sync::{Semaphore, watch};
+
+use crate::auth::Tokens;
+use crate::config::ServerConfig;
+use crate::pipeline::{Shared, Writer};
+use crate::{alerting, api, dephase};
+
+/// Shared by every handler: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine and the stream.
+    pub(crate) shared: Arc<Shared>,
+    /// The writer's queue.
+    pub(crate) writer: Writer,
+    /// Bearer tokens.
+    pub(crate) tokens: Arc<Tokens>,
+    /// The configuration.
+    pub(crate) config: Arc<ServerConfig>,
+    /// Ingest requests allowed at once.
+    pub(crate) ingest_slots: Arc<Semaphore>,
+    /// Becomes true when the server shuts down (ends open streams).
+    pub(crate) stopping: watch::Receiver<bool>,
+    /// Alerting: rules, SLOs, routing, silences.
+    pub(crate) alerts: Arc<alerting::AlertState>,
+}
+
+/// The router, with every route and its limits.
+pub fn app(state: AppState) -> Router {
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        state.config.request_timeout,
+    );
+    let api = Router::new()
+        .route("/v1/observations", post(api::post_observations))
+        .route("/v1/services", get(api::get_services))
+        .route("/v1/services/{service}", get(api::get_service))
+        .route("/v1/services/{service}/members", get(api::get_members))
+        .route(
+            "/v1/services/{service}/members/{member}",
+            delete(api::delete_member),
+        )
+        .route("/v1/divergences", get(api::get_divergences))
+        .route("/v1/alerts", get(alerting::get_alerts))
+        .route("/v1/slos", get(alerting::get_slos))
+        .route(
+            "/v1/silences",
+            get(alerting::get_silences).post(alerting::post_silence),
+        )
+        .route("/v1/silences/{id}", delete(alerting::delete_silence))
+        .route("/v1/dephase/{service}/{job}", get(dephase::get_slot))
+        .route("/v1/intent", get(api::get_intent).put(api::put_intent))
+        .route("/v1/openapi.json", get(api::openapi))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .layer(timeout);
+    Router::new()
+        .route("/v1/stream", get(api::stream))
+        .merge(api)
+        .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let res = next.run(req).await;
+    let class = format!("{}xx", res.status().as_u16() / 100);
+    state
+        .shared
+        .metrics
+        .requests
+        .get_or_create(&vec![
+            ("route".into(), route),
+            ("method".into(), method),
+            ("code".into(), class),
+        ])
+        .inc();
+    res
+}

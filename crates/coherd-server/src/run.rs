@@ -1,0 +1,240 @@
+//! Start-up, the background tasks and shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coherd_model::Intent;
+use coherd_model::time::wall_now;
+use coherd_store::SqliteStore;
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::{AppState, app};
+use crate::auth::Tokens;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::pipeline::{self, Job, Shared, Writer};
+use crate::{alerting, api};
+
+/// Reads and validates an intent file.
+pub fn read_intent(path: &std::path::Path) -> Result<(String, Intent), ServerError> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Intent(format!("cannot read intent {}: {e}", path.display())))?;
+    let intent = Intent::from_yaml(&source)
+        .map_err(|e| ServerError::Intent(format!("{}: {e}", path.display())))?;
+    Ok((source, intent))
+}
+
+/// A started server's background: the writer thread and the signal that
+/// stops the tasks. [`Running::stop`] ends them and waits for the writer.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    writer_thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// A receiver that sees `true` once the server stops.
+    fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops the background tasks, then waits until the writer has stored and
+    /// applied what it holds (it ends once every handle to it is gone).
+    pub async fn stop(self, state: AppState) {
+        let _ = self.stop.send(true);
+        drop(state);
+        let writer = self.writer_thread;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+impl AppState {
+    /// Start-up without a socket: opens the store, rebuilds the engine from
+    /// it, starts the writer and applies the intent file. The router
+    /// ([`app`]) then serves requests; [`serve`] adds the listener and the
+    /// background tasks (timer, alerting, intent reload, pruning).
+    pub async fn open(config: ServerConfig) -> Result<(AppState, Running), ServerError> {
+        config.validate()?;
+        let mut store = SqliteStore::open(&config.db)?;
+        let started = std::time::Instant::now();
+        let applier = pipeline::Applier::new(config.clock_grace);
+        let shared = Shared::new(config.clock_grace);
+        let (observations, stored_intent) = {
+            let mut driver = shared.driver();
+            let got = pipeline::rebuild(&mut store, &mut driver, &applier)?;
+            if driver.started() {
+                let now = shared.watermark(driver.engine());
+                driver.tick(now);
+            }
+            got
+        };
+        shared.go_live();
+        tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
+        if let Some((source, intent)) = stored_intent {
+            shared.set_intent(source, intent);
+        }
+        let (writer, writer_thread) = Writer::start(
+            Box::new(store),
+            applier,
+            shared.clone(),
+            config.ingest_queue,
+        );
+        let (stop, stopping) = watch::channel(false);
+        let state = AppState {
+            shared,
+            writer,
+            tokens: Arc::new(Tokens::new(config.tokens.clone())),
+            ingest_slots: Arc::new(Semaphore::new(config.ingest_concurrency)),
+            stopping,
+            alerts: alerting::AlertState::new(
+                config.alerting.clone(),
+                Some(config.db.with_extension("silences.json")),
+            ),
+            config: Arc::new(config),
+        };
+        if let Some(path) = &state.config.intent {
+            let (source, intent) = read_intent(path)?;
+            reload(&state, source, intent).await;
+        }
+        pipeline::set_ready(&state.shared);
+        Ok((
+            state,
+            Running {
+                stop,
+                writer_thread,
+            },
+        ))
+    }
+}
+
+/// Runs the server until `shutdown` completes, then drains and exits.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let listen = config.listen;
+    let (state, running) = AppState::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    if state.tokens.enabled() {
+        tracing::info!(%addr, "coherd listening; bearer tokens required");
+    } else {
+        tracing::warn!(%addr, "coherd listening without tokens: anyone on this machine can read and write; loopback only");
+    }
+
+    let shared = state.shared.clone();
+    tokio::spawn(pipeline::timer(shared.clone(), running.stopping()));
+    tokio::spawn(alerting::run(
+        shared,
+        state.alerts.clone(),
+        running.stopping(),
+    ));
+    tokio::spawn(alerting::deliver(
+        state.alerts.clone(),
+        state.config.notify.clone(),
+        running.stopping(),
+    ));
+    tokio::spawn(watch_intent(state.clone(), running.stopping()));
+    tokio::spawn(prune(
+        state.writer.clone(),
+        state.config.retention,
+        running.stopping(),
+    ));
+
+    let router = app(state.clone());
+    let stopper = running.stop.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Ends open event streams, so graceful shutdown does not wait on them.
+        let _ = stopper.send(true);
+    };
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    running.stop(state).await;
+    tracing::info!("coherd stopped");
+    result.map_err(ServerError::Io)
+}
+
+async fn reload(state: &AppState, source: String, intent: Intent) {
+    if state
+        .shared
+        .intent()
+        .is_some_and(|current| current.source == source)
+    {
+        return;
+    }
+    match api::apply_intent(state, source, intent).await {
+        Ok(()) => tracing::info!("intent applied"),
+        Err(e) => tracing::error!(?e, "intent not applied"),
+    }
+}
+
+/// Reloads the intent file on SIGHUP and when it changes on disk.
+async fn watch_intent(state: AppState, mut stop: watch::Receiver<bool>) {
+    let Some(path) = state.config.intent.clone() else {
+        return;
+    };
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = mtime(&path);
+    loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = hangup => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                let now = mtime(&path);
+                if now == seen { continue; }
+                seen = now;
+            }
+            _ = stop.changed() => return,
+        }
+        match read_intent(&path) {
+            Ok((source, intent)) => reload(&state, source, intent).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the intent file is invalid; the running intent stays in force")
+            }
+        }
+    }
+}
+
+async fn prune(writer: Writer, retention: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stop.changed() => return,
+        }
+        let _ = writer.submit(Job::Prune {
+            before: wall_now().sub(retention),
+        });
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: no new requests; finishing the ones in flight");
+}
