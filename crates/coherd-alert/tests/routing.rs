@@ -1,5 +1,7 @@
 //! Alertmanager routing semantics on a virtual clock.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::time::Duration;
 
 use coherd_alert::config::{FlapDamping, Inhibit, Route};

@@ -1,5 +1,7 @@
 //! Divergences from the real engine through the default rules, and SLI rules, on a virtual clock.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::time::Duration;
 
 use coherd_alert::{AlertConfig, Alerting, Notification};

@@ -6,6 +6,8 @@
 //! it prints a markdown table. Random jitter and hashing are repeated over
 //! `TRIALS` seeds and job names; the table shows the mean and the worst trial.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::time::Duration;
 
 use coherd_dephase::{DephaseError, histogram, spread, stable_offset};

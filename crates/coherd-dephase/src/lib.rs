@@ -46,6 +46,9 @@
 //! # Ok::<(), coherd_dephase::DephaseError>(())
 //! ```
 
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod backoff;
 mod budget;
 mod concurrency;

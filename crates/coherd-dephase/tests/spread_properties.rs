@@ -1,5 +1,7 @@
 //! Property tests for the guarantees documented on `Spread`.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::time::Duration;
 
 use coherd_dephase::{Spread, spread};

@@ -1,4 +1,5 @@
 //! A synthetic fleet shared by the benchmarks: members at target on five facets.
+
 #![allow(dead_code)] // each bench uses part of it
 
 use std::collections::BTreeMap;
@@ -6,7 +7,7 @@ use std::collections::BTreeMap;
 use coherd_engine::Engine;
 use coherd_model::{Intent, Observation, Time};
 
-pub const INTENT: &str = r#"
+pub(crate) const INTENT: &str = r#"
 services:
   bench:
     facets:
@@ -17,12 +18,12 @@ services:
       kernel: {uniform: true}
 "#;
 
-pub fn t0() -> Time {
+pub(crate) fn t0() -> Time {
     "2026-11-22T08:00:00Z".parse().unwrap()
 }
 
 /// Member `i`'s report: no `seq` (always applied), five facets at target and a phase.
-pub fn report(i: usize) -> Observation {
+pub(crate) fn report(i: usize) -> Observation {
     Observation {
         service: "bench".into(),
         member: format!("bench-{i:07}"),
@@ -39,12 +40,12 @@ pub fn report(i: usize) -> Observation {
 }
 
 /// One report per member.
-pub fn reports(members: usize) -> Vec<Observation> {
+pub(crate) fn reports(members: usize) -> Vec<Observation> {
     (0..members).map(report).collect()
 }
 
 /// An engine with `members` members that all reported at t0.
-pub fn engine(reports: &[Observation]) -> Engine {
+pub(crate) fn engine(reports: &[Observation]) -> Engine {
     let mut e = Engine::default();
     e.set_intent(t0(), Intent::from_yaml(INTENT).unwrap());
     for r in reports {

@@ -4,6 +4,8 @@
 //! (the reports themselves are built one at a time and dropped, so they are
 //! not counted). Run: `cargo bench -p coherd-engine --bench memory`.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod fleet;
 
 use coherd_engine::Engine;

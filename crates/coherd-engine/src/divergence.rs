@@ -83,7 +83,7 @@ pub(crate) struct DivKey {
 }
 
 impl DivKey {
-    pub fn new(kind: Kind, svc: u32, a: Sym, b: Sym, c: Sym) -> DivKey {
+    pub(crate) fn new(kind: Kind, svc: u32, a: Sym, b: Sym, c: Sym) -> DivKey {
         DivKey {
             kind: kind as u8,
             svc,
@@ -93,7 +93,7 @@ impl DivKey {
         }
     }
 
-    pub fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         Kind::ALL[self.kind as usize]
     }
 }

@@ -10,14 +10,14 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
 /// An interned string.
-pub type Sym = u32;
+pub(crate) type Sym = u32;
 
 /// "No value": an unreported facet, no phase.
-pub const NONE: Sym = u32::MAX;
+pub(crate) const NONE: Sym = u32::MAX;
 
 /// Interns strings into [`Sym`]s.
 #[derive(Default)]
-pub struct Interner {
+pub(crate) struct Interner {
     arena: String,
     spans: Vec<(u32, u32)>,
     table: HashTable<Sym>,
@@ -26,7 +26,7 @@ pub struct Interner {
 
 impl Interner {
     /// The id of `s`, adding it when new.
-    pub fn intern(&mut self, s: &str) -> Sym {
+    pub(crate) fn intern(&mut self, s: &str) -> Sym {
         let hash = self.hasher.hash_one(s);
         let (arena, spans) = (&self.arena, &self.spans);
         let eq = |&id: &Sym| span_str(arena, spans[id as usize]) == s;
@@ -45,7 +45,7 @@ impl Interner {
     }
 
     /// The id of `s` if it was interned.
-    pub fn get(&self, s: &str) -> Option<Sym> {
+    pub(crate) fn get(&self, s: &str) -> Option<Sym> {
         let hash = self.hasher.hash_one(s);
         self.table
             .find(hash, |&id| {
@@ -55,12 +55,12 @@ impl Interner {
     }
 
     /// The string behind `id`.
-    pub fn resolve(&self, id: Sym) -> &str {
+    pub(crate) fn resolve(&self, id: Sym) -> &str {
         span_str(&self.arena, self.spans[id as usize])
     }
 
     /// Bytes held, for memory accounting.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.spans.capacity() * 8 + self.table.capacity() * 5
     }
 }

@@ -35,6 +35,9 @@
 //! assert_eq!(silent.opened_at, deadline);
 //! ```
 
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod counters;
 mod divergence;
 mod driver;

@@ -11,9 +11,9 @@ use crate::intern::Sym;
 const BUCKET_NS: i64 = 10_000_000_000;
 const BUCKETS: usize = 360;
 /// The 5-minute window.
-pub const W5M: i64 = 300_000_000_000;
+pub(crate) const W5M: i64 = 300_000_000_000;
 /// The 1-hour window.
-pub const W1H: i64 = 3_600_000_000_000;
+pub(crate) const W1H: i64 = 3_600_000_000_000;
 
 /// Sums over one 10-second bucket.
 #[derive(Clone, Default, Debug)]
@@ -49,7 +49,7 @@ impl Bucket {
         }
     }
 
-    pub fn exposed(&self, facet: Sym) -> u64 {
+    pub(crate) fn exposed(&self, facet: Sym) -> u64 {
         self.exposed
             .iter()
             .find(|(f, _)| *f == facet)
@@ -76,7 +76,7 @@ pub(crate) struct Windows {
 
 impl Windows {
     /// The bucket for `now`, cleared if it held an older period.
-    pub fn at(&mut self, now: Time) -> &mut Bucket {
+    pub(crate) fn at(&mut self, now: Time) -> &mut Bucket {
         if self.buckets.is_empty() {
             self.buckets = vec![
                 Bucket {
@@ -101,7 +101,7 @@ impl Windows {
     }
 
     /// Sums of the buckets within `span` before `now`.
-    pub fn sum(&self, now: Time, span: i64) -> Bucket {
+    pub(crate) fn sum(&self, now: Time, span: i64) -> Bucket {
         let mut out = Bucket::default();
         let hi = now.as_nanos().div_euclid(BUCKET_NS);
         let lo = hi - span / BUCKET_NS + 1;
@@ -114,7 +114,7 @@ impl Windows {
     }
 
     /// Records that instantaneous coherence is `ratio` from `now` on.
-    pub fn coherence_changed(&mut self, now: Time, ratio: Option<f64>) {
+    pub(crate) fn coherence_changed(&mut self, now: Time, ratio: Option<f64>) {
         if let (Some(prev), Some(since)) = (self.coherence, self.coherence_since) {
             self.integrate(since, now, prev);
         }
@@ -137,7 +137,7 @@ impl Windows {
     }
 
     /// Time-weighted coherence over `span` before `now`.
-    pub fn coherence_over(&mut self, now: Time, span: i64) -> Option<f64> {
+    pub(crate) fn coherence_over(&mut self, now: Time, span: i64) -> Option<f64> {
         self.coherence_changed(now, self.coherence);
         let s = self.sum(now, span);
         (s.coherence_secs > 0.0).then(|| s.coherence_sum / s.coherence_secs)
@@ -154,7 +154,7 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub fn record(&mut self, v: f64) {
+    pub(crate) fn record(&mut self, v: f64) {
         self.count += 1;
         self.sum += v;
         self.max = self.max.max(v);
@@ -164,7 +164,7 @@ impl Summary {
         self.recent.push_back(v);
     }
 
-    pub fn snapshot(&self) -> LatencySummary {
+    pub(crate) fn snapshot(&self) -> LatencySummary {
         let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
         let q = |p: f64| {

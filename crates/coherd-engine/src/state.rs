@@ -13,13 +13,13 @@ pub(crate) type Slot = u32;
 
 /// Member flags.
 pub(crate) mod flag {
-    pub const LIVE: u8 = 1;
-    pub const TERMINAL: u8 = 2;
-    pub const HAS_SEQ: u8 = 4;
-    pub const COHERENT: u8 = 8;
-    pub const IN_LIST: u8 = 16;
-    pub const REMOVED: u8 = 32;
-    pub const HAS_REQUESTS: u8 = 64;
+    pub(crate) const LIVE: u8 = 1;
+    pub(crate) const TERMINAL: u8 = 2;
+    pub(crate) const HAS_SEQ: u8 = 4;
+    pub(crate) const COHERENT: u8 = 8;
+    pub(crate) const IN_LIST: u8 = 16;
+    pub(crate) const REMOVED: u8 = 32;
+    pub(crate) const HAS_REQUESTS: u8 = 64;
 }
 
 /// One member. Kept small: most of a fleet is quiet members at target.
@@ -42,7 +42,7 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    pub fn new(name: Sym) -> Member {
+    pub(crate) fn new(name: Sym) -> Member {
         Member {
             name,
             phase: NONE,
@@ -62,11 +62,11 @@ impl Member {
         }
     }
 
-    pub fn has(&self, f: u8) -> bool {
+    pub(crate) fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
 
-    pub fn set(&mut self, f: u8, on: bool) {
+    pub(crate) fn set(&mut self, f: u8, on: bool) {
         if on {
             self.flags |= f
         } else {
@@ -75,11 +75,11 @@ impl Member {
     }
 
     /// Live and not in a terminal phase: counts for drift, mixed, coherence, exposure.
-    pub fn counts(&self) -> bool {
+    pub(crate) fn counts(&self) -> bool {
         self.flags & (flag::LIVE | flag::TERMINAL) == flag::LIVE
     }
 
-    pub fn extra(&mut self) -> &mut MemberExtra {
+    pub(crate) fn extra(&mut self) -> &mut MemberExtra {
         self.extra.get_or_insert_with(Default::default)
     }
 }
@@ -133,7 +133,7 @@ pub(crate) enum Class {
 }
 
 impl Class {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Class::AtTarget => "at_target",
             Class::Converging => "converging",
@@ -144,20 +144,20 @@ impl Class {
 }
 
 impl FacetRule {
-    pub fn targeted(&self) -> bool {
+    pub(crate) fn targeted(&self) -> bool {
         self.target != NONE
     }
 
-    pub fn window_end(&self) -> Time {
+    pub(crate) fn window_end(&self) -> Time {
         Time::from_nanos(self.tc.as_nanos().saturating_add(self.window))
     }
 
     /// Whether `v` is the previous target or compatible.
-    pub fn is_old(&self, v: Sym) -> bool {
+    pub(crate) fn is_old(&self, v: Sym) -> bool {
         (v == self.prev && v != NONE) || self.compatible.contains(&v)
     }
 
-    pub fn classify(&self, v: Sym, now: Time) -> Class {
+    pub(crate) fn classify(&self, v: Sym, now: Time) -> Class {
         if v == self.target {
             Class::AtTarget
         } else if self.is_old(v) {
@@ -185,7 +185,7 @@ pub(crate) struct Column {
 }
 
 impl Column {
-    pub fn new(facet: Sym, members: usize) -> Column {
+    pub(crate) fn new(facet: Sym, members: usize) -> Column {
         Column {
             facet,
             values: vec![NONE; members],
@@ -196,11 +196,11 @@ impl Column {
         }
     }
 
-    pub fn add(&mut self, v: Sym) {
+    pub(crate) fn add(&mut self, v: Sym) {
         *self.counts.entry(v).or_insert(0) += 1;
     }
 
-    pub fn remove(&mut self, v: Sym) {
+    pub(crate) fn remove(&mut self, v: Sym) {
         if let Some(c) = self.counts.get_mut(&v) {
             *c -= 1;
             if *c == 0 {
@@ -209,7 +209,7 @@ impl Column {
         }
     }
 
-    pub fn count(&self, v: Sym) -> u32 {
+    pub(crate) fn count(&self, v: Sym) -> u32 {
         self.counts.get(&v).copied().unwrap_or(0)
     }
 }
@@ -230,23 +230,23 @@ pub(crate) struct ServiceCfg {
 }
 
 impl ServiceCfg {
-    pub fn silence_after(&self) -> i64 {
+    pub(crate) fn silence_after(&self) -> i64 {
         self.report_interval.saturating_mul(3)
     }
 
-    pub fn is_serving(&self, p: Sym) -> bool {
+    pub(crate) fn is_serving(&self, p: Sym) -> bool {
         self.serving.contains(&p)
     }
 
-    pub fn is_terminal(&self, p: Sym) -> bool {
+    pub(crate) fn is_terminal(&self, p: Sym) -> bool {
         self.terminal.contains(&p)
     }
 
-    pub fn is_known(&self, p: Sym) -> bool {
+    pub(crate) fn is_known(&self, p: Sym) -> bool {
         self.phases.contains(&p)
     }
 
-    pub fn allows(&self, from: Sym, to: Sym) -> bool {
+    pub(crate) fn allows(&self, from: Sym, to: Sym) -> bool {
         self.transitions
             .iter()
             .any(|(f, tos)| *f == from && tos.contains(&to))
@@ -307,16 +307,16 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    pub fn column_of(&self, facet: Sym) -> Option<usize> {
+    pub(crate) fn column_of(&self, facet: Sym) -> Option<usize> {
         self.columns.iter().position(|c| c.facet == facet)
     }
 
-    pub fn slot_of(&self, member: Sym) -> Option<Slot> {
+    pub(crate) fn slot_of(&self, member: Sym) -> Option<Slot> {
         self.by_name.get(&member).copied()
     }
 
     /// Unlinks a member from the silence list.
-    pub fn unlink(&mut self, slot: Slot) {
+    pub(crate) fn unlink(&mut self, slot: Slot) {
         let m = &mut self.members[slot as usize];
         if !m.has(flag::IN_LIST) {
             return;
@@ -338,7 +338,7 @@ impl Service {
     }
 
     /// Appends a member at the tail of the silence list.
-    pub fn push_back(&mut self, slot: Slot) {
+    pub(crate) fn push_back(&mut self, slot: Slot) {
         let tail = self.tail;
         let m = &mut self.members[slot as usize];
         m.set(flag::IN_LIST, true);
@@ -352,12 +352,12 @@ impl Service {
         self.tail = slot;
     }
 
-    pub fn live_counting(&self) -> u32 {
+    pub(crate) fn live_counting(&self) -> u32 {
         self.counting
     }
 
     /// Non-terminal known members: the denominator of coherence.
-    pub fn coherence_denominator(&self) -> u32 {
+    pub(crate) fn coherence_denominator(&self) -> u32 {
         self.known - self.terminal
     }
 }

@@ -46,17 +46,17 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub fn schedule(&mut self, at: Time, timer: Timer) {
+    pub(crate) fn schedule(&mut self, at: Time, timer: Timer) {
         self.heap.push(Reverse((at, timer)));
     }
 
     /// The earliest deadline.
-    pub fn next(&self) -> Option<Time> {
+    pub(crate) fn next(&self) -> Option<Time> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Pops the earliest entry if it is due: before `now`, or at `now` when `inclusive`.
-    pub fn pop_due(&mut self, now: Time, inclusive: bool) -> Option<(Time, Timer)> {
+    pub(crate) fn pop_due(&mut self, now: Time, inclusive: bool) -> Option<(Time, Timer)> {
         let &Reverse((t, _)) = self.heap.peek()?;
         if t < now || (inclusive && t == now) {
             self.heap.pop().map(|Reverse(e)| e)

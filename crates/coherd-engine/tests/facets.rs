@@ -1,5 +1,7 @@
 //! Decoherence and mixed state: `drift` and `mixed` on a virtual clock (DESIGN 3, 3.1).
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};

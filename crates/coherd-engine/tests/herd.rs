@@ -1,6 +1,8 @@
 //! `herd`: periodic runs synchronised across a service, by order parameter and
 //! by concurrency, opened and resolved at exact times on a virtual clock.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};

@@ -1,6 +1,8 @@
 //! Leases and replicas: `split_brain`, `stale_epoch` and `replica_divergence`
 //! on a virtual clock (DESIGN 3, 3.1).
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Kind, Severity};

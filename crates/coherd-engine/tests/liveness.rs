@@ -1,6 +1,8 @@
 //! Liveness: `silent`, members that leave, reopens, coherence and a coherent
 //! fleet that raises nothing (DESIGN 3, 3.1, 4).
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};

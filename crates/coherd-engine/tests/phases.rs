@@ -1,6 +1,8 @@
 //! Phase-flip: `illegal_transition`, `flapping`, `phase_disagreement` and
 //! `drain_violation` on a virtual clock (DESIGN 3, 3.1).
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Kind, Severity};

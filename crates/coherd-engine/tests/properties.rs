@@ -2,6 +2,8 @@
 //! divergences, duplicates change nothing, and the order of members within one
 //! timestamp does not matter.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_engine::{Divergence, Outcome};

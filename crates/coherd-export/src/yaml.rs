@@ -10,7 +10,7 @@ fn quote(s: &str) -> String {
 }
 
 /// Renders rule groups as a Prometheus rule file.
-pub fn rule_file(header: &str, groups: &[RuleGroup]) -> String {
+pub(crate) fn rule_file(header: &str, groups: &[RuleGroup]) -> String {
     let mut out = String::new();
     for line in header.lines() {
         out.push_str(&format!("# {line}\n").replace("# \n", "#\n"));

@@ -2,6 +2,8 @@
 //! rules export` writes come from one table; this pins that they agree for
 //! every kind and severity: the same alert names, `for`, urgency and labels.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::collections::BTreeSet;
 
 use coherd_alert::config::default_rules;

@@ -24,8 +24,13 @@ pub struct Node {
 pub enum NodeKind {
     /// `~`, `null` or nothing.
     Null,
-    /// A scalar; `plain` when unquoted (so `true` and `10` may be read as such).
-    Scalar { value: String, plain: bool },
+    /// A scalar.
+    Scalar {
+        /// Its text.
+        value: String,
+        /// Unquoted, so `true` and `10` may be read as such.
+        plain: bool,
+    },
     /// A sequence.
     Seq(Vec<Node>),
     /// A mapping, in source order.

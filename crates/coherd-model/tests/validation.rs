@@ -1,6 +1,8 @@
 //! Clear errors for bad observations and intents: unknown fields at every
 //! level, every limit, and every problem reported with its place (DESIGN 2).
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use coherd_model::{FieldError, Intent, IntentError, Limits, Observation};
 
 fn obs(json: &str) -> Result<Observation, Vec<FieldError>> {

@@ -43,7 +43,7 @@ pub struct NotifyConfig {
 }
 
 /// Alerting state shared by the task and the API.
-pub struct AlertState {
+pub(crate) struct AlertState {
     alerting: Mutex<Alerting>,
     /// Where silences are kept across restarts.
     silences_file: Option<std::path::PathBuf>,
@@ -57,7 +57,10 @@ pub struct AlertState {
 
 impl AlertState {
     /// Alerting with `config`; silences are kept in `silences_file` and loaded from it.
-    pub fn new(config: AlertConfig, silences_file: Option<std::path::PathBuf>) -> Arc<AlertState> {
+    pub(crate) fn new(
+        config: AlertConfig,
+        silences_file: Option<std::path::PathBuf>,
+    ) -> Arc<AlertState> {
         let mut alerting = Alerting::new(config);
         if let Some(path) = &silences_file
             && let Ok(text) = std::fs::read_to_string(path)
@@ -97,7 +100,7 @@ impl AlertState {
     }
 
     /// The alerting core, locked.
-    pub fn lock(&self) -> MutexGuard<'_, Alerting> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Alerting> {
         self.alerting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -143,7 +146,11 @@ impl AlertState {
 }
 
 /// Feeds alerting from the engine every second until shutdown.
-pub async fn run(shared: Arc<Shared>, alerts: Arc<AlertState>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    alerts: Arc<AlertState>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut known: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
     let mut last_sli = Time::EPOCH;
     loop {
@@ -195,7 +202,7 @@ pub async fn run(shared: Arc<Shared>, alerts: Arc<AlertState>, mut stop: watch::
 }
 
 /// Delivers queued notifications to every configured receiver, with retries.
-pub async fn deliver(
+pub(crate) async fn deliver(
     alerts: Arc<AlertState>,
     notify: NotifyConfig,
     mut stop: watch::Receiver<bool>,
@@ -295,7 +302,7 @@ struct StoredSilence {
 /// Body of `POST /v1/silences`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewSilence {
+pub(crate) struct NewSilence {
     matchers: Vec<String>,
     #[serde(default)]
     starts_at: Option<Time>,
@@ -310,7 +317,7 @@ pub struct NewSilence {
 }
 
 /// `POST /v1/silences` (admin).
-pub async fn post_silence(
+pub(crate) async fn post_silence(
     State(state): State<AppState>,
     headers: HeaderMap,
     Json(body): Json<NewSilence>,
@@ -353,7 +360,7 @@ pub async fn post_silence(
 }
 
 /// `GET /v1/silences`.
-pub async fn get_silences(
+pub(crate) async fn get_silences(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -380,7 +387,7 @@ pub async fn get_silences(
 }
 
 /// `DELETE /v1/silences/{id}` (admin): expires it now.
-pub async fn delete_silence(
+pub(crate) async fn delete_silence(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -398,7 +405,7 @@ pub async fn delete_silence(
 }
 
 /// `GET /v1/alerts`: alerts known now, with whether they are silenced or inhibited.
-pub async fn get_alerts(
+pub(crate) async fn get_alerts(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -419,7 +426,7 @@ pub async fn get_alerts(
 }
 
 /// `GET /v1/slos`: error budget and burn rates per SLO and service.
-pub async fn get_slos(
+pub(crate) async fn get_slos(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -47,7 +47,7 @@ async fn wait<T>(rx: oneshot::Receiver<Result<T, JobError>>) -> ApiResult<T> {
 }
 
 /// `POST /v1/observations`.
-pub async fn post_observations(
+pub(crate) async fn post_observations(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -94,7 +94,7 @@ pub async fn post_observations(
 }
 
 /// `GET /v1/services`.
-pub async fn get_services(
+pub(crate) async fn get_services(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -110,7 +110,7 @@ fn unknown_service(service: &str) -> ApiError {
 }
 
 /// `GET /v1/services/{service}`.
-pub async fn get_service(
+pub(crate) async fn get_service(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(service): Path<String>,
@@ -145,14 +145,14 @@ pub async fn get_service(
 /// Query of `GET /v1/services/{service}/members`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MembersQuery {
+pub(crate) struct MembersQuery {
     state: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
 
 /// `GET /v1/services/{service}/members`.
-pub async fn get_members(
+pub(crate) async fn get_members(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(service): Path<String>,
@@ -187,7 +187,7 @@ pub async fn get_members(
 }
 
 /// `DELETE /v1/services/{service}/members/{member}`.
-pub async fn delete_member(
+pub(crate) async fn delete_member(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((service, member)): Path<(String, String)>,
@@ -215,14 +215,14 @@ pub async fn delete_member(
 /// Query of `GET /v1/divergences`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DivergencesQuery {
+pub(crate) struct DivergencesQuery {
     service: Option<String>,
     kind: Option<String>,
     state: Option<String>,
 }
 
 /// `GET /v1/divergences`.
-pub async fn get_divergences(
+pub(crate) async fn get_divergences(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<DivergencesQuery>,
@@ -268,7 +268,10 @@ pub async fn get_divergences(
 }
 
 /// `GET /v1/intent`.
-pub async fn get_intent(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn get_intent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
     let Some(current) = state.shared.intent() else {
         return Err(ApiError::NotFound(
@@ -279,7 +282,7 @@ pub async fn get_intent(State(state): State<AppState>, headers: HeaderMap) -> Ap
 }
 
 /// `PUT /v1/intent`: YAML or JSON; refused whole with every error.
-pub async fn put_intent(
+pub(crate) async fn put_intent(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
@@ -294,7 +297,11 @@ pub async fn put_intent(
 }
 
 /// Stores and applies a validated intent.
-pub async fn apply_intent(state: &AppState, source: String, intent: Intent) -> ApiResult<()> {
+pub(crate) async fn apply_intent(
+    state: &AppState,
+    source: String,
+    intent: Intent,
+) -> ApiResult<()> {
     let (tx, rx) = oneshot::channel();
     submit(
         state,
@@ -309,7 +316,7 @@ pub async fn apply_intent(state: &AppState, source: String, intent: Intent) -> A
 }
 
 /// `GET /v1/stream`: server-sent events.
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
@@ -336,12 +343,12 @@ pub async fn stream(
 }
 
 /// `GET /healthz`.
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
         "ready\n".into_response()
     } else {
@@ -354,7 +361,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::from_accept(accept);
@@ -367,11 +377,11 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
 }
 
 /// `GET /v1/openapi.json`.
-pub async fn openapi() -> Json<Value> {
+pub(crate) async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
 
 /// Unknown paths.
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; GET /v1/openapi.json lists them".into())
 }

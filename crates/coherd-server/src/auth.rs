@@ -39,21 +39,21 @@ impl std::fmt::Debug for TokenEntry {
 
 /// The configured tokens; empty means open (loopback only).
 #[derive(Clone, Default)]
-pub struct Tokens(Vec<TokenEntry>);
+pub(crate) struct Tokens(Vec<TokenEntry>);
 
 impl Tokens {
     /// From the configuration.
-    pub fn new(entries: Vec<TokenEntry>) -> Tokens {
+    pub(crate) fn new(entries: Vec<TokenEntry>) -> Tokens {
         Tokens(entries)
     }
 
     /// Whether any token is configured.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         !self.0.is_empty()
     }
 
     /// Checks the request's bearer token for `scope`.
-    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
         if self.0.is_empty() {
             return Ok(());
         }

@@ -16,13 +16,13 @@ use coherd_model::time::wall_now;
 /// Query of `GET /v1/dephase/{service}/{job}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SlotQuery {
+pub(crate) struct SlotQuery {
     member: Option<String>,
 }
 
 /// `GET /v1/dephase/{service}/{job}?member=M`: the member's offset in the job's
 /// window and its next start after now, from the live membership.
-pub async fn get_slot(
+pub(crate) async fn get_slot(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((service, job)): Path<(String, String)>,

@@ -37,7 +37,7 @@ pub enum ServerError {
 
 /// An error answered to a client. Internal details are logged, not sent.
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// Items of a batch are invalid (400 or 422).
     Invalid(StatusCode, Vec<ItemError>),
     /// The intent is invalid (422).
@@ -58,7 +58,7 @@ pub enum ApiError {
 
 /// One problem in a batch, by item.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ItemError {
+pub(crate) struct ItemError {
     /// Position of the item in the batch.
     pub index: usize,
     /// Field path.
@@ -69,7 +69,7 @@ pub struct ItemError {
 
 impl ItemError {
     /// From a field error of item `index`.
-    pub fn new(index: usize, e: FieldError) -> ItemError {
+    pub(crate) fn new(index: usize, e: FieldError) -> ItemError {
         ItemError {
             index,
             field: e.field,

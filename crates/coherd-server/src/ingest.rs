@@ -9,7 +9,7 @@ use crate::error::{ApiError, ItemError};
 
 /// How a body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// One JSON object or an array of them.
     Json,
     /// One JSON object a line.
@@ -18,7 +18,7 @@ pub enum Framing {
 
 impl Framing {
     /// From the Content-Type header (absent means JSON).
-    pub fn from_content_type(ct: Option<&str>) -> Result<Framing, ApiError> {
+    pub(crate) fn from_content_type(ct: Option<&str>) -> Result<Framing, ApiError> {
         let ct = ct.map(|c| {
             c.split(';')
                 .next()
@@ -43,7 +43,7 @@ impl Framing {
 
 /// Clock rules for reports.
 #[derive(Debug, Clone, Copy)]
-pub struct ClockRules {
+pub(crate) struct ClockRules {
     /// How far in the future a report's time may be.
     pub max_skew: Duration,
     /// How old a report may be.
@@ -51,7 +51,7 @@ pub struct ClockRules {
 }
 
 /// Parses and validates a batch; every item error is collected, and any error refuses the batch.
-pub fn parse_batch(
+pub(crate) fn parse_batch(
     body: &[u8],
     framing: Framing,
     limits: &Limits,

@@ -18,6 +18,9 @@
 //! # }
 //! ```
 
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod alerting;
 mod api;
 mod app;

@@ -33,7 +33,7 @@ use prometheus_client::registry::{Registry, Unit};
 use coherd_engine::{Change, Engine, Event, Kind, LatencySummary};
 
 /// Facet values kept per facet in `coherd_facet_members`; the rest are `other`.
-pub const TOP_VALUES: usize = 5;
+pub(crate) const TOP_VALUES: usize = 5;
 
 /// Facets that always get a distribution (others only when the intent names them).
 const WELL_KNOWN_FACETS: [&str; 5] = ["version", "config", "schema", "flags", "phase"];
@@ -55,7 +55,7 @@ fn convergence_histogram() -> Histogram {
 
 /// Counters the server updates as it works.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     /// Observations applied.
     pub observations: Counter,
     /// Observations ignored as duplicates.
@@ -99,7 +99,7 @@ impl Metrics {
     /// Counts one engine event. Call it as events are polled, before the
     /// engine's clock moves on, so that detection latency is measured at the
     /// time the divergence was opened.
-    pub fn record_event(&self, engine: &Engine, event: &Event) {
+    pub(crate) fn record_event(&self, engine: &Engine, event: &Event) {
         match event {
             Event::Divergence { index, change } => {
                 let Some(d) = engine.divergences().get(*index) else {
@@ -147,7 +147,7 @@ impl Metrics {
 
     /// Renders every metric in `format`, reading fleet gauges from `engine`
     /// (SLIs need it mutable).
-    pub fn render(
+    pub(crate) fn render(
         &self,
         engine: &mut Engine,
         slos: &[(String, coherd_alert::SloStatus)],
@@ -229,7 +229,7 @@ impl Metrics {
 
 /// The exposition formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// OpenMetrics 1.0 text, for scrapers that ask for it (Prometheus does).
     OpenMetrics,
     /// The Prometheus text format 0.0.4, for everyone else (curl, older tools).
@@ -238,7 +238,7 @@ pub enum Format {
 
 impl Format {
     /// OpenMetrics when the `Accept` header names it, else the text format.
-    pub fn from_accept(accept: Option<&str>) -> Format {
+    pub(crate) fn from_accept(accept: Option<&str>) -> Format {
         match accept {
             Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
             _ => Format::Text,
@@ -246,7 +246,7 @@ impl Format {
     }
 
     /// The `Content-Type` of a response in this format.
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Format::Text => "text/plain; version=0.0.4; charset=utf-8",

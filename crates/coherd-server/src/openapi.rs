@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 /// The document served at `/v1/openapi.json`.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let ok = |d: &str| json!({"200": {"description": d}});
     json!({
         "openapi": "3.0.3",

@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::metrics::Metrics;
 
 /// An intent as the operator wrote it, and as it parsed.
-pub struct IntentInForce {
+pub(crate) struct IntentInForce {
     /// The YAML or JSON text.
     pub source: String,
     /// The validated intent.
@@ -24,7 +24,7 @@ pub struct IntentInForce {
 
 /// Sends the engine's events to the stream and counts them in the metrics,
 /// at the engine time they happened. Off while the engine is rebuilt.
-pub struct Publisher {
+pub(crate) struct Publisher {
     metrics: Arc<Metrics>,
     stream: broadcast::Sender<(&'static str, String)>,
     live: bool,
@@ -50,7 +50,7 @@ impl Sink for Publisher {
 }
 
 /// The engine behind the shared lock, for readers. Hold it briefly.
-pub struct EngineGuard<'a>(MutexGuard<'a, Driver<Publisher>>);
+pub(crate) struct EngineGuard<'a>(MutexGuard<'a, Driver<Publisher>>);
 
 impl std::ops::Deref for EngineGuard<'_> {
     type Target = Engine;
@@ -66,7 +66,7 @@ impl std::ops::DerefMut for EngineGuard<'_> {
 }
 
 /// State shared by the writer, the timer and the handlers.
-pub struct Shared {
+pub(crate) struct Shared {
     driver: Mutex<Driver<Publisher>>,
     /// Server-sent events, already serialised: (event name, JSON data).
     pub stream: broadcast::Sender<(&'static str, String)>,
@@ -83,7 +83,7 @@ pub struct Shared {
 impl Shared {
     /// A new shared state around an empty engine, whose events are not
     /// published until [`Shared::go_live`].
-    pub fn new(grace: Duration) -> Arc<Shared> {
+    pub(crate) fn new(grace: Duration) -> Arc<Shared> {
         let stream = broadcast::channel(4096).0;
         let metrics = Arc::new(Metrics::default());
         let publisher = Publisher {
@@ -102,29 +102,29 @@ impl Shared {
     }
 
     /// The engine, locked, for reading. Hold it briefly.
-    pub fn engine(&self) -> EngineGuard<'_> {
+    pub(crate) fn engine(&self) -> EngineGuard<'_> {
         EngineGuard(self.driver())
     }
 
     /// The driver, locked: the writer's and the timer's way in.
-    pub fn driver(&self) -> MutexGuard<'_, Driver<Publisher>> {
+    pub(crate) fn driver(&self) -> MutexGuard<'_, Driver<Publisher>> {
         self.driver.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// From now on the engine's events go to the stream and the metrics.
-    pub fn go_live(&self) {
+    pub(crate) fn go_live(&self) {
         self.driver().sink_mut().live = true;
     }
 
     /// The engine's clock follows the reports' own times (so a stream posted
     /// quickly gives what `coherd replay` gives), and never trails the wall
     /// clock by more than the grace (so silence is noticed when reports stop).
-    pub fn watermark(&self, engine: &Engine) -> Time {
+    pub(crate) fn watermark(&self, engine: &Engine) -> Time {
         engine.now().max(wall_now().sub(self.grace))
     }
 
     /// The intent in force, if any.
-    pub fn intent(&self) -> Option<Arc<IntentInForce>> {
+    pub(crate) fn intent(&self) -> Option<Arc<IntentInForce>> {
         self.intent
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -132,13 +132,13 @@ impl Shared {
     }
 
     /// Records the intent in force.
-    pub fn set_intent(&self, source: String, intent: Intent) {
+    pub(crate) fn set_intent(&self, source: String, intent: Intent) {
         *self.intent.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Arc::new(IntentInForce { source, intent }));
     }
 
     /// Fires the deadlines that are due at the watermark.
-    pub fn tick(&self) -> Option<Time> {
+    pub(crate) fn tick(&self) -> Option<Time> {
         let mut driver = self.driver();
         if !driver.started() {
             // Nothing has happened yet: an intent waits for the first report.
@@ -152,7 +152,7 @@ impl Shared {
 
 /// What an ingest request got.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct Ingested {
+pub(crate) struct Ingested {
     /// Reports applied.
     pub accepted: usize,
     /// Reports ignored as duplicates.
@@ -161,7 +161,7 @@ pub struct Ingested {
 
 /// Why a job failed after it was queued.
 #[derive(Debug, Clone)]
-pub enum JobError {
+pub(crate) enum JobError {
     /// The store could not commit; nothing was stored.
     Store,
     /// The engine refused items (stored, but not applied).
@@ -169,7 +169,7 @@ pub enum JobError {
 }
 
 /// Work for the writer.
-pub enum Job {
+pub(crate) enum Job {
     /// Observations received together.
     Observations {
         received_at: Time,
@@ -196,13 +196,13 @@ pub enum Job {
 
 /// The handle to the writer thread.
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::SyncSender<Job>,
 }
 
 /// Why a job was not taken.
 #[derive(Debug)]
-pub enum SubmitError {
+pub(crate) enum SubmitError {
     /// The queue is full.
     Full,
     /// The writer has stopped.
@@ -211,7 +211,7 @@ pub enum SubmitError {
 
 impl Writer {
     /// Starts the writer thread over `store`.
-    pub fn start(
+    pub(crate) fn start(
         store: Box<dyn Store>,
         applier: Applier,
         shared: Arc<Shared>,
@@ -226,7 +226,7 @@ impl Writer {
     }
 
     /// Queues a job without waiting; a full queue is overload.
-    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), SubmitError> {
         self.tx.try_send(job).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => SubmitError::Full,
             mpsc::TrySendError::Disconnected(_) => SubmitError::Stopped,
@@ -362,18 +362,18 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
 /// its own `time` (the receive time when it has none), never more than the
 /// grace before it was received. Live ingest and the rebuild on start both
 /// come here, in store order, so they reach the same state.
-pub struct Applier {
+pub(crate) struct Applier {
     grace: Duration,
 }
 
 impl Applier {
     /// An applier whose clock may trail receive times by `grace`.
-    pub fn new(grace: Duration) -> Applier {
+    pub(crate) fn new(grace: Duration) -> Applier {
         Applier { grace }
     }
 
     /// The reports of one request, each at its own time.
-    pub fn observations<S: Sink>(
+    pub(crate) fn observations<S: Sink>(
         &self,
         driver: &mut Driver<S>,
         received_at: Time,
@@ -401,7 +401,7 @@ impl Applier {
     }
 
     /// A new intent, in force from the engine's clock (or from the first report).
-    pub fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
+    pub(crate) fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
         if driver.started() {
             let at = driver.engine().now().max(at.sub(self.grace));
             driver.set_intent(at, intent);
@@ -411,7 +411,7 @@ impl Applier {
     }
 
     /// An operator's delete.
-    pub fn delete<S: Sink>(
+    pub(crate) fn delete<S: Sink>(
         &self,
         driver: &mut Driver<S>,
         at: Time,
@@ -424,7 +424,7 @@ impl Applier {
 }
 
 /// Rebuilds an engine from everything the store holds, in store order.
-pub fn rebuild<S: Sink>(
+pub(crate) fn rebuild<S: Sink>(
     store: &mut dyn Store,
     driver: &mut Driver<S>,
     applier: &Applier,
@@ -461,7 +461,7 @@ pub fn rebuild<S: Sink>(
 }
 
 /// Ticks the engine at its deadlines (at least every second) until shutdown.
-pub async fn timer(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn timer(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         let next = shared.tick();
         let wait = next
@@ -480,6 +480,6 @@ pub async fn timer(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiv
 }
 
 /// Marks the server ready.
-pub fn set_ready(shared: &Shared) {
+pub(crate) fn set_ready(shared: &Shared) {
     shared.ready.store(true, Ordering::SeqCst);
 }

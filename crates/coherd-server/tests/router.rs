@@ -2,6 +2,8 @@
 //! socket: the server's own contract. End-to-end behaviour (signals,
 //! restarts, real clients) is tested against the binary.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::path::PathBuf;
 
 use axum::body::Body;

@@ -10,14 +10,14 @@ use crate::feed::Step;
 use crate::scenarios::Scenario;
 
 /// How often every simulated member reports.
-pub const INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where simulated time starts.
-pub fn t0() -> Time {
+pub(crate) fn t0() -> Time {
     "2026-11-22T00:00:00Z".parse().expect("valid constant")
 }
 
-pub fn ticks(duration: Duration) -> u64 {
+pub(crate) fn ticks(duration: Duration) -> u64 {
     duration.as_secs().div_ceil(INTERVAL.as_secs())
 }
 
@@ -33,7 +33,7 @@ pub struct Truth {
 }
 
 /// What one scenario run produced.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub scenario: Scenario,
     pub truths: Vec<Truth>,
     pub divergences: Vec<Divergence>,
@@ -43,7 +43,11 @@ pub struct Outcome {
 
 /// Runs one scenario to its end: the same steps `coherd simulate --server`
 /// sends, applied to an in-process engine the way `coherd replay` does.
-pub fn simulate(scenario: Scenario, cfg: &SimConfig, progress: &mut dyn FnMut(u64)) -> Outcome {
+pub(crate) fn simulate(
+    scenario: Scenario,
+    cfg: &SimConfig,
+    progress: &mut dyn FnMut(u64),
+) -> Outcome {
     let start = t0();
     let (feed, truths) = crate::feed::feed(scenario, cfg.members, cfg.seed, cfg.duration, start);
     let ticks = feed.ticks();

@@ -83,7 +83,7 @@ impl Scenario {
 
 /// Who reports.
 #[derive(Debug, Clone, Copy)]
-pub enum Actor {
+pub(crate) enum Actor {
     /// A member of the scenario's service, by slot.
     Member(usize),
     /// A load balancer that holds views (drain scenario).
@@ -98,7 +98,7 @@ const INTERVAL_SECS: f64 = crate::fleet::INTERVAL.as_secs() as f64;
 const RUN_SECS: i64 = 30;
 const HERD_MIN_DURATION: Duration = Duration::from_secs(2 * 3600);
 
-pub struct World {
+pub(crate) struct World {
     scenario: Scenario,
     n: usize,
     /// rule index -> member slot
@@ -119,7 +119,7 @@ fn secs(t: Time) -> i64 {
 }
 
 impl World {
-    pub fn new(scenario: Scenario, n: usize, seed: u64) -> World {
+    pub(crate) fn new(scenario: Scenario, n: usize, seed: u64) -> World {
         let mut perm: Vec<usize> = (0..n).collect();
         fastrand::Rng::with_seed(seed ^ scenario as u64).shuffle(&mut perm);
         let mut rule = vec![0; n];
@@ -164,7 +164,7 @@ impl World {
         format!("{}-{:05}", self.svc(), self.perm[i])
     }
 
-    pub fn actors(&self) -> Vec<Actor> {
+    pub(crate) fn actors(&self) -> Vec<Actor> {
         let mut a: Vec<Actor> = (0..self.n).map(Actor::Member).collect();
         if self.scenario == Scenario::Drain {
             a.extend((0..LBS).map(Actor::Balancer));
@@ -173,7 +173,7 @@ impl World {
     }
 
     /// The intents as YAML, in time order.
-    pub fn intent_sources(&self) -> Vec<(Time, String)> {
+    pub(crate) fn intent_sources(&self) -> Vec<(Time, String)> {
         let yaml = |s: &str| s.to_string();
         let svc = self.svc();
         match self.scenario {
@@ -237,7 +237,7 @@ impl World {
     }
 
     /// The faults this world injects, as the divergences they must cause.
-    pub fn truths(&self) -> Vec<Truth> {
+    pub(crate) fn truths(&self) -> Vec<Truth> {
         let svc = self.svc();
         let t = |kind: Kind, subject: String, when: i64| Truth {
             id: kind.id(svc, &subject),
@@ -384,7 +384,7 @@ impl World {
     }
 
     /// The report an actor makes at tick `k` (time `t`), if it reports.
-    pub fn report(&mut self, actor: &Actor, k: u64, t: Time) -> Option<Observation> {
+    pub(crate) fn report(&mut self, actor: &Actor, k: u64, t: Time) -> Option<Observation> {
         let s = secs(t);
         let slot = match *actor {
             Actor::Member(slot) => slot,

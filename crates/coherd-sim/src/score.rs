@@ -110,7 +110,7 @@ impl Tally {
     }
 }
 
-pub fn score(outcomes: Vec<Outcome>) -> SimReport {
+pub(crate) fn score(outcomes: Vec<Outcome>) -> SimReport {
     let mut tally = Tally::default();
     let mut scenarios = BTreeMap::new();
     let mut slis = BTreeMap::new();

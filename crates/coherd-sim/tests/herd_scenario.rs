@@ -1,6 +1,8 @@
 //! The herd scenario end to end on the in-process engine: the aligned job opens
 //! `herd` and resolves once its members spread; the spread job never does.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::time::Duration;
 
 use coherd_engine::{Driver, Engine, Kind};

@@ -10,6 +10,8 @@
 //! BATCHES=1000 cargo run --release -p coherd-store --example append_bench
 //! ```
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The underlying cause of a [`StoreError`], kept opaque so the trait does not
 /// depend on one database's client.
-pub type Source = Box<dyn Error + Send + Sync + 'static>;
+pub(crate) type Source = Box<dyn Error + Send + Sync + 'static>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -53,6 +53,9 @@
 //! # Ok::<(), coherd_store::StoreError>(())
 //! ```
 
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod entry;
 mod error;
 mod sqlite;

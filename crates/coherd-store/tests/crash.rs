@@ -5,6 +5,8 @@
 //! SIGKILL after a random number of appends (so usually in the middle of
 //! one), reopens the file and checks that every printed id is there, intact.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

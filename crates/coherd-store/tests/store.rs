@@ -1,5 +1,7 @@
 //! The store's contract, through the public API on a real file.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use coherd_store::{Entry, NewEntry, SqliteStore, Store, StoreError};

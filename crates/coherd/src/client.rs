@@ -19,12 +19,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Where coherd listens when nothing else is said.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
 
 /// Where the server is and how to authenticate; flattened into every command
 /// that talks to one.
 #[derive(clap::Args, Debug, Clone)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// URL of the coherd server.
     #[arg(long, env = "COHERD_SERVER", hide_env_values = true, default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
@@ -42,13 +42,13 @@ pub struct ServerArgs {
 }
 
 /// Parses `10s`, `500ms`, `2m` for clap.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     coherd_model::time::parse_duration(s)
 }
 
 /// What a request needs from the token, for the message when it lacks it.
 #[derive(Debug, Clone, Copy)]
-pub struct Need {
+pub(crate) struct Need {
     /// The scope the server checks: `read`, `report` or `admin`.
     pub scope: &'static str,
     /// What the request does, completing "needed to ...".
@@ -56,14 +56,14 @@ pub struct Need {
 }
 
 /// A read of fleet state.
-pub const READ: Need = Need {
+pub(crate) const READ: Need = Need {
     scope: "read",
     action: "read fleet state",
 };
 
 /// Why a request to coherd failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// Nothing answered at the address.
     #[error("cannot reach coherd at {base}: {cause}; is `coherd serve` running?")]
     Unreachable {
@@ -151,7 +151,7 @@ pub enum ClientError {
 impl ClientError {
     /// Whether sending the same request again may succeed: the server was
     /// unreachable, slow, overloaded or failed with a 5xx.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             ClientError::Unreachable { .. }
             | ClientError::Timeout { .. }
@@ -163,7 +163,7 @@ impl ClientError {
     }
 
     /// How long the server asked us to wait, if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             ClientError::Overloaded { retry_after, .. } => *retry_after,
             _ => None,
@@ -171,7 +171,7 @@ impl ClientError {
     }
 
     /// The status code, when the server answered.
-    pub fn status(&self) -> Option<StatusCode> {
+    pub(crate) fn status(&self) -> Option<StatusCode> {
         match self {
             ClientError::Status { status, .. } => Some(*status),
             ClientError::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
@@ -184,7 +184,7 @@ impl ClientError {
 
 /// A connection to one coherd server. Cheap to clone; clones share connections.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     /// The base URL without a trailing `/`.
     base: String,
@@ -194,12 +194,12 @@ pub struct Client {
 
 impl Client {
     /// A client whose requests time out after `--timeout`.
-    pub fn new(args: &ServerArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(args: &ServerArgs) -> anyhow::Result<Client> {
         Client::build(args, Some(args.timeout))
     }
 
     /// A client for long-lived streams: only connecting is bounded by `--timeout`.
-    pub fn for_stream(args: &ServerArgs) -> anyhow::Result<Client> {
+    pub(crate) fn for_stream(args: &ServerArgs) -> anyhow::Result<Client> {
         Client::build(args, None)
     }
 
@@ -226,13 +226,13 @@ impl Client {
     }
 
     /// The server's base URL, as printed in messages.
-    pub fn base(&self) -> &str {
+    pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
     /// The URL of `path` (which starts with `/`) with `query` appended;
     /// empty query values are left out.
-    pub fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
+    pub(crate) fn url(&self, path: &str, query: &[(&str, &str)]) -> Url {
         let mut url = Url::parse(&format!("{}{}", self.base, path)).unwrap_or_else(|_| {
             panic!("{}{} is a valid URL: the base was checked", self.base, path)
         });
@@ -247,7 +247,7 @@ impl Client {
     }
 
     /// A request to `url` with the token attached.
-    pub fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let req = self.http.request(method, url);
         match &self.token {
             Some(t) => req.bearer_auth(t),
@@ -256,7 +256,7 @@ impl Client {
     }
 
     /// Sends `req` and returns the body of a success; everything else becomes a [`ClientError`].
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         req: reqwest::RequestBuilder,
         need: Need,
@@ -268,7 +268,7 @@ impl Client {
     }
 
     /// Sends `req` and returns the response of a success without reading its body (for streams).
-    pub async fn start(
+    pub(crate) async fn start(
         &self,
         req: reqwest::RequestBuilder,
         need: Need,
@@ -313,7 +313,7 @@ impl Client {
     }
 
     /// `GET path?query` and parse the JSON answer.
-    pub async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
@@ -324,7 +324,11 @@ impl Client {
     }
 
     /// Parses a JSON answer to `path`.
-    pub fn decode<T: DeserializeOwned>(&self, path: &str, body: &str) -> Result<T, ClientError> {
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &str,
+    ) -> Result<T, ClientError> {
         serde_json::from_str(body).map_err(|e| ClientError::Decode {
             base: self.base.clone(),
             path: path.to_string(),
@@ -374,7 +378,7 @@ fn base_url(server: &str) -> anyhow::Result<String> {
 }
 
 /// Whether `server` names this machine (a loopback address or `localhost`).
-pub fn is_loopback(server: &str) -> bool {
+pub(crate) fn is_loopback(server: &str) -> bool {
     let Ok(url) = Url::parse(server) else {
         return false;
     };
@@ -390,7 +394,7 @@ pub fn is_loopback(server: &str) -> bool {
 }
 
 /// The innermost cause of a transport error, in words.
-pub fn root_cause(e: &reqwest::Error) -> String {
+pub(crate) fn root_cause(e: &reqwest::Error) -> String {
     let mut source = e.source();
     let mut last = None;
     while let Some(s) = source {
@@ -436,7 +440,7 @@ fn body_message(body: &str) -> String {
 }
 
 /// One entry of an `errors` array, as `field: message` (with its `index` or `line` when given).
-pub fn describe_error(e: &serde_json::Value) -> String {
+pub(crate) fn describe_error(e: &serde_json::Value) -> String {
     let mut out = String::new();
     if let Some(i) = e["index"].as_u64() {
         out.push_str(&format!("item {i}: "));
@@ -459,7 +463,7 @@ pub fn describe_error(e: &serde_json::Value) -> String {
 }
 
 /// Retry delays for one request: 200 ms doubling to 10 s, with full jitter.
-pub fn retry_policy(retries: u32) -> coherd_dephase::Retries {
+pub(crate) fn retry_policy(retries: u32) -> coherd_dephase::Retries {
     Backoff::new(
         Duration::from_millis(200),
         Duration::from_secs(10),
@@ -471,7 +475,7 @@ pub fn retry_policy(retries: u32) -> coherd_dephase::Retries {
 }
 
 /// A current-thread runtime for commands that make a few requests.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -482,7 +486,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// One line of `GET /v1/services`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ServiceSummary {
+pub(crate) struct ServiceSummary {
     /// The service's name.
     pub service: String,
     /// Known members.
@@ -501,7 +505,7 @@ pub struct ServiceSummary {
 
 /// `GET /v1/services/{service}`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ServiceDetail {
+pub(crate) struct ServiceDetail {
     /// The service's name.
     pub service: String,
     /// Known members.
@@ -526,7 +530,7 @@ pub struct ServiceDetail {
 
 /// How a facet's values are spread over the live members.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct FacetDistribution {
+pub(crate) struct FacetDistribution {
     /// The intended value, if the intent names one.
     #[serde(default)]
     pub target: Option<String>,
@@ -537,7 +541,7 @@ pub struct FacetDistribution {
 
 /// One divergence as the API shows it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct DivergenceRecord {
+pub(crate) struct DivergenceRecord {
     /// Stable id (kind + service + subject key).
     #[serde(default)]
     pub id: String,

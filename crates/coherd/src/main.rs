@@ -1,6 +1,9 @@
 //! The `coherd` command: a thin layer that parses arguments, dispatches to the
 //! library crates and maps errors to exit codes.
 
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 mod client;
 mod cmd;
 

@@ -1,6 +1,8 @@
 //! Black-box: alerts leave `coherd serve` as Alertmanager webhook payloads,
 //! silences hold them back, and resolutions follow.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

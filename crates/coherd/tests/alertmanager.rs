@@ -5,6 +5,8 @@
 //! Needs Debian's `prometheus-alertmanager` (CI installs it). Set
 //! `COHERD_SKIP_TOOL_TESTS=1` to skip on a machine without it.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,8 @@
 //! `intent`, `bench`): local validation and messages without a server, then
 //! the real `coherd serve` on a free loopback port with a scratch database.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};

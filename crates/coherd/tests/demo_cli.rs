@@ -1,5 +1,7 @@
 //! Black-box: `coherd demo` starts a server, drives the fleet through it and stops cleanly.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::process::Command;
 
 #[test]

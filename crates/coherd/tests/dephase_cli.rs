@@ -1,5 +1,7 @@
 //! Black-box tests of `coherd splay`, `coherd offsets` and `coherd herd`.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -1,6 +1,8 @@
 //! Black-box tests of dephasing in the service: `GET /v1/dephase/{service}/{job}`
 //! from the live membership, its errors, the intent block, and `herd` over HTTP.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -3,6 +3,8 @@
 //! replay` gives on the same stream. Both feed the engine through one driver;
 //! this pins that the server's batching and clock policy add nothing.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use common::{Server, request, temp_dir};

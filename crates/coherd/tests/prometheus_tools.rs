@@ -5,6 +5,8 @@
 //! promtool comes from the Debian package `prometheus` (CI installs it). Without
 //! it these tests fail, unless `COHERD_SKIP_TOOL_TESTS=1` says to skip them.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::io::Write;

@@ -1,6 +1,8 @@
 //! Black-box tests of `coherd replay`: a hand-written stream through the real
 //! binary, with exact open and resolve times, and its errors.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

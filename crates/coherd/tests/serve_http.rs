@@ -1,6 +1,8 @@
 //! Black-box tests of `coherd serve` over HTTP: shapes, bad input, auth,
 //! and durability across SIGKILL.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,7 @@
 //! Black-box: `coherd simulate` scores every kind perfectly on its own scenarios.
 
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
 use std::process::Command;
 
 fn coherd(args: &[&str]) -> std::process::Output {

@@ -12,28 +12,28 @@ use coherd_model::{Intent, Limits, Observation, Time};
 use serde_json::Value;
 
 /// The start of every scenario.
-pub const T0: &str = "2026-11-22T08:00:00Z";
+pub(crate) const T0: &str = "2026-11-22T08:00:00Z";
 
 /// `T0` plus an offset such as `"10m 5s"`; `"0s"` is `T0`.
-pub fn at(offset: &str) -> Time {
+pub(crate) fn at(offset: &str) -> Time {
     let t0: Time = T0.parse().expect("T0 parses");
     t0.add(coherd_model::time::parse_duration(offset).expect("offset parses"))
 }
 
 /// Parses an intent, panicking with every error.
-pub fn intent(yaml: &str) -> Intent {
+pub(crate) fn intent(yaml: &str) -> Intent {
     Intent::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Parses and validates one observation.
-pub fn observation(v: &Value) -> Observation {
+pub(crate) fn observation(v: &Value) -> Observation {
     Observation::from_json(&v.to_string(), &Limits::default())
         .unwrap_or_else(|e| panic!("invalid observation {v}: {e:?}"))
 }
 
 /// Every event polled so far, with its divergence resolved to (id, change, severity).
 #[derive(Default)]
-pub struct Changes(pub Vec<(String, Change, Severity)>);
+pub(crate) struct Changes(pub Vec<(String, Change, Severity)>);
 
 impl coherd_engine::Sink for Changes {
     fn event(&mut self, engine: &Engine, event: Event) {
@@ -45,21 +45,21 @@ impl coherd_engine::Sink for Changes {
 }
 
 /// An engine on a virtual clock, driven in replay order.
-pub struct Fleet {
+pub(crate) struct Fleet {
     pub driver: Driver<Changes>,
     last: Option<Time>,
 }
 
 impl Fleet {
     /// An engine with `yaml` as its intent from `T0`.
-    pub fn new(yaml: &str) -> Fleet {
+    pub(crate) fn new(yaml: &str) -> Fleet {
         let mut f = Fleet::bare();
         f.set_intent("0s", yaml);
         f
     }
 
     /// An engine with no intent at all (every service gets the defaults).
-    pub fn bare() -> Fleet {
+    pub(crate) fn bare() -> Fleet {
         Fleet {
             driver: Driver::with_sink(Engine::default(), Changes::default()),
             last: None,
@@ -67,17 +67,17 @@ impl Fleet {
     }
 
     /// The engine, for its getters.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         self.driver.engine()
     }
 
     /// The engine, for getters that refresh caches first.
-    pub fn engine_mut(&mut self) -> &mut Engine {
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
         self.driver.engine_mut()
     }
 
     /// Every divergence change so far.
-    pub fn changes(&self) -> &[(String, Change, Severity)] {
+    pub(crate) fn changes(&self) -> &[(String, Change, Severity)] {
         &self.driver.sink().0
     }
 
@@ -89,18 +89,18 @@ impl Fleet {
     }
 
     /// Applies one report at `T0 + offset`.
-    pub fn report(&mut self, offset: &str, v: Value) -> Outcome {
+    pub(crate) fn report(&mut self, offset: &str, v: Value) -> Outcome {
         let obs = observation(&v);
         self.report_obs(at(offset), &obs)
     }
 
     /// Applies one parsed report at `t`.
-    pub fn report_obs(&mut self, t: Time, obs: &Observation) -> Outcome {
+    pub(crate) fn report_obs(&mut self, t: Time, obs: &Observation) -> Outcome {
         self.report_instant(t, &[obs]).remove(0)
     }
 
     /// Applies every report of one instant at once, as `coherd replay` does.
-    pub fn report_instant(&mut self, t: Time, batch: &[&Observation]) -> Vec<Outcome> {
+    pub(crate) fn report_instant(&mut self, t: Time, batch: &[&Observation]) -> Vec<Outcome> {
         self.check_order(t);
         self.driver
             .observe_instant(t, batch)
@@ -110,21 +110,21 @@ impl Fleet {
     }
 
     /// Replaces the intent at `T0 + offset`.
-    pub fn set_intent(&mut self, offset: &str, yaml: &str) {
+    pub(crate) fn set_intent(&mut self, offset: &str, yaml: &str) {
         let t = at(offset);
         self.check_order(t);
         self.driver.set_intent(t, intent(yaml));
     }
 
     /// Lets time pass to `T0 + offset` with no input (fires every deadline up to it).
-    pub fn tick(&mut self, offset: &str) {
+    pub(crate) fn tick(&mut self, offset: &str) {
         let t = at(offset);
         self.check_order(t);
         self.driver.tick(t);
     }
 
     /// Every record of `kind`, in the order they opened.
-    pub fn of(&self, kind: Kind) -> Vec<&Divergence> {
+    pub(crate) fn of(&self, kind: Kind) -> Vec<&Divergence> {
         self.engine()
             .divergences()
             .iter()
@@ -133,14 +133,14 @@ impl Fleet {
     }
 
     /// The only record of `kind`, failing when there are none or several.
-    pub fn one(&self, kind: Kind) -> &Divergence {
+    pub(crate) fn one(&self, kind: Kind) -> &Divergence {
         let v = self.of(kind);
         assert_eq!(v.len(), 1, "expected one {kind} record, got {v:#?}");
         v[0]
     }
 
     /// The only record with this id.
-    pub fn by_id(&self, id: &str) -> Vec<&Divergence> {
+    pub(crate) fn by_id(&self, id: &str) -> Vec<&Divergence> {
         self.engine()
             .divergences()
             .iter()
@@ -149,7 +149,7 @@ impl Fleet {
     }
 
     /// Fails when any divergence was ever opened.
-    pub fn assert_nothing(&self) {
+    pub(crate) fn assert_nothing(&self) {
         assert!(
             self.engine().divergences().is_empty(),
             "expected no divergence, got {:#?}",
@@ -158,13 +158,13 @@ impl Fleet {
     }
 
     /// Fails when any record of `kind` exists.
-    pub fn assert_no(&self, kind: Kind) {
+    pub(crate) fn assert_no(&self, kind: Kind) {
         let v = self.of(kind);
         assert!(v.is_empty(), "expected no {kind}, got {v:#?}");
     }
 
     /// Severities an id went through (opened, then each escalation).
-    pub fn severities(&self, id: &str) -> Vec<Severity> {
+    pub(crate) fn severities(&self, id: &str) -> Vec<Severity> {
         self.changes()
             .iter()
             .filter(|(i, c, _)| i == id && *c != Change::Resolved)
@@ -175,12 +175,12 @@ impl Fleet {
 
 /// Asserts one episode: opened at `opened`, resolved at `resolved` (None = still open).
 #[track_caller]
-pub fn assert_episode(d: &Divergence, opened: &str, resolved: Option<&str>) {
+pub(crate) fn assert_episode(d: &Divergence, opened: &str, resolved: Option<&str>) {
     assert_eq!(d.opened_at, at(opened), "opened_at of {}", d.id);
     assert_eq!(d.resolved_at, resolved.map(at), "resolved_at of {}", d.id);
 }
 
 /// A report with just `service`, `member`, `seq` and `facets`.
-pub fn rep(service: &str, member: &str, seq: u64, facets: Value) -> Value {
+pub(crate) fn rep(service: &str, member: &str, seq: u64, facets: Value) -> Value {
     serde_json::json!({"service": service, "member": member, "seq": seq, "facets": facets})
 }

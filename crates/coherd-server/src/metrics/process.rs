@@ -11,7 +11,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// What `/proc/self` says about this process.
 #[derive(Debug, Default, PartialEq)]
-pub struct Process {
+pub(super) struct Process {
     pub cpu_seconds: Option<f64>,
     pub resident_bytes: Option<u64>,
     pub virtual_bytes: Option<u64>,
@@ -23,7 +23,7 @@ pub struct Process {
 
 impl Process {
     /// Reads the current process.
-    pub fn read() -> Process {
+    pub(super) fn read() -> Process {
         let stat = std::fs::read_to_string("/proc/self/stat").ok();
         let status = std::fs::read_to_string("/proc/self/status").ok();
         let boot = std::fs::read_to_string("/proc/stat").ok();
@@ -94,7 +94,7 @@ fn max_open_files(limits: &str) -> Option<u64> {
 }
 
 /// Registers the process metrics (unprefixed, as every Prometheus client names them).
-pub fn register(r: &mut Registry) {
+pub(super) fn register(r: &mut Registry) {
     let p = Process::read();
     if let Some(v) = p.cpu_seconds {
         r.register_with_unit(

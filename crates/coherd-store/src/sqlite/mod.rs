@@ -16,7 +16,7 @@ use error::{Op, db_error};
 
 /// How long a write waits for a lock another process holds before it fails
 /// with [`StoreError::Locked`].
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The [`Store`] in one SQLite file.
 ///

@@ -8,10 +8,10 @@ use coherd_model::{Limits, Observation, Time};
 use coherd_store::{Entry, NewEntry, Store};
 
 /// A directory under the system temp dir, removed when dropped.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!(
             "coherd-store-{tag}-{}-{}",
             std::process::id(),
@@ -21,11 +21,11 @@ impl TempDir {
         TempDir(dir)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    pub fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.0.join("coherd.db")
     }
 }
@@ -36,12 +36,12 @@ impl Drop for TempDir {
     }
 }
 
-pub fn t(secs: i64) -> Time {
+pub(crate) fn t(secs: i64) -> Time {
     Time::from_secs(1_795_000_000 + secs)
 }
 
 /// A realistic report: five facets with phase, labels and counters.
-pub fn obs(service: &str, member: &str, seq: u64, version: &str) -> Observation {
+pub(crate) fn obs(service: &str, member: &str, seq: u64, version: &str) -> Observation {
     let json = format!(
         r#"{{"service":"{service}","member":"{member}","seq":{seq},"time":"2026-11-22T08:00:00Z",
             "labels":{{"region":"eu-west-1","zone":"b"}},"deploy":"rel-2026-11-22.1",
@@ -52,14 +52,14 @@ pub fn obs(service: &str, member: &str, seq: u64, version: &str) -> Observation 
     Observation::from_json(&json, &Limits::default()).unwrap()
 }
 
-pub fn observations(at: Time, obs: Vec<Observation>) -> NewEntry {
+pub(crate) fn observations(at: Time, obs: Vec<Observation>) -> NewEntry {
     NewEntry::Observations {
         received_at: at,
         observations: obs,
     }
 }
 
-pub fn load_all(store: &mut dyn Store) -> Vec<Entry> {
+pub(crate) fn load_all(store: &mut dyn Store) -> Vec<Entry> {
     let mut out = Vec::new();
     store
         .load(&mut |e| {

@@ -28,13 +28,13 @@ const REPORT: Need = Need {
 #[command(after_help = "Examples:\n  \
     coherd bench ingest --members 100000 --batch 1000 --duration 30s\n  \
     coherd bench ingest --single --concurrency 32 --duration 10s --json")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Post generated observations for a while; print throughput and acknowledgement latency.
     Ingest(IngestArgs),
 }
@@ -49,7 +49,7 @@ pub enum Command {
     coherd bench ingest --members 100000 --batch 1000 --duration 30s\n  \
     coherd bench ingest --single --concurrency 32 --duration 10s\n  \
     coherd bench ingest --server http://10.0.0.5:7070 --allow-remote --json")]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Distinct members to report (cycled through).
@@ -78,7 +78,7 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Ingest(a) => ingest(a),
     }
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// What one run measured.
 #[derive(Debug, Serialize)]
-pub struct IngestReport {
+pub(crate) struct IngestReport {
     /// `batch` or `single`.
     pub mode: &'static str,
     /// Observations per request.
@@ -117,7 +117,7 @@ pub struct IngestReport {
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Serialize)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: f64,
     /// 99th percentile.

@@ -8,7 +8,7 @@ use coherd_export::dashboards::{DashboardOptions, grafana_dashboards};
 
 /// Dashboards for other tools, over coherd's metrics.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +48,7 @@ struct Export {
 }
 
 /// Runs `coherd dashboards`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Command::Export(e) = args.command;
     let Format::Grafana = e.format;
     if !(e.slo > 0.0 && e.slo < 1.0) {

@@ -22,7 +22,7 @@ use serde_json::Value;
     after_help = "Examples:\n  coherd demo\n  coherd demo --members 500 --listen 127.0.0.1:7070\n  \
     coherd demo --duration 2m --plain    # stop after two minutes, no screen redraws"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Members in the simulated service.
     #[arg(long, default_value_t = 300)]
     pub members: usize,
@@ -47,7 +47,7 @@ fn intent(target: &str) -> String {
     )
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         anyhow::bail!("the demo listens on loopback only; pass --listen 127.0.0.1:PORT");
     }

@@ -14,7 +14,7 @@ use crate::client::{Client, DivergenceRecord, ServerArgs, runtime};
     coherd divergences\n  \
     coherd divergences --all --service checkout\n  \
     coherd divergences --kind drain_violation --json")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Only open divergences (the default).
@@ -37,7 +37,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let state = if args.all {
         "all"
     } else if args.resolved {
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// A table of divergences, one line each, fitting 100 columns.
-pub fn print_table(divs: &[DivergenceRecord], now: jiff::Timestamp) {
+pub(crate) fn print_table(divs: &[DivergenceRecord], now: jiff::Timestamp) {
     let open = divs.iter().filter(|d| d.resolved_at.is_none()).count();
     println!(
         "{} divergence{} ({open} open, {} resolved)",
@@ -109,7 +109,7 @@ pub fn print_table(divs: &[DivergenceRecord], now: jiff::Timestamp) {
 }
 
 /// Subjects joined, with a count when there are many.
-pub fn subjects(s: &[String]) -> String {
+pub(crate) fn subjects(s: &[String]) -> String {
     match s.len() {
         0 => "-".into(),
         1..=2 => s.join(","),
@@ -118,7 +118,7 @@ pub fn subjects(s: &[String]) -> String {
 }
 
 /// `2026-11-22 08:00:00` in UTC.
-pub fn clock(t: jiff::Timestamp) -> String {
+pub(crate) fn clock(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 

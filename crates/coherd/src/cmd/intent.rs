@@ -22,13 +22,13 @@ const ADMIN: Need = Need {
     coherd intent check intent.yaml\n  \
     coherd intent get > intent.yaml\n  \
     coherd intent put intent.yaml --token \"$ADMIN_TOKEN\"")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Validate an intent file here; print every error with its line (exit 1 on errors).
     Check(CheckArgs),
     /// Print the intent a running server holds.
@@ -42,7 +42,7 @@ pub enum Command {
 #[command(after_help = "Examples:\n  \
     coherd intent check intent.yaml\n  \
     coherd intent check intent.yaml --json")]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The intent YAML (or JSON) file.
     pub file: PathBuf,
     /// Print {"ok", "services", "errors"} as JSON.
@@ -55,7 +55,7 @@ pub struct CheckArgs {
 #[command(after_help = "Examples:\n  \
     coherd intent get\n  \
     coherd intent get --json --server http://10.0.0.5:7070")]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Print {"source", "intent"} as JSON instead of the YAML source.
@@ -68,14 +68,14 @@ pub struct GetArgs {
 #[command(after_help = "Examples:\n  \
     coherd intent put intent.yaml\n  \
     COHERD_TOKEN=... coherd intent put intent.yaml --server http://10.0.0.5:7070")]
-pub struct PutArgs {
+pub(crate) struct PutArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The intent YAML (or JSON) file.
     pub file: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Check(a) => check(a),
         Command::Get(a) => get(a),

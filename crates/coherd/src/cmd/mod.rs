@@ -1,26 +1,26 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
-pub mod bench;
-pub mod dashboards;
-pub mod demo;
-pub mod divergences;
-pub mod herd;
-pub mod intent;
-pub mod offsets;
-pub mod output;
-pub mod replay;
-pub mod report;
-pub mod rules;
-pub mod serve;
-pub mod silence;
-pub mod simulate;
-pub mod simulate_remote;
-pub mod splay;
-pub mod status;
-pub mod watch;
+pub(crate) mod bench;
+pub(crate) mod dashboards;
+pub(crate) mod demo;
+pub(crate) mod divergences;
+pub(crate) mod herd;
+pub(crate) mod intent;
+pub(crate) mod offsets;
+pub(crate) mod output;
+pub(crate) mod replay;
+pub(crate) mod report;
+pub(crate) mod rules;
+pub(crate) mod serve;
+pub(crate) mod silence;
+pub(crate) mod simulate;
+pub(crate) mod simulate_remote;
+pub(crate) mod splay;
+pub(crate) mod status;
+pub(crate) mod watch;
 
 /// Logs to standard error; `RUST_LOG` sets the level (default info).
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;

@@ -19,7 +19,7 @@ Example:
 Members are spaced window/N apart, so no slot of the window holds more than
 its share, and when one member joins or leaves the others move by at most
 window/N.")]
-pub struct Args {
+pub(crate) struct Args {
     /// The window to spread members over, e.g. 30s, 10m, 1h, 1d.
     #[arg(long, value_parser = humantime::parse_duration)]
     window: Duration,
@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 /// Runs `coherd offsets`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.members_file)
         .with_context(|| format!("could not read {}", args.members_file.display()))?;
     let members = parse_members(&args.members_file, &text)?;

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use coherd_engine::{Divergence, ServiceSlis};
 
 /// A ratio as a percentage, `-` when unknown.
-pub fn pct(x: Option<f64>) -> String {
+pub(crate) fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
 }
 
 /// `s` cut to `n` characters, with `…` when cut.
-pub fn short(s: &str, n: usize) -> String {
+pub(crate) fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -19,7 +19,7 @@ pub fn short(s: &str, n: usize) -> String {
 }
 
 /// A span of seconds, compactly: `42s`, `5m12s`, `3h04m`, `2d03h`.
-pub fn span(secs: f64) -> String {
+pub(crate) fn span(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -30,7 +30,7 @@ pub fn span(secs: f64) -> String {
 }
 
 /// A table of divergences, one line each.
-pub fn print_divergences(divs: &[Divergence]) {
+pub(crate) fn print_divergences(divs: &[Divergence]) {
     let open = divs.iter().filter(|d| d.is_open()).count();
     println!(
         "{} divergences ({} open, {} resolved)",
@@ -67,7 +67,7 @@ pub fn print_divergences(divs: &[Divergence]) {
 }
 
 /// A table of the main SLIs per service.
-pub fn print_slis(slis: &BTreeMap<String, ServiceSlis>) {
+pub(crate) fn print_slis(slis: &BTreeMap<String, ServiceSlis>) {
     println!(
         "{:<22} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "SERVICE", "MEMBERS", "LIVE", "COHERENCE", "COH 1H", "COMPLETE", "MISMATCH"

@@ -22,7 +22,7 @@ use super::output;
     coherd replay capture.ndjson --intent intent.yaml --until +15m --json\n  \
     zcat capture.ndjson.gz | coherd replay - --intent intent.yaml"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// NDJSON file to replay, or - for standard input.
     pub file: PathBuf,
     /// Intent YAML in force from the first line's time (without it, every service gets the defaults).
@@ -38,7 +38,7 @@ pub struct Args {
 
 /// What a replay found.
 #[derive(Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Every divergence episode, ordered by `opened_at`.
     pub divergences: Vec<Divergence>,
     /// SLIs per service at the end.
@@ -50,7 +50,7 @@ enum Line {
     Intent(Intent),
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let intent = match &args.intent {
         Some(p) => Some(load_intent(p)?),
         None => None,
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// Reads and validates an intent file.
-pub fn load_intent(path: &PathBuf) -> Result<Intent> {
+pub(crate) fn load_intent(path: &PathBuf) -> Result<Intent> {
     let src = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read intent file {}", path.display()))?;
     Intent::from_yaml(&src).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
@@ -83,7 +83,11 @@ pub fn load_intent(path: &PathBuf) -> Result<Intent> {
 
 /// Replays a stream; see [`Args`]. The observations of one instant are
 /// applied together, so their order within the instant does not matter.
-pub fn replay(input: impl BufRead, intent: Option<Intent>, until: Option<&str>) -> Result<Report> {
+pub(crate) fn replay(
+    input: impl BufRead,
+    intent: Option<Intent>,
+    until: Option<&str>,
+) -> Result<Report> {
     let limits = Limits::default();
     let mut driver = Driver::new(Engine::default());
     if let Some(intent) = intent {

@@ -34,7 +34,7 @@ const SHOW_ERRORS: usize = 50;
     --label region=eu --counter requests=1203 --view lb/lb-1=ready\n  \
     coherd report --file observations.ndjson --server http://10.0.0.5:7070\n  \
     produce-reports | coherd report --file - --json")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Observations to send: a JSON object, a JSON array or NDJSON; - for standard input.
@@ -85,7 +85,7 @@ pub struct Args {
 
 /// The server's answer to a post.
 #[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
-pub struct Ack {
+pub(crate) struct Ack {
     /// Observations stored and applied.
     pub accepted: u64,
     /// Observations acknowledged as duplicates of an earlier `seq`.
@@ -98,7 +98,7 @@ struct Item {
     obs: Observation,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let limits = Limits::default();
     let (items, source) = match &args.file {
         Some(path) if path.as_os_str() == "-" => {

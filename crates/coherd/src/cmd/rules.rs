@@ -8,7 +8,7 @@ use coherd_export::rules::{RuleOptions, prometheus_rules, to_yaml};
 
 /// Rules for other tools, built from coherd's metrics.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
 }
@@ -59,7 +59,7 @@ struct Export {
 }
 
 /// Runs `coherd rules`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Command::Export(e) = args.command;
     let Format::Prometheus = e.format;
     let groups = prometheus_rules(&RuleOptions {

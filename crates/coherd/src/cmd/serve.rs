@@ -16,7 +16,7 @@ use coherd_server::ServerConfig;
 #[command(after_help = "Examples:\n  coherd serve --intent intent.yaml\n  \
     coherd serve --config coherd.yaml --db /var/lib/coherd/coherd.db --listen 127.0.0.1:7070\n  \
     COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070")]
-pub struct Args {
+pub(crate) struct Args {
     /// Configuration file (YAML); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -32,7 +32,7 @@ pub struct Args {
 }
 
 /// Builds the configuration from the file, the environment and the flags.
-pub fn config(args: &Args) -> Result<ServerConfig> {
+pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
     let mut config = match &args.config {
         Some(p) => ServerConfig::from_file(p)?,
         None => ServerConfig::default(),
@@ -50,7 +50,7 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     Ok(config)
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     super::init_logging();
     let config = config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

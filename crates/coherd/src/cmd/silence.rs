@@ -15,14 +15,14 @@ const ADMIN: Need = Need {
 
 /// Hold alerts back: matchers, a duration and a comment.
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// What to do with silences.
 #[derive(clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Add a silence.
     #[command(
         after_help = "Examples:\n  coherd silence add kind=drift service=checkout --duration 2h --comment \"rollout in progress\"\n  \
@@ -63,7 +63,7 @@ pub enum Command {
     },
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let rt = runtime()?;
     match args.command {
         Command::Add {

@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
     after_help = "Examples:\n  coherd simulate --scenario all --members 1000 --seed 7\n  \
     coherd simulate --scenario drain --members 200 --duration 1h --json"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Scenario to run: rollout, config-drift, drain, split-brain, replica, silent, flap,
     /// incompatible-mix, herd (runs at least 2h of simulated time), or all.
     #[arg(long, default_value = "all")]
@@ -43,7 +43,7 @@ pub struct Args {
     pub token: Option<String>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let scenarios = match args.scenario.as_str() {
         "all" => Scenario::ALL.to_vec(),
         name => match Scenario::parse(name) {
@@ -125,7 +125,7 @@ fn print_report(r: &SimReport, took: Duration) {
 }
 
 /// The per-kind table.
-pub fn print_kinds(kinds: &std::collections::BTreeMap<String, coherd_sim::KindScore>) {
+pub(crate) fn print_kinds(kinds: &std::collections::BTreeMap<String, coherd_sim::KindScore>) {
     let f = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |v| format!("{v:.p$}"));
     println!(
         "{:<20} {:>8} {:>8} {:>6} {:>7} {:>9} {:>8} {:>8}",

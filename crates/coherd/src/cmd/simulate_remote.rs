@@ -11,7 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::simulate::Args;
 
-pub fn run(server: &str, token: Option<&str>, scenario: Scenario, args: &Args) -> Result<ExitCode> {
+pub(crate) fn run(
+    server: &str,
+    token: Option<&str>,
+    scenario: Scenario,
+    args: &Args,
+) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

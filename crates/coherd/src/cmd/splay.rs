@@ -27,7 +27,7 @@ Example:
 The stable offset depends only on the key (the hostname unless --key is given),
 the job and the window. SIGTERM and SIGINT are forwarded to the command; the
 exit code is the command's (128 + N if it was killed by signal N).")]
-pub struct Args {
+pub(crate) struct Args {
     /// The window to spread starts over, e.g. 30s, 10m, 1h, 1d.
     #[arg(long, value_parser = humantime::parse_duration)]
     window: Duration,
@@ -58,7 +58,7 @@ enum Mode {
 }
 
 /// Runs `coherd splay`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let offset = match args.mode {
         Mode::Stable => {
             let key = match args.key {

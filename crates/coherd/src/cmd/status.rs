@@ -20,7 +20,7 @@ use crate::client::{
     coherd status\n  \
     coherd status --service checkout\n  \
     coherd status --json --server http://10.0.0.5:7070")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Only this service, with its facet distributions, SLIs and open divergences.
@@ -33,7 +33,7 @@ pub struct Args {
 
 /// Open divergences of a service by severity.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
-pub struct BySeverity {
+pub(crate) struct BySeverity {
     /// Critical.
     pub critical: u64,
     /// Warning.
@@ -44,7 +44,7 @@ pub struct BySeverity {
 
 /// One service's status.
 #[derive(Debug, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The service.
     pub service: String,
     /// Known members.
@@ -70,7 +70,7 @@ struct Status {
     services: Vec<Row>,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if let Some(s) = &args.service
         && let Err(e) = coherd_model::names::service(s)
     {

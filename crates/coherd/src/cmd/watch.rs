@@ -19,7 +19,7 @@ use crate::client::{Client, ClientError, DivergenceRecord, READ, ServerArgs, roo
     coherd watch\n  \
     coherd watch --service checkout\n  \
     coherd watch --json | jq 'select(.data.change == \"opened\")'")]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Only divergences of this service (intent changes are always shown).
@@ -30,7 +30,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: Args) -> Result<ExitCode> {
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let client = Client::for_stream(&args.server)?;
     runtime()?.block_on(async {
         tokio::select! {

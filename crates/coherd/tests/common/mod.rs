@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `coherd serve` child; killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub url: String,
     pub dir: PathBuf,
@@ -15,7 +15,7 @@ pub struct Server {
 }
 
 /// A fresh temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "coherd-test-{name}-{}-{}",
         std::process::id(),
@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 
 impl Server {
     /// Starts a server with a database in `dir` and extra arguments.
-    pub fn start(dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let mut args = vec![
             "serve".to_string(),
@@ -56,14 +56,14 @@ impl Server {
     }
 
     /// Kills with SIGKILL and starts again on the same port and database.
-    pub fn kill_and_restart(&mut self) {
+    pub(crate) fn kill_and_restart(&mut self) {
         self.kill9();
         self.child = spawn(&self.args, &self.dir);
         self.wait_ready();
     }
 
     /// SIGKILL, no chance to flush.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -111,7 +111,7 @@ fn spawn(args: &[String], dir: &Path) -> Child {
 }
 
 /// A minimal blocking HTTP/1.1 request over a fresh connection: (status, body).
-pub fn request(
+pub(crate) fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -163,19 +163,19 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
+pub(crate) fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
     request("GET", url, &[], b"")
 }
 
 /// GET and parse JSON, asserting 200.
-pub fn get_json(url: &str) -> serde_json::Value {
+pub(crate) fn get_json(url: &str) -> serde_json::Value {
     let (status, body) = ureq_get(url).expect("GET");
     assert_eq!(status, 200, "GET {url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
 
 /// POST JSON, returning (status, parsed body).
-pub fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
+pub(crate) fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
     let (status, text) = request(
         "POST",
         url,

@@ -40,7 +40,7 @@ Example:
 
 R is the Kuramoto order parameter of start times folded onto the period: 1
 means every run starts at the same phase, near 0 means they are spread out.")]
-pub struct Args {
+pub(crate) struct Args {
     /// An NDJSON file of observations or events.
     #[arg(long, value_name = "FILE", required_unless_present = "crontab")]
     events: Option<PathBuf>,
@@ -75,7 +75,7 @@ pub(super) struct Run {
 }
 
 /// Runs `coherd herd`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.period.is_zero() {
         bail!("--period must be longer than zero");
     }
