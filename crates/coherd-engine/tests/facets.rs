@@ -5,7 +5,7 @@
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};
-use common::{Fleet, assert_episode, at, observation, rep};
+use common::{Harness, assert_episode, at, observation, rep};
 use serde_json::json;
 
 /// One targeted facet with a compatible value, one uniform facet without target.
@@ -27,7 +27,7 @@ fn intent_with_target(target: &str, extra: &str) -> String {
 
 #[test]
 fn foreign_value_is_critical_drift_at_once_and_resolves_at_target() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("5s", rep("web", "w1", 1, json!({"version": "0.9"})));
     f.report("20s", rep("web", "w1", 2, json!({"version": "2"})));
     let d = f.one(Kind::Drift);
@@ -41,7 +41,7 @@ fn foreign_value_is_critical_drift_at_once_and_resolves_at_target() {
 
 #[test]
 fn compatible_value_converges_then_lags_at_the_window_end() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("1m", rep("web", "w1", 1, json!({"version": "1.9"})));
     f.tick("9m 59s 999ms 999us 999ns");
     f.assert_no(Kind::Drift);
@@ -57,7 +57,7 @@ fn compatible_value_converges_then_lags_at_the_window_end() {
 
 #[test]
 fn drift_escalates_from_warning_to_critical_and_keeps_the_highest() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "w1", 1, json!({"version": "1.9"})));
     f.tick("11m");
     f.report("12m", rep("web", "w1", 2, json!({"version": "0.1"})));
@@ -72,7 +72,7 @@ fn drift_escalates_from_warning_to_critical_and_keeps_the_highest() {
 
 #[test]
 fn a_report_at_the_window_end_that_reaches_the_target_wins() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "w1", 1, json!({"version": "1.9"})));
     f.report("10m", rep("web", "w1", 2, json!({"version": "2"})));
     f.tick("30m");
@@ -82,7 +82,7 @@ fn a_report_at_the_window_end_that_reaches_the_target_wins() {
 #[test]
 fn a_report_at_the_window_end_with_the_old_value_lags_at_once() {
     // "Longer than X" means at least X has passed: at tc + w the value lags.
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("10m", rep("web", "w1", 1, json!({"version": "1.9"})));
     let d = f.one(Kind::Drift);
     assert_eq!(d.severity, Severity::Warning);
@@ -91,7 +91,7 @@ fn a_report_at_the_window_end_with_the_old_value_lags_at_once() {
 
 #[test]
 fn previous_target_converges_after_a_change_and_the_one_before_is_foreign() {
-    let mut f = Fleet::new(&intent_with_target("1", ""));
+    let mut f = Harness::new(&intent_with_target("1", ""));
     f.report("0s", rep("web", "old", 1, json!({"version": "0"})));
     f.report("0s", rep("web", "w1", 1, json!({"version": "1"})));
     assert_episode(f.one(Kind::Drift), "0s", None);
@@ -109,7 +109,7 @@ fn previous_target_converges_after_a_change_and_the_one_before_is_foreign() {
 
 #[test]
 fn only_a_different_target_starts_a_change() {
-    let mut f = Fleet::new(&intent_with_target("2", ", compatible: [\"1.9\"]"));
+    let mut f = Harness::new(&intent_with_target("2", ", compatible: [\"1.9\"]"));
     f.report("0s", rep("web", "w1", 1, json!({"version": "1.9"})));
     // Reloading the same target, even with another compatible list, keeps tc = 0.
     f.set_intent(
@@ -122,7 +122,7 @@ fn only_a_different_target_starts_a_change() {
 
 #[test]
 fn editing_the_window_moves_its_end_but_not_the_change() {
-    let mut f = Fleet::new(&intent_with_target("2", ", compatible: [\"1.9\"]"));
+    let mut f = Harness::new(&intent_with_target("2", ", compatible: [\"1.9\"]"));
     f.report("0s", rep("web", "w1", 1, json!({"version": "1.9"})));
     f.set_intent(
         "5m",
@@ -135,7 +135,7 @@ fn editing_the_window_moves_its_end_but_not_the_change() {
 
 #[test]
 fn an_unknown_facet_is_not_drift_and_not_coherent() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "w1", 1, json!({"phase": "ready"})));
     f.report("0s", rep("web", "w2", 1, json!({"version": "2"})));
     f.tick("1h");
@@ -146,7 +146,7 @@ fn an_unknown_facet_is_not_drift_and_not_coherent() {
 
 #[test]
 fn facets_not_named_in_the_intent_raise_nothing() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report(
         "0s",
         rep("web", "w1", 1, json!({"version": "2", "region": "a"})),
@@ -163,7 +163,7 @@ fn facets_not_named_in_the_intent_raise_nothing() {
 
 #[test]
 fn mixed_escalates_info_warning_critical_and_resolves() {
-    let mut f = Fleet::new(&intent_with_target("1", ""));
+    let mut f = Harness::new(&intent_with_target("1", ""));
     f.report("0s", rep("web", "a", 1, json!({"version": "1"})));
     f.report("0s", rep("web", "b", 1, json!({"version": "1"})));
     f.set_intent("1m", &intent_with_target("2", ""));
@@ -196,7 +196,7 @@ fn mixed_escalates_info_warning_critical_and_resolves() {
 
 #[test]
 fn mixed_subjects_are_the_members_off_target_with_the_distribution() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     for (m, v) in [("a", "2"), ("b", "2"), ("c", "1.9"), ("d", "1.9")] {
         f.report("0s", rep("web", m, 1, json!({"version": v})));
     }
@@ -209,7 +209,7 @@ fn mixed_subjects_are_the_members_off_target_with_the_distribution() {
 
 #[test]
 fn uniform_facet_without_target_is_info_for_its_window_then_warning() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "a", 1, json!({"kernel": "6.1"})));
     f.report("0s", rep("web", "b", 1, json!({"kernel": "6.1"})));
     f.report("0s", rep("web", "c", 1, json!({"kernel": "6.1"})));
@@ -240,7 +240,7 @@ fn uniform_facet_without_target_is_info_for_its_window_then_warning() {
 
 #[test]
 fn terminal_members_do_not_count_for_drift_or_mixed() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report(
         "0s",
         rep("web", "a", 1, json!({"version": "2", "phase": "ready"})),
@@ -266,7 +266,7 @@ fn terminal_members_do_not_count_for_drift_or_mixed() {
 fn silent_members_do_not_count_for_drift_or_mixed() {
     let yaml =
         "services:\n  web:\n    report_interval: 1m\n    facets:\n      version: {target: \"2\"}\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", rep("web", "b", 1, json!({"version": "0.1"})));
     for i in 0..6u64 {
         f.report(
@@ -282,7 +282,7 @@ fn silent_members_do_not_count_for_drift_or_mixed() {
 
 #[test]
 fn a_duplicate_changes_nothing() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     assert_eq!(
         f.report("0s", rep("web", "a", 5, json!({"version": "2"}))),
         Outcome::Applied
@@ -302,7 +302,7 @@ fn a_duplicate_changes_nothing() {
 
 #[test]
 fn a_report_without_seq_is_always_applied() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "a", 5, json!({"version": "2"})));
     let out = f.report(
         "1s",
@@ -319,7 +319,7 @@ fn a_report_without_seq_is_always_applied() {
 
 #[test]
 fn facets_merge_by_key() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "a", 1, json!({"version": "0.1"})));
     // A report that does not mention version keeps it.
     f.report("1s", rep("web", "a", 2, json!({"kernel": "6.1"})));
@@ -328,7 +328,7 @@ fn facets_merge_by_key() {
 
 #[test]
 fn dropping_a_facet_from_the_intent_resolves_its_divergences() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "a", 1, json!({"version": "2"})));
     f.report("0s", rep("web", "b", 1, json!({"version": "0.1"})));
     f.set_intent("1m", "services:\n  web:\n    report_interval: 1h\n");
@@ -340,7 +340,7 @@ fn dropping_a_facet_from_the_intent_resolves_its_divergences() {
 /// facet mixed: the state between their two reports is not an episode.
 #[test]
 fn regression_simultaneous_upgrade_opens_no_zero_length_mixed() {
-    let mut f = Fleet::new(
+    let mut f = Harness::new(
         "services:\n  checkout:\n    facets:\n      version: {target: \"2\", compatible: [\"1\"]}\n",
     );
     let report = |m: &str, v: &str| {

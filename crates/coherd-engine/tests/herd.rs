@@ -6,7 +6,7 @@
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};
-use common::{Fleet, assert_episode, at};
+use common::{Harness, assert_episode, at};
 use serde_json::{Value, json};
 
 /// One report of `member` listing runs of `kind`, each `(start, end)` as offsets from T0.
@@ -32,7 +32,7 @@ const ID: &str = "herd:db:cron:compact";
 
 #[test]
 fn aligned_runs_open_herd_once_watched_for_a_period_and_resolve_when_spread_runs_dilute_them() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     // Three members run at the top of the hour; the first report of the job is at 08:00:30.
     f.report("30s", runs("m1", 1, "cron:compact", &[("0s", "20s")]));
     f.report("40s", runs("m2", 1, "cron:compact", &[("0s", "25s")]));
@@ -78,7 +78,7 @@ fn aligned_runs_open_herd_once_watched_for_a_period_and_resolve_when_spread_runs
 
 #[test]
 fn herd_by_order_resolves_at_the_deadline_when_the_job_stops_running() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     for (i, m) in ["m1", "m2", "m3", "m4"].into_iter().enumerate() {
         f.report(
             &format!("{}s", 30 + i),
@@ -102,7 +102,7 @@ fn herd_by_order_resolves_at_the_deadline_when_the_job_stops_running() {
 
 #[test]
 fn concurrency_above_max_concurrent_opens_at_once_and_resolves_when_a_run_leaves() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     // Three runs overlap in [08:08, 08:09); the job allows two.
     f.report("10m", runs("m1", 1, "cron:backup", &[("0s", "10m")]));
     f.report("15m", runs("m2", 1, "cron:backup", &[("5m", "15m")]));
@@ -122,7 +122,7 @@ fn concurrency_above_max_concurrent_opens_at_once_and_resolves_when_a_run_leaves
 
 #[test]
 fn runs_that_only_touch_do_not_overlap() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("1m", runs("m1", 1, "cron:backup", &[("0s", "10s")]));
     f.report("1m", runs("m2", 1, "cron:backup", &[("10s", "20s")]));
     f.report(
@@ -136,7 +136,7 @@ fn runs_that_only_touch_do_not_overlap() {
 
 #[test]
 fn spread_runs_never_look_synchronised_while_the_first_period_fills_in() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     // Twelve members, five minutes apart: after three of them R is 0.91, but
     // the job has not been watched for a period; after a period R is 0.
     for i in 0..12u64 {
@@ -154,7 +154,7 @@ fn spread_runs_never_look_synchronised_while_the_first_period_fills_in() {
 
 #[test]
 fn two_members_in_lockstep_are_not_a_herd() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     for h in 0..3u64 {
         let (s, e) = (format!("{h}h"), format!("{h}h 20s"));
         f.report(
@@ -172,7 +172,7 @@ fn two_members_in_lockstep_are_not_a_herd() {
 
 #[test]
 fn undeclared_kinds_use_an_hourly_period_and_the_default_threshold() {
-    let mut f = Fleet::bare();
+    let mut f = Harness::bare();
     for m in ["a", "b", "c"] {
         f.report("30s", runs(m, 1, "cache:refresh", &[("0s", "1s")]));
     }
@@ -187,7 +187,7 @@ fn undeclared_kinds_use_an_hourly_period_and_the_default_threshold() {
 
 #[test]
 fn a_run_listed_again_is_the_same_run_and_a_duplicate_report_changes_nothing() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("10m", runs("m1", 1, "cron:backup", &[("0s", "10m")]));
     f.report("15m", runs("m2", 1, "cron:backup", &[("5m", "15m")]));
     // m1 lists its run again with the next report, and re-sends seq 1.
@@ -197,7 +197,7 @@ fn a_run_listed_again_is_the_same_run_and_a_duplicate_report_changes_nothing() {
     f.tick("5h");
     f.assert_no(Kind::Herd);
     // A third distinct overlapping run is what tips it.
-    let mut g = Fleet::new(INTENT);
+    let mut g = Harness::new(INTENT);
     g.report("10m", runs("m1", 1, "cron:backup", &[("0s", "10m")]));
     g.report("15m", runs("m2", 1, "cron:backup", &[("5m", "15m")]));
     g.report("17m", runs("m1", 2, "cron:backup", &[("6m", "7m")]));
@@ -206,7 +206,7 @@ fn a_run_listed_again_is_the_same_run_and_a_duplicate_report_changes_nothing() {
 
 #[test]
 fn an_intent_that_declares_a_limit_judges_the_runs_already_seen_at_once() {
-    let mut f = Fleet::new("services:\n  db:\n    report_interval: 1d\n");
+    let mut f = Harness::new("services:\n  db:\n    report_interval: 1d\n");
     for m in ["m1", "m2"] {
         f.report("1m", runs(m, 1, "cron:vacuum", &[("0s", "10m")]));
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use coherd_engine::{Kind, Severity};
-use common::{Fleet, assert_episode, at, rep};
+use common::{Harness, assert_episode, at, rep};
 use serde_json::{Value, json};
 
 const INTENT: &str = "
@@ -31,7 +31,7 @@ fn holding(member: &str, seq: u64, leases: &[(&str, u64, &str)]) -> Value {
 
 #[test]
 fn split_brain_and_stale_epoch_open_together_and_end_at_expiry() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", holding("a", 1, &[("leader", 5, "1m")]));
     f.report("10s", holding("b", 1, &[("leader", 3, "30s")]));
     {
@@ -56,7 +56,7 @@ fn split_brain_and_stale_epoch_open_together_and_end_at_expiry() {
 
 #[test]
 fn split_brain_whatever_the_epochs() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", holding("a", 1, &[("leader", 4, "1m")]));
     f.report("0s", holding("b", 1, &[("leader", 4, "1m")]));
     // b releases: the next report lists no lease.
@@ -67,7 +67,7 @@ fn split_brain_whatever_the_epochs() {
 
 #[test]
 fn stale_epoch_counts_the_highest_epoch_seen_even_expired() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", holding("a", 1, &[("leader", 7, "20s")]));
     f.report("30s", holding("b", 1, &[("leader", 6, "2m")]));
     f.assert_no(Kind::SplitBrain);
@@ -78,7 +78,7 @@ fn stale_epoch_counts_the_highest_epoch_seen_even_expired() {
 
 #[test]
 fn a_lease_reported_at_its_expiry_is_not_held() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", holding("a", 1, &[("leader", 2, "1m")]));
     f.report("10s", holding("b", 1, &[("leader", 1, "10s")]));
     f.tick("1m");
@@ -88,7 +88,7 @@ fn a_lease_reported_at_its_expiry_is_not_held() {
 
 #[test]
 fn only_exclusive_resources_raise_anything() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report(
         "0s",
         holding("a", 1, &[("cache", 9, "1m"), ("other", 9, "1m")]),
@@ -104,7 +104,7 @@ fn only_exclusive_resources_raise_anything() {
 #[test]
 fn a_silent_members_leases_count_until_they_expire() {
     let yaml = "services:\n  sched:\n    report_interval: 10s\n    leases:\n      leader: {exclusive: true}\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", holding("a", 1, &[("leader", 1, "5m")]));
     for (i, t) in [
         "1m", "1m 20s", "1m 40s", "2m", "2m 20s", "2m 40s", "3m", "3m 20s",
@@ -132,7 +132,7 @@ const DB: &str = "services:\n  db:\n    report_interval: 1h\n";
 
 #[test]
 fn replica_divergence_opens_on_different_digests_and_resolves_on_common_later_agreement() {
-    let mut f = Fleet::new(DB);
+    let mut f = Harness::new(DB);
     f.report("0s", digest("a", 1, 100, "x"));
     f.report("1s", digest("b", 1, 100, "x"));
     f.report("2s", digest("c", 1, 100, "y"));
@@ -154,7 +154,7 @@ fn replica_divergence_opens_on_different_digests_and_resolves_on_common_later_ag
 
 #[test]
 fn without_a_majority_every_member_is_a_subject() {
-    let mut f = Fleet::new(DB);
+    let mut f = Harness::new(DB);
     f.report("0s", digest("a", 1, 100, "x"));
     f.report("0s", digest("b", 1, 100, "y"));
     assert_eq!(f.one(Kind::ReplicaDivergence).subjects, ["a", "b"]);
@@ -162,7 +162,7 @@ fn without_a_majority_every_member_is_a_subject() {
 
 #[test]
 fn agreement_must_be_at_a_single_position_above_every_divergent_one() {
-    let mut f = Fleet::new(DB);
+    let mut f = Harness::new(DB);
     f.report("0s", digest("a", 1, 50, "p"));
     f.report("0s", digest("b", 1, 50, "p"));
     f.report("1s", digest("a", 2, 100, "x"));
@@ -187,7 +187,7 @@ fn agreement_must_be_at_a_single_position_above_every_divergent_one() {
 #[test]
 fn a_silent_reporter_does_not_hold_resolution_back() {
     let yaml = "services:\n  db:\n    report_interval: 10s\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", digest("a", 1, 100, "x"));
     f.report("0s", digest("b", 1, 100, "x"));
     f.report("0s", digest("c", 1, 100, "y"));
@@ -203,7 +203,7 @@ fn a_silent_reporter_does_not_hold_resolution_back() {
 
 #[test]
 fn datasets_are_compared_in_their_service_only() {
-    let mut f = Fleet::new(DB);
+    let mut f = Harness::new(DB);
     f.report("0s", digest("a", 1, 100, "x"));
     f.report(
         "0s",
@@ -221,7 +221,7 @@ fn datasets_are_compared_in_their_service_only() {
 #[test]
 fn replica_subjects_are_the_final_minority_whatever_the_report_order() {
     for order in [["a", "b", "c"], ["a", "c", "b"], ["b", "a", "c"]] {
-        let mut f = Fleet::new(DB);
+        let mut f = Harness::new(DB);
         for m in order {
             let d = if m == "b" { "y" } else { "x" };
             f.report("0s", digest(m, 1, 100, d));
@@ -236,7 +236,7 @@ fn replica_subjects_are_the_final_minority_whatever_the_report_order() {
 #[test]
 fn replica_divergence_resolves_when_the_last_dissenting_reporter_goes_silent() {
     let yaml = "services:\n  db:\n    report_interval: 10s\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", digest("a", 1, 100, "x"));
     f.report("0s", digest("b", 1, 100, "x"));
     f.report("0s", digest("c", 1, 100, "y"));
@@ -253,7 +253,7 @@ fn replica_divergence_resolves_when_the_last_dissenting_reporter_goes_silent() {
 /// dropped at once, then looked up, and the engine panicked.
 #[test]
 fn a_checksum_older_than_every_kept_position_is_harmless() {
-    let mut f = Fleet::new(DB);
+    let mut f = Harness::new(DB);
     f.report("0s", digest("a", 1, 1, "x"));
     f.report("0s", digest("b", 1, 1, "y"));
     // c never reports again, so no later position resolves the divergence.
@@ -269,7 +269,7 @@ fn a_checksum_older_than_every_kept_position_is_harmless() {
 /// holders changed, so a renewal left it showing an expiry already past.
 #[test]
 fn split_brain_evidence_follows_renewals() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", holding("a", 1, &[("leader", 1, "1m")]));
     f.report("0s", holding("b", 1, &[("leader", 1, "30s")]));
     f.report("20s", holding("b", 2, &[("leader", 2, "2m")]));

@@ -6,7 +6,7 @@
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};
-use common::{Fleet, assert_episode, rep};
+use common::{Harness, assert_episode, rep};
 use serde_json::json;
 
 const INTENT: &str = "
@@ -28,7 +28,7 @@ fn ready(member: &str, seq: u64) -> serde_json::Value {
 
 #[test]
 fn silent_opens_at_three_report_intervals_and_resolves_on_the_next_report() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", ready("w1", 1));
     f.tick("29s 999ms 999us 999ns");
     f.assert_nothing();
@@ -46,7 +46,7 @@ fn silent_opens_at_three_report_intervals_and_resolves_on_the_next_report() {
 
 #[test]
 fn a_report_exactly_at_the_silence_deadline_wins() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", ready("w1", 1));
     f.report("30s", ready("w1", 2));
     f.tick("59s");
@@ -55,7 +55,7 @@ fn a_report_exactly_at_the_silence_deadline_wins() {
 
 #[test]
 fn a_duplicate_does_not_keep_a_member_alive() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", ready("w1", 7));
     assert_eq!(f.report("20s", ready("w1", 7)), Outcome::Duplicate);
     f.tick("40s");
@@ -64,7 +64,7 @@ fn a_duplicate_does_not_keep_a_member_alive() {
 
 #[test]
 fn silent_reopens_with_the_same_id_and_counts_reopens() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", ready("w1", 1));
     f.report("1m", ready("w1", 2));
     f.tick("2m");
@@ -78,7 +78,7 @@ fn silent_reopens_with_the_same_id_and_counts_reopens() {
 
 #[test]
 fn a_member_that_stops_in_a_terminal_phase_has_left() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", ready("w1", 1));
     f.report("0s", ready("w2", 1));
     f.report("5s", rep("web", "w1", 2, json!({"phase": "stopped"})));
@@ -109,7 +109,7 @@ fn a_member_that_stops_in_a_terminal_phase_has_left() {
 #[test]
 fn a_silent_member_is_unknown_for_coherence() {
     let yaml = "services:\n  web:\n    report_interval: 10s\n    facets:\n      version: {target: \"2\"}\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", ready("w1", 1));
     f.report("0s", ready("w2", 1));
     assert_eq!(
@@ -126,7 +126,7 @@ fn a_silent_member_is_unknown_for_coherence() {
 
 #[test]
 fn coherence_is_null_with_no_known_members() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     assert_eq!(f.engine_mut().service_slis("web").unwrap().coherence, None);
     f.report("0s", ready("w1", 1));
     assert_eq!(
@@ -139,7 +139,7 @@ fn coherence_is_null_with_no_known_members() {
 
 #[test]
 fn removing_a_member_resolves_what_it_had_open() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", rep("web", "w1", 1, json!({"version": "0"})));
     f.tick("40s");
     assert!(f.driver.remove_member(common::at("45s"), "web", "w1"));
@@ -164,7 +164,7 @@ services:
   lb:
     report_interval: 10s
 ";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     let mut seq = 0;
     for tick in 0..60u64 {
         seq += 1;
@@ -202,7 +202,7 @@ services:
 /// silent was loaded.
 #[test]
 fn silence_under_a_shorter_report_interval_opens_at_the_intent_change() {
-    let mut f = Fleet::new("services:\n  web:\n    report_interval: 1h\n");
+    let mut f = Harness::new("services:\n  web:\n    report_interval: 1h\n");
     f.report("0s", ready("w1", 1));
     f.report("0s", ready("w2", 1));
     f.report("4m", ready("w2", 2));
@@ -216,7 +216,7 @@ fn silence_under_a_shorter_report_interval_opens_at_the_intent_change() {
 /// A member that left under a changed interval is still forgotten.
 #[test]
 fn a_member_that_left_before_an_interval_change_is_forgotten() {
-    let mut f = Fleet::new("services:\n  web:\n    report_interval: 1h\n");
+    let mut f = Harness::new("services:\n  web:\n    report_interval: 1h\n");
     f.report("0s", rep("web", "w1", 1, json!({"phase": "stopped"})));
     f.set_intent("5m", "services:\n  web:\n    report_interval: 1m\n");
     f.tick("1h 4m 59s");
@@ -232,7 +232,7 @@ fn a_member_that_left_before_an_interval_change_is_forgotten() {
 #[test]
 fn records_from_two_engines_compare_by_what_they_show() {
     let run = |order: [&str; 2]| {
-        let mut f = Fleet::new(INTENT);
+        let mut f = Harness::new(INTENT);
         for m in order {
             f.report("0s", ready(m, 1));
         }
@@ -255,7 +255,7 @@ fn members_falling_silent_together_leave_one_record_whatever_their_report_order(
         "services:\n  web:\n    report_interval: 10s\n    facets:\n      kernel: {uniform: true}\n";
     let kernel = |m: &str, v: &str| json!({"service": "web", "member": m, "facets": {"kernel": v}});
     let run = |order: [(&str, &str); 3]| {
-        let mut f = Fleet::new(yaml);
+        let mut f = Harness::new(yaml);
         for (m, v) in order {
             f.report("0s", kernel(m, v));
         }

@@ -6,7 +6,7 @@
 mod common;
 
 use coherd_engine::{Kind, Severity};
-use common::{Fleet, assert_episode, rep};
+use common::{Harness, assert_episode, rep};
 use serde_json::json;
 
 /// The default machine, rare reports, two flips an hour, a 5 s agreement timeout.
@@ -42,7 +42,7 @@ fn lb(seq: u64, views: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn illegal_transition_opens_at_the_move_and_stays_open_for_the_hold() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1m", phase("w1", 2, "starting"));
     {
@@ -62,7 +62,7 @@ fn illegal_transition_opens_at_the_move_and_stays_open_for_the_hold() {
 
 #[test]
 fn another_illegal_transition_extends_the_hold() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1m", phase("w1", 2, "starting"));
     f.report("3m", phase("w1", 3, "ready"));
@@ -75,7 +75,7 @@ fn another_illegal_transition_extends_the_hold() {
 
 #[test]
 fn a_seq_gap_makes_an_illegal_edge_an_unobserved_transition() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1m", phase("w1", 3, "starting"));
     f.tick("1h");
@@ -84,7 +84,7 @@ fn a_seq_gap_makes_an_illegal_edge_an_unobserved_transition() {
 
 #[test]
 fn reports_without_seq_never_count_as_a_gap() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report(
         "0s",
         json!({"service": "web", "member": "w1", "facets": {"phase": "ready"}}),
@@ -98,7 +98,7 @@ fn reports_without_seq_never_count_as_a_gap() {
 
 #[test]
 fn the_first_phase_is_never_illegal() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "draining"));
     f.report("0s", phase("w2", 1, "bogus"));
     // A member that reported no phase before: its first phase is still first.
@@ -110,7 +110,7 @@ fn the_first_phase_is_never_illegal() {
 
 #[test]
 fn moving_to_and_out_of_an_unknown_phase_is_illegal_even_across_a_gap() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1m", phase("w1", 2, "rebooting"));
     {
@@ -130,7 +130,7 @@ fn moving_to_and_out_of_an_unknown_phase_is_illegal_even_across_a_gap() {
 fn an_unknown_phase_is_neither_serving_nor_terminal() {
     let yaml =
         "services:\n  web:\n    report_interval: 1m\n    facets:\n      version: {target: \"2\"}\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report(
         "0s",
         rep(
@@ -150,7 +150,7 @@ fn an_unknown_phase_is_neither_serving_nor_terminal() {
 
 #[test]
 fn flapping_opens_above_the_limit_and_resolves_when_the_oldest_change_leaves() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "starting"));
     f.report("1m", phase("w1", 2, "ready"));
     f.report("2m", phase("w1", 3, "draining"));
@@ -172,7 +172,7 @@ fn flapping_opens_above_the_limit_and_resolves_when_the_oldest_change_leaves() {
 
 #[test]
 fn flapping_stays_open_while_changes_keep_coming_and_counts_reopens() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "starting"));
     f.report("1m", phase("w1", 2, "ready"));
     f.report("2m", phase("w1", 3, "draining"));
@@ -195,7 +195,7 @@ fn flapping_stays_open_while_changes_keep_coming_and_counts_reopens() {
 
 #[test]
 fn a_gap_counts_as_one_change() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "starting"));
     f.report("1m", phase("w1", 5, "draining"));
     f.report("2m", phase("w1", 9, "ready"));
@@ -208,7 +208,7 @@ fn a_gap_counts_as_one_change() {
 
 #[test]
 fn phase_disagreement_opens_after_the_agreement_timeout_and_resolves_on_agreement() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1s", lb(1, json!({"web/w1": {"phase": "starting"}})));
     f.tick("5s 999ms 999us 999ns");
@@ -228,7 +228,7 @@ fn phase_disagreement_opens_after_the_agreement_timeout_and_resolves_on_agreemen
 
 #[test]
 fn agreement_arriving_exactly_at_the_timeout_wins() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("1s", lb(1, json!({"web/w1": {"phase": "starting"}})));
     f.report("6s", lb(2, json!({"web/w1": {"phase": "ready"}})));
@@ -238,7 +238,7 @@ fn agreement_arriving_exactly_at_the_timeout_wins() {
 
 #[test]
 fn bare_view_keys_name_the_reporters_own_service() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report(
         "0s",
@@ -253,7 +253,7 @@ fn bare_view_keys_name_the_reporters_own_service() {
 
 #[test]
 fn views_are_replaced_by_each_report_and_absent_means_none() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("0s", lb(1, json!({"web/w1": {"phase": "starting"}})));
     f.tick("10s");
@@ -263,7 +263,7 @@ fn views_are_replaced_by_each_report_and_absent_means_none() {
 
 #[test]
 fn a_changing_view_keeps_one_clock_while_it_disagrees() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "draining"));
     f.report("0s", lb(1, json!({"web/w1": {"phase": "starting"}})));
     f.report("3s", lb(2, json!({"web/w1": {"phase": "stopped"}})));
@@ -274,7 +274,7 @@ fn a_changing_view_keeps_one_clock_while_it_disagrees() {
 #[test]
 fn a_silent_observer_or_member_stops_counting_for_agreement() {
     let yaml = "services:\n  web:\n    report_interval: 10s\n  lb:\n    report_interval: 10s\n";
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     // The observer goes quiet.
     f.report("0s", phase("w1", 1, "ready"));
     f.report("0s", lb(1, json!({"web/w1": {"phase": "starting"}})));
@@ -284,7 +284,7 @@ fn a_silent_observer_or_member_stops_counting_for_agreement() {
     assert_episode(f.one(Kind::PhaseDisagreement), "5s", Some("30s"));
 
     // The member goes quiet while the observer keeps reporting.
-    let mut f = Fleet::new(yaml);
+    let mut f = Harness::new(yaml);
     f.report("0s", phase("w1", 1, "ready"));
     for (i, t) in ["0s", "20s", "40s"].into_iter().enumerate() {
         f.report(
@@ -297,8 +297,8 @@ fn a_silent_observer_or_member_stops_counting_for_agreement() {
 
 // ---- drain_violation ----
 
-fn drain_fixture() -> Fleet {
-    let mut f = Fleet::new(INTENT);
+fn drain_fixture() -> Harness {
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "ready"));
     f.report("0s", lb(1, json!({"web/w1": {"phase": "ready"}})));
     f.report(
@@ -361,7 +361,7 @@ fn a_counter_decrease_is_a_restart_not_growth() {
 #[test]
 fn growth_across_the_move_out_of_serving_does_not_count() {
     // requests grew between a serving report and a draining one: not while non-serving.
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report(
         "0s",
         json!({"service": "web", "member": "w1", "seq": 1,
@@ -407,7 +407,7 @@ fn a_kind_switch_while_pending_keeps_the_clock() {
 
 #[test]
 fn a_view_across_services_is_kept_in_the_observed_members_service() {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     f.report("0s", phase("w1", 1, "draining"));
     f.report(
         "0s",

@@ -8,7 +8,7 @@ mod common;
 
 use coherd_engine::{Divergence, Outcome};
 use coherd_model::{Observation, Time};
-use common::{Fleet, at, observation};
+use common::{Harness, at, observation};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -194,7 +194,7 @@ fn log_with(steps: &[Step], one_per_service: bool) -> Vec<(Time, Observation)> {
 /// Replays a log the way `coherd replay` does and returns every record, with
 /// the lazily kept subjects brought up to date.
 fn replay(log: &[(Time, Observation)]) -> Vec<Divergence> {
-    let mut f = Fleet::new(INTENT);
+    let mut f = Harness::new(INTENT);
     for instant in log.chunk_by(|a, b| a.0 == b.0) {
         let batch: Vec<&Observation> = instant.iter().map(|(_, o)| o).collect();
         f.report_instant(instant[0].0, &batch);
@@ -252,7 +252,7 @@ proptest! {
             with_dups.insert(pos, (log[after].0, dup));
             inserted += 1;
         }
-        let mut f = Fleet::new(INTENT);
+        let mut f = Harness::new(INTENT);
         let originals = log.len();
         let mut dups = 0;
         for (t, obs) in &with_dups {
@@ -261,7 +261,7 @@ proptest! {
             }
         }
         let base_dups = {
-            let mut g = Fleet::new(INTENT);
+            let mut g = Harness::new(INTENT);
             log.iter().filter(|(t, o)| g.report_obs(*t, o) == Outcome::Duplicate).count()
         };
         prop_assert_eq!(dups, base_dups + inserted);

@@ -5,7 +5,7 @@
 use coherd_alert::DIVERGENCE_ALERTS;
 use coherd_model::time::prometheus_duration;
 
-use crate::rules::{Rule, RuleGroup, RuleOptions, annotations, matchers};
+use crate::rules::{PromRule, RuleGroup, RuleOptions, annotations, matchers};
 
 /// The `coherd-divergences` group.
 pub(crate) fn group(opts: &RuleOptions) -> RuleGroup {
@@ -18,7 +18,7 @@ pub(crate) fn group(opts: &RuleOptions) -> RuleGroup {
                 own.push_str(&format!(", severity=~\"{}\"", list.join("|")));
             }
             let service = "{{ $labels.service }}";
-            Rule {
+            PromRule {
                 alert: Some(k.alert.into()),
                 expr: format!(
                     "sum by (service) (coherd_divergences_open{}) > 0",
@@ -40,7 +40,7 @@ pub(crate) fn group(opts: &RuleOptions) -> RuleGroup {
                     k.why.into(),
                     k.runbook.replace("{service}", service),
                 ),
-                ..Rule::default()
+                ..PromRule::default()
             }
         })
         .collect();

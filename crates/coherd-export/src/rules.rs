@@ -49,12 +49,12 @@ pub struct RuleGroup {
     /// Evaluation interval, when not the global one.
     pub interval: Option<String>,
     /// Rules, evaluated in order.
-    pub rules: Vec<Rule>,
+    pub rules: Vec<PromRule>,
 }
 
 /// One recording or alerting rule.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Rule {
+pub struct PromRule {
     /// The series a recording rule writes.
     pub record: Option<String>,
     /// The name of an alerting rule.
@@ -191,42 +191,42 @@ fn slo_recordings(opts: &RuleOptions) -> RuleGroup {
     let slo_labels = labels(&[("slo", "coherence"), ("objective", &number(opts.slo))]);
     let mut rules = Vec::new();
     for w in ["5m", "30m", "1h", "6h"] {
-        rules.push(Rule {
+        rules.push(PromRule {
             record: Some(format!("coherd:coherence_error_ratio:avg{w}")),
             expr: format!(
                 "1 - avg_over_time(coherd_coherence_ratio{}[{w}])",
                 matchers(opts, "")
             ),
-            ..Rule::default()
+            ..PromRule::default()
         });
     }
     // Long windows from the recorded hourly ratio: cheap, and at most an hour behind.
     let period = format!("{}d", opts.period_days);
     for w in ["3d", period.as_str()] {
-        rules.push(Rule {
+        rules.push(PromRule {
             record: Some(format!("coherd:coherence_error_ratio:avg{w}")),
             expr: format!(
                 "avg_over_time(coherd:coherence_error_ratio:avg1h{}[{w}])",
                 matchers(opts, "")
             ),
-            ..Rule::default()
+            ..PromRule::default()
         });
     }
     for w in WINDOWS {
-        rules.push(Rule {
+        rules.push(PromRule {
             record: Some(format!("coherd:coherence_burn_rate:{w}")),
             expr: format!("coherd:coherence_error_ratio:avg{w} / {budget}"),
             labels: slo_labels.clone(),
-            ..Rule::default()
+            ..PromRule::default()
         });
     }
     let mut remaining = slo_labels;
     remaining.insert("period".into(), period.clone());
-    rules.push(Rule {
+    rules.push(PromRule {
         record: Some("coherd:coherence_error_budget:remaining_ratio".into()),
         expr: format!("1 - coherd:coherence_error_ratio:avg{period} / {budget}"),
         labels: remaining,
-        ..Rule::default()
+        ..PromRule::default()
     });
     RuleGroup {
         name: "coherd-coherence-slo".into(),
@@ -243,7 +243,7 @@ fn burn_alerts(opts: &RuleOptions) -> RuleGroup {
         .map(|&(severity, long, short, factor, for_)| {
             let f = number(factor);
             let name = "CoherdCoherenceBudgetBurn";
-            Rule {
+            PromRule {
                 alert: Some(name.into()),
                 expr: format!(
                     "coherd:coherence_burn_rate:{long} > {f} and coherd:coherence_burn_rate:{short} > {f}"
@@ -272,7 +272,7 @@ fn burn_alerts(opts: &RuleOptions) -> RuleGroup {
                      converging, a stalled one as lagging."
                         .into(),
                 ),
-                ..Rule::default()
+                ..PromRule::default()
             }
         })
         .collect();
@@ -290,7 +290,7 @@ fn health_alerts(opts: &RuleOptions) -> RuleGroup {
         name: "coherd-health".into(),
         interval: None,
         rules: vec![
-            Rule {
+            PromRule {
                 alert: Some(absent.into()),
                 expr: format!("absent(coherd_ingest_observations_total{})", matchers(opts, "")),
                 for_: Some("10m".into()),
@@ -305,9 +305,9 @@ fn health_alerts(opts: &RuleOptions) -> RuleGroup {
                      (the read token, the listen address)."
                         .into(),
                 ),
-                ..Rule::default()
+                ..PromRule::default()
             },
-            Rule {
+            PromRule {
                 alert: Some(incomplete.into()),
                 expr: format!(
                     "coherd_telemetry_completeness_ratio{} < 0.9",
@@ -326,7 +326,7 @@ fn health_alerts(opts: &RuleOptions) -> RuleGroup {
                      reporters and `expect_members` in the intent."
                         .into(),
                 ),
-                ..Rule::default()
+                ..PromRule::default()
             },
         ],
     }
@@ -390,7 +390,7 @@ mod tests {
             .find(|r| r.record.as_deref() == Some("coherd:coherence_burn_rate:1h"))
             .unwrap();
         assert_eq!(burn.expr, "coherd:coherence_error_ratio:avg1h / 0.01");
-        let alerts: Vec<&Rule> = groups[1].rules.iter().collect();
+        let alerts: Vec<&PromRule> = groups[1].rules.iter().collect();
         assert_eq!(alerts.len(), 3);
         assert!(
             alerts[0]

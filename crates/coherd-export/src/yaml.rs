@@ -2,7 +2,7 @@
 //! string double-quoted with JSON escapes (a JSON string is a valid YAML
 //! double-quoted scalar), so no PromQL or template text needs special care.
 
-use crate::rules::{Rule, RuleGroup};
+use crate::rules::{PromRule, RuleGroup};
 
 /// A string as a YAML double-quoted scalar.
 fn quote(s: &str) -> String {
@@ -29,7 +29,7 @@ pub(crate) fn rule_file(header: &str, groups: &[RuleGroup]) -> String {
     out
 }
 
-fn rule(out: &mut String, r: &Rule) {
+fn rule(out: &mut String, r: &PromRule) {
     match (&r.record, &r.alert) {
         (Some(name), _) => out.push_str(&format!("      - record: {name}\n")),
         (None, Some(name)) => out.push_str(&format!("      - alert: {name}\n")),
@@ -60,7 +60,7 @@ mod tests {
         let g = RuleGroup {
             name: "g".into(),
             interval: None,
-            rules: vec![Rule {
+            rules: vec![PromRule {
                 record: None,
                 alert: Some("A".into()),
                 expr: "sum by (service) (x{kind=\"drift\"}) > 0".into(),

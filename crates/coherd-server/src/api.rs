@@ -24,22 +24,22 @@ use crate::error::ApiError;
 use crate::ingest::{ClockRules, Framing, parse_batch};
 use coherd_model::time::wall_now;
 
-use crate::pipeline::{Job, JobError, SubmitError};
+use crate::pipeline::{SubmitError, Work, WorkError};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn submit(state: &AppState, job: Job) -> ApiResult<()> {
-    state.writer.submit(job).map_err(|e| match e {
+fn submit(state: &AppState, work: Work) -> ApiResult<()> {
+    state.writer.submit(work).map_err(|e| match e {
         SubmitError::Full => ApiError::Overloaded(1),
         SubmitError::Stopped => ApiError::Overloaded(5),
     })
 }
 
-async fn wait<T>(rx: oneshot::Receiver<Result<T, JobError>>) -> ApiResult<T> {
+async fn wait<T>(rx: oneshot::Receiver<Result<T, WorkError>>) -> ApiResult<T> {
     match rx.await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(JobError::Store)) => Err(ApiError::Internal("the store could not commit".into())),
-        Ok(Err(JobError::Refused(m))) => {
+        Ok(Err(WorkError::Store)) => Err(ApiError::Internal("the store could not commit".into())),
+        Ok(Err(WorkError::Refused(m))) => {
             Err(ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, m))
         }
         Err(_) => Err(ApiError::Overloaded(5)),
@@ -78,7 +78,7 @@ pub(crate) async fn post_observations(
     let (tx, rx) = oneshot::channel();
     submit(
         &state,
-        Job::Observations {
+        Work::Observations {
             received_at,
             observations,
             reply: tx,
@@ -196,7 +196,7 @@ pub(crate) async fn delete_member(
     let (tx, rx) = oneshot::channel();
     submit(
         &state,
-        Job::DeleteMember {
+        Work::DeleteMember {
             at: wall_now(),
             service: service.clone(),
             member: member.clone(),
@@ -305,7 +305,7 @@ pub(crate) async fn apply_intent(
     let (tx, rx) = oneshot::channel();
     submit(
         state,
-        Job::Intent {
+        Work::Intent {
             at: wall_now(),
             source,
             intent: Box::new(intent),

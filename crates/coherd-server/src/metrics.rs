@@ -157,7 +157,7 @@ impl Metrics {
         process::register(&mut root);
         let r = root.sub_registry_with_prefix("coherd");
         self.register_counters(r);
-        Fleet::read(engine).register(r);
+        FleetGauges::read(engine).register(r);
         register_slos(r, slos);
         let mut out = String::new();
         if encode(&mut out, &root).is_err() {
@@ -297,7 +297,7 @@ fn to_text_format(open_metrics: &str) -> String {
 
 /// Gauges read from the engine for one scrape.
 #[derive(Default)]
-struct Fleet {
+struct FleetGauges {
     members: Family<Labels, Gauge>,
     coherence: Family<Labels, F64Gauge>,
     coherence_window: Family<Labels, F64Gauge>,
@@ -328,9 +328,9 @@ fn with(service: &str, key: &'static str, value: &str) -> Labels {
     vec![("service", service.to_string()), (key, value.to_string())]
 }
 
-impl Fleet {
-    fn read(engine: &mut Engine) -> Fleet {
-        let f = Fleet::default();
+impl FleetGauges {
+    fn read(engine: &mut Engine) -> FleetGauges {
+        let f = FleetGauges::default();
         let names: Vec<String> = engine
             .service_names()
             .into_iter()

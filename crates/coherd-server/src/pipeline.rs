@@ -159,9 +159,9 @@ pub(crate) struct Ingested {
     pub duplicates: usize,
 }
 
-/// Why a job failed after it was queued.
+/// Why work failed after it was queued.
 #[derive(Debug, Clone)]
-pub(crate) enum JobError {
+pub(crate) enum WorkError {
     /// The store could not commit; nothing was stored.
     Store,
     /// The engine refused items (stored, but not applied).
@@ -169,26 +169,26 @@ pub(crate) enum JobError {
 }
 
 /// Work for the writer.
-pub(crate) enum Job {
+pub(crate) enum Work {
     /// Observations received together.
     Observations {
         received_at: Time,
         observations: Vec<Observation>,
-        reply: oneshot::Sender<Result<Ingested, JobError>>,
+        reply: oneshot::Sender<Result<Ingested, WorkError>>,
     },
     /// A new intent, already validated.
     Intent {
         at: Time,
         source: String,
         intent: Box<Intent>,
-        reply: oneshot::Sender<Result<(), JobError>>,
+        reply: oneshot::Sender<Result<(), WorkError>>,
     },
     /// An operator's delete.
     DeleteMember {
         at: Time,
         service: String,
         member: String,
-        reply: oneshot::Sender<Result<bool, JobError>>,
+        reply: oneshot::Sender<Result<bool, WorkError>>,
     },
     /// Drop raw observations older than this.
     Prune { before: Time },
@@ -197,10 +197,10 @@ pub(crate) enum Job {
 /// The handle to the writer thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::SyncSender<Job>,
+    tx: mpsc::SyncSender<Work>,
 }
 
-/// Why a job was not taken.
+/// Why work was not taken.
 #[derive(Debug)]
 pub(crate) enum SubmitError {
     /// The queue is full.
@@ -225,9 +225,9 @@ impl Writer {
         (Writer { tx }, handle)
     }
 
-    /// Queues a job without waiting; a full queue is overload.
-    pub(crate) fn submit(&self, job: Job) -> Result<(), SubmitError> {
-        self.tx.try_send(job).map_err(|e| match e {
+    /// Queues work without waiting; a full queue is overload.
+    pub(crate) fn submit(&self, work: Work) -> Result<(), SubmitError> {
+        self.tx.try_send(work).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => SubmitError::Full,
             mpsc::TrySendError::Disconnected(_) => SubmitError::Stopped,
         })
@@ -235,25 +235,25 @@ impl Writer {
 }
 
 enum Reply {
-    Observations(oneshot::Sender<Result<Ingested, JobError>>),
-    Intent(oneshot::Sender<Result<(), JobError>>, Box<Intent>),
-    Delete(oneshot::Sender<Result<bool, JobError>>),
+    Observations(oneshot::Sender<Result<Ingested, WorkError>>),
+    Intent(oneshot::Sender<Result<(), WorkError>>, Box<Intent>),
+    Delete(oneshot::Sender<Result<bool, WorkError>>),
 }
 
-fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mpsc::Receiver<Job>) {
+fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mpsc::Receiver<Work>) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < 1024 {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(w) => batch.push(w),
                 Err(_) => break,
             }
         }
-        let mut entries = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            match job {
-                Job::Observations {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for work in batch {
+            match work {
+                Work::Observations {
                     received_at,
                     observations,
                     reply,
@@ -264,7 +264,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     });
                     replies.push(Reply::Observations(reply));
                 }
-                Job::Intent {
+                Work::Intent {
                     at,
                     source,
                     intent,
@@ -273,7 +273,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     entries.push(NewEntry::Intent { at, source });
                     replies.push(Reply::Intent(reply, intent));
                 }
-                Job::DeleteMember {
+                Work::DeleteMember {
                     at,
                     service,
                     member,
@@ -286,7 +286,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     });
                     replies.push(Reply::Delete(reply));
                 }
-                Job::Prune { before } => match store.prune(before) {
+                Work::Prune { before } => match store.prune(before) {
                     Ok(stats) => tracing::info!(?stats, "pruned raw observations"),
                     Err(e) => tracing::error!(error = %e, "prune failed"),
                 },
@@ -300,9 +300,9 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
             tracing::error!(error = %e, "cannot store a batch; refusing it");
             for r in replies {
                 match r {
-                    Reply::Observations(tx) => drop(tx.send(Err(JobError::Store))),
-                    Reply::Intent(tx, _) => drop(tx.send(Err(JobError::Store))),
-                    Reply::Delete(tx) => drop(tx.send(Err(JobError::Store))),
+                    Reply::Observations(tx) => drop(tx.send(Err(WorkError::Store))),
+                    Reply::Intent(tx, _) => drop(tx.send(Err(WorkError::Store))),
+                    Reply::Delete(tx) => drop(tx.send(Err(WorkError::Store))),
                 }
             }
             continue;
@@ -378,7 +378,7 @@ impl Applier {
         driver: &mut Driver<S>,
         received_at: Time,
         observations: &[Observation],
-    ) -> Result<Ingested, JobError> {
+    ) -> Result<Ingested, WorkError> {
         let floor = received_at.sub(self.grace);
         let batch: Vec<(Time, &Observation)> = observations
             .iter()
@@ -396,7 +396,7 @@ impl Applier {
         if refused.is_empty() {
             Ok(got)
         } else {
-            Err(JobError::Refused(refused.join("; ")))
+            Err(WorkError::Refused(refused.join("; ")))
         }
     }
 

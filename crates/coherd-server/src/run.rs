@@ -13,7 +13,7 @@ use crate::app::{AppState, app};
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::pipeline::{self, Job, Shared, Writer};
+use crate::pipeline::{self, Shared, Work, Writer};
 use crate::{alerting, api};
 
 /// Reads and validates an intent file.
@@ -216,7 +216,7 @@ async fn prune(writer: Writer, retention: Duration, mut stop: watch::Receiver<bo
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
             _ = stop.changed() => return,
         }
-        let _ = writer.submit(Job::Prune {
+        let _ = writer.submit(Work::Prune {
             before: wall_now().sub(retention),
         });
     }

@@ -1,6 +1,6 @@
 //! A fake-clock driver for engine scenarios.
 //!
-//! [`Fleet`] feeds the engine through the same [`Driver`] as the server and
+//! [`Harness`] feeds the engine through the same [`Driver`] as the server and
 //! `coherd replay`: when time moves forward it first fires every deadline up
 //! to the previous input's time, then applies the new input at its own time. Times are written as offsets
 //! from [`T0`] (`"30s"`, `"1h 5m"`, `"29s 999ms 999us 999ns"`).
@@ -45,22 +45,22 @@ impl coherd_engine::Sink for Changes {
 }
 
 /// An engine on a virtual clock, driven in replay order.
-pub(crate) struct Fleet {
+pub(crate) struct Harness {
     pub driver: Driver<Changes>,
     last: Option<Time>,
 }
 
-impl Fleet {
+impl Harness {
     /// An engine with `yaml` as its intent from `T0`.
-    pub(crate) fn new(yaml: &str) -> Fleet {
-        let mut f = Fleet::bare();
+    pub(crate) fn new(yaml: &str) -> Harness {
+        let mut f = Harness::bare();
         f.set_intent("0s", yaml);
         f
     }
 
     /// An engine with no intent at all (every service gets the defaults).
-    pub(crate) fn bare() -> Fleet {
-        Fleet {
+    pub(crate) fn bare() -> Harness {
+        Harness {
             driver: Driver::with_sink(Engine::default(), Changes::default()),
             last: None,
         }
