@@ -3,9 +3,10 @@
 use coherd_model::{Observation, Time};
 
 use crate::engine::Engine;
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
 use crate::sli::add_exposed;
-use crate::state::{Slot, flag};
+use crate::state::flag;
 
 /// The delta of a monotonic counter; a decrease is a restart from zero.
 pub(crate) fn delta(old: u64, new: u64) -> u64 {
@@ -15,8 +16,8 @@ pub(crate) fn delta(old: u64, new: u64) -> u64 {
 impl Engine {
     pub(crate) fn apply_counters(
         &mut self,
-        svc: u32,
-        slot: Slot,
+        svc: ServiceId,
+        slot: MemberSlot,
         obs: &Observation,
         old_phase: Sym,
         new_phase: Sym,
@@ -25,8 +26,8 @@ impl Engine {
         if obs.counters.is_empty() {
             return;
         }
-        let s = &mut self.services[svc as usize];
-        let m = &mut s.members[slot as usize];
+        let s = &mut self.services[svc];
+        let m = &mut s.members[slot];
         let seen = m.has(flag::HAS_REQUESTS);
         m.set(flag::HAS_REQUESTS, true);
         let (mut requests, mut grew) = (0, false);
@@ -61,7 +62,7 @@ impl Engine {
         }
         let non_serving = |p: Sym| p != NONE && !s.cfg.is_serving(p);
         let drained = non_serving(old_phase) && non_serving(new_phase);
-        let counts = m.counts();
+        let counts = m.is_counting();
         let b = s.windows.at(now);
         b.requests += requests;
         b.errors += errors;
@@ -70,7 +71,7 @@ impl Engine {
         if requests > 0 && counts {
             for c in &s.columns {
                 if let Some(r) = c.rule.as_ref().filter(|r| r.targeted())
-                    && c.values[slot as usize] != r.target
+                    && c.values[slot] != r.target
                 {
                     add_exposed(&mut b.exposed, c.facet, requests);
                 }

@@ -1,8 +1,10 @@
 //! Divergences: detected losses of coherence, one record per episode.
 
 use coherd_model::{Kind, Severity, Time};
+use hashbrown::HashMap;
 use serde::Serialize;
 
+use crate::ids::ServiceId;
 use crate::intern::Sym;
 
 /// One episode of a divergence.
@@ -70,31 +72,164 @@ impl Divergence {
     }
 }
 
-/// The identity of a divergence, interned: kind, service index and up to three symbols.
-///
-/// Member-level kinds always carry the member's symbol in `a`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// What a divergence is about (DESIGN 3.1, "Subjects and keys"), interned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Subject {
+    /// `silent`, `illegal_transition`, `flapping`: one member.
+    Member(Sym),
+    /// `drift`: one facet of one member.
+    MemberFacet { member: Sym, facet: Sym },
+    /// `mixed`: a facet.
+    Facet(Sym),
+    /// `phase_disagreement`, `drain_violation`: a member as one observer
+    /// (possibly of another service) sees it.
+    Pair {
+        member: Sym,
+        observer_service: ServiceId,
+        observer: Sym,
+    },
+    /// `replica_divergence`: a dataset.
+    Dataset(Sym),
+    /// `split_brain`: an exclusive resource.
+    Resource(Sym),
+    /// `stale_epoch`: a member's lease on a resource.
+    MemberLease { member: Sym, resource: Sym },
+    /// `herd`: a periodic job, by its event kind.
+    Job(Sym),
+}
+
+/// The identity of a divergence: its kind, its service and its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct DivKey {
-    pub kind: u8,
-    pub svc: u32,
-    pub a: Sym,
-    pub b: Sym,
-    pub c: Sym,
+    pub kind: Kind,
+    pub svc: ServiceId,
+    pub subject: Subject,
 }
 
 impl DivKey {
-    pub(crate) fn new(kind: Kind, svc: u32, a: Sym, b: Sym, c: Sym) -> DivKey {
+    /// `silent`, `illegal_transition` or `flapping` of a member.
+    pub(crate) fn member(kind: Kind, svc: ServiceId, member: Sym) -> DivKey {
         DivKey {
-            kind: kind as u8,
+            kind,
             svc,
-            a,
-            b,
-            c,
+            subject: Subject::Member(member),
         }
     }
 
-    pub(crate) fn kind(&self) -> Kind {
-        Kind::ALL[self.kind as usize]
+    /// `drift` of one facet of a member.
+    pub(crate) fn drift(svc: ServiceId, member: Sym, facet: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::Drift,
+            svc,
+            subject: Subject::MemberFacet { member, facet },
+        }
+    }
+
+    /// `mixed` values of a facet.
+    pub(crate) fn mixed(svc: ServiceId, facet: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::Mixed,
+            svc,
+            subject: Subject::Facet(facet),
+        }
+    }
+
+    /// `phase_disagreement` or `drain_violation` between an observer and a member of `svc`.
+    pub(crate) fn pair(
+        kind: Kind,
+        svc: ServiceId,
+        member: Sym,
+        observer_service: ServiceId,
+        observer: Sym,
+    ) -> DivKey {
+        DivKey {
+            kind,
+            svc,
+            subject: Subject::Pair {
+                member,
+                observer_service,
+                observer,
+            },
+        }
+    }
+
+    /// `replica_divergence` of a dataset.
+    pub(crate) fn replica(svc: ServiceId, dataset: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::ReplicaDivergence,
+            svc,
+            subject: Subject::Dataset(dataset),
+        }
+    }
+
+    /// `split_brain` on a resource.
+    pub(crate) fn split_brain(svc: ServiceId, resource: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::SplitBrain,
+            svc,
+            subject: Subject::Resource(resource),
+        }
+    }
+
+    /// `stale_epoch` of a member's lease on a resource.
+    pub(crate) fn stale_epoch(svc: ServiceId, member: Sym, resource: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::StaleEpoch,
+            svc,
+            subject: Subject::MemberLease { member, resource },
+        }
+    }
+
+    /// `herd` of a periodic job.
+    pub(crate) fn herd(svc: ServiceId, job: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::Herd,
+            svc,
+            subject: Subject::Job(job),
+        }
+    }
+
+    /// The member a member-level divergence is about.
+    pub(crate) fn member_of(&self) -> Option<Sym> {
+        match self.subject {
+            Subject::Member(member)
+            | Subject::MemberFacet { member, .. }
+            | Subject::Pair { member, .. }
+            | Subject::MemberLease { member, .. } => Some(member),
+            Subject::Facet(_) | Subject::Dataset(_) | Subject::Resource(_) | Subject::Job(_) => {
+                None
+            }
+        }
+    }
+}
+
+/// Every divergence record, one per episode in the order they opened, and
+/// the latest episode of each key.
+#[derive(Default)]
+pub(crate) struct DivergenceTable {
+    pub records: Vec<Divergence>,
+    pub latest: HashMap<DivKey, u32>,
+}
+
+impl DivergenceTable {
+    /// The latest episode of `key`, with its index.
+    pub(crate) fn latest(&self, key: &DivKey) -> Option<(usize, &Divergence)> {
+        let i = *self.latest.get(key)? as usize;
+        Some((i, &self.records[i]))
+    }
+
+    /// Whether `key` is open, and at which severity.
+    pub(crate) fn open_severity(&self, key: &DivKey) -> Option<Severity> {
+        let (_, r) = self.latest(key)?;
+        r.is_open().then_some(r.severity)
+    }
+
+    /// The latest episode of every key that is open now, with its key.
+    pub(crate) fn open(&self) -> impl Iterator<Item = (&DivKey, usize, &Divergence)> {
+        self.latest
+            .iter()
+            .map(|(k, &i)| (k, i as usize, &self.records[i as usize]))
+            .filter(|(_, _, r)| r.is_open())
     }
 }
 

@@ -6,11 +6,13 @@ use std::time::Duration;
 use coherd_model::{Intent, Observation, Time};
 use hashbrown::HashMap;
 
-use crate::divergence::{Change, DivKey, Divergence};
+use crate::divergence::{Change, DivergenceTable};
+use crate::ids::{IdVec, LabelSetId, MemberSlot, ServiceId};
 use crate::intern::{Interner, NONE, Sym};
-use crate::state::{Column, Member, Service, ServiceCfg, Slot, flag};
+use crate::labels::LabelSets;
+use crate::pairs::Views;
+use crate::state::{Column, Member, Service, ServiceCfg, flag};
 use crate::timer::{Timer, Timers};
-use crate::views::PairState;
 
 /// Settings that are not part of the intent.
 #[derive(Debug, Clone)]
@@ -37,6 +39,15 @@ pub enum Outcome {
     Applied,
     /// Its `seq` was at or below the last applied one: acknowledged, counted, not applied.
     Duplicate,
+}
+
+/// How many reports the engine has taken, by what it did with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportCounts {
+    /// Reports applied.
+    pub applied: u64,
+    /// Reports acknowledged as duplicates and not applied.
+    pub duplicates: u64,
 }
 
 /// Why `observe` refused a report.
@@ -99,24 +110,20 @@ pub enum Event {
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) syms: Interner,
-    pub(crate) services: Vec<Service>,
-    pub(crate) service_index: HashMap<Sym, u32>,
+    pub(crate) services: IdVec<ServiceId, Service>,
+    pub(crate) service_index: HashMap<Sym, ServiceId>,
     pub(crate) intent: Option<Intent>,
     pub(crate) timers: Timers,
-    pub(crate) records: Vec<Divergence>,
-    pub(crate) latest: HashMap<DivKey, u32>,
-    pub(crate) pairs: HashMap<crate::views::PairKey, PairState>,
-    pub(crate) viewers: HashMap<(Sym, Sym), Vec<(u32, Slot)>>,
+    pub(crate) table: DivergenceTable,
+    pub(crate) views: Views,
     /// Interned label sets: members in one zone share one set.
-    pub(crate) label_sets: HashMap<Vec<(Sym, Sym)>, u32>,
-    pub(crate) label_list: Vec<Vec<(Sym, Sym)>>,
+    pub(crate) labels: LabelSets,
     pub(crate) events: VecDeque<Event>,
     /// The latest time seen.
     pub(crate) now: Time,
     /// The time of the call being handled (deadlines may be stamped earlier).
     pub(crate) clock: Time,
-    pub(crate) duplicates: u64,
-    pub(crate) applied: u64,
+    pub(crate) counts: ReportCounts,
     /// Reused by `apply_facets`.
     pub(crate) facet_scratch: Vec<(usize, Sym)>,
 }
@@ -133,21 +140,17 @@ impl Engine {
         Engine {
             config,
             syms: Interner::default(),
-            services: Vec::new(),
+            services: IdVec::default(),
             service_index: HashMap::new(),
             intent: None,
             timers: Timers::default(),
-            records: Vec::new(),
-            latest: HashMap::new(),
-            pairs: HashMap::new(),
-            viewers: HashMap::new(),
-            label_sets: HashMap::new(),
-            label_list: Vec::new(),
+            table: DivergenceTable::default(),
+            views: Views::default(),
+            labels: LabelSets::default(),
             events: VecDeque::new(),
             now: Time::EPOCH,
             clock: Time::EPOCH,
-            duplicates: 0,
-            applied: 0,
+            counts: ReportCounts::default(),
             facet_scratch: Vec::new(),
         }
     }
@@ -181,26 +184,26 @@ impl Engine {
         self.check_facet_room(svc, obs)?;
         let (slot, is_new) = self.member_slot(svc, name);
 
-        let m = &self.services[svc as usize].members[slot as usize];
+        let m = &self.services[svc].members[slot];
         let gap = match obs.seq {
             Some(seq) if m.has(flag::HAS_SEQ) => {
                 if seq <= m.seq {
-                    self.duplicates += 1;
+                    self.counts.duplicates += 1;
                     return Ok(Outcome::Duplicate);
                 }
                 seq > m.seq + 1
             }
             _ => false,
         };
-        self.applied += 1;
+        self.counts.applied += 1;
         let was_live = m.has(flag::LIVE);
-        let was_counting = m.counts();
+        let was_counting = m.is_counting();
         let old_phase = m.phase;
 
         // Liveness and the silence list.
         {
-            let s = &mut self.services[svc as usize];
-            let m = &mut s.members[slot as usize];
+            let s = &mut self.services[svc];
+            let m = &mut s.members[slot];
             m.last_report = now;
             if let Some(seq) = obs.seq {
                 m.seq = seq;
@@ -274,7 +277,7 @@ impl Engine {
             self.service_idx(name);
         }
         self.intent = Some(intent);
-        for svc in 0..self.services.len() as u32 {
+        for svc in self.services.ids() {
             self.apply_service_intent(svc, now);
         }
     }
@@ -292,7 +295,7 @@ impl Engine {
         let Some(&svc) = self.service_index.get(&s) else {
             return false;
         };
-        let Some(slot) = self.services[svc as usize].slot_of(m) else {
+        let Some(slot) = self.services[svc].slot_of(m) else {
             return false;
         };
         self.forget_member(svc, slot, now);
@@ -311,8 +314,8 @@ impl Engine {
     }
 
     /// Reports applied and duplicates ignored so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (self.applied, self.duplicates)
+    pub fn report_counts(&self) -> ReportCounts {
+        self.counts
     }
 
     pub(crate) fn run_timers(&mut self, now: Time, inclusive: bool) {
@@ -351,23 +354,22 @@ impl Engine {
     }
 
     /// The index of a service, creating it with the intent's rules or the defaults.
-    pub(crate) fn service_idx(&mut self, name: &str) -> u32 {
+    pub(crate) fn service_idx(&mut self, name: &str) -> ServiceId {
         let sym = self.syms.intern(name);
         if let Some(&i) = self.service_index.get(&sym) {
             return i;
         }
-        let i = self.services.len() as u32;
         let cfg = self.compile_cfg(name);
-        self.services.push(Service {
+        let i = self.services.push(Service {
             name: sym,
             name_str: name.to_string(),
             cfg,
-            members: Vec::new(),
+            members: IdVec::default(),
             free: Vec::new(),
             by_name: HashMap::new(),
             columns: Vec::new(),
-            head: NONE,
-            tail: NONE,
+            head: MemberSlot::NONE,
+            tail: MemberSlot::NONE,
             known: 0,
             live: 0,
             terminal: 0,
@@ -429,8 +431,8 @@ impl Engine {
         }
     }
 
-    fn check_facet_room(&mut self, svc: u32, obs: &Observation) -> Result<(), ObserveError> {
-        let s = &self.services[svc as usize];
+    fn check_facet_room(&mut self, svc: ServiceId, obs: &Observation) -> Result<(), ObserveError> {
+        let s = &self.services[svc];
         let limit = self.config.max_facets_per_service;
         if s.columns.len() + obs.facets.len() <= limit {
             return Ok(());
@@ -452,25 +454,24 @@ impl Engine {
     }
 
     /// The slot of a member, adding it when new.
-    fn member_slot(&mut self, svc: u32, name: Sym) -> (Slot, bool) {
-        let s = &mut self.services[svc as usize];
+    fn member_slot(&mut self, svc: ServiceId, name: Sym) -> (MemberSlot, bool) {
+        let s = &mut self.services[svc];
         if let Some(slot) = s.slot_of(name) {
             return (slot, false);
         }
         let slot = match s.free.pop() {
             Some(slot) => {
-                s.members[slot as usize] = Member::new(name);
+                s.members[slot] = Member::new(name);
                 for c in &mut s.columns {
-                    c.values[slot as usize] = NONE;
+                    c.values[slot] = NONE;
                 }
                 slot
             }
             None => {
-                s.members.push(Member::new(name));
                 for c in &mut s.columns {
                     c.values.push(NONE);
                 }
-                (s.members.len() - 1) as Slot
+                s.members.push(Member::new(name))
             }
         };
         s.by_name.insert(name, slot);
@@ -479,8 +480,8 @@ impl Engine {
     }
 
     /// The column of a facet, adding it when new.
-    pub(crate) fn column(&mut self, svc: u32, facet: Sym) -> usize {
-        let s = &mut self.services[svc as usize];
+    pub(crate) fn column(&mut self, svc: ServiceId, facet: Sym) -> usize {
+        let s = &mut self.services[svc];
         if let Some(c) = s.column_of(facet) {
             return c;
         }
@@ -488,56 +489,34 @@ impl Engine {
         s.columns.len() - 1
     }
 
-    fn apply_labels(&mut self, svc: u32, slot: Slot, obs: &Observation) {
+    fn apply_labels(&mut self, svc: ServiceId, slot: MemberSlot, obs: &Observation) {
         if obs.labels.is_empty() && obs.deploy.is_none() {
             return;
         }
         if let Some(d) = &obs.deploy {
             let d = self.syms.intern(d);
-            self.services[svc as usize].members[slot as usize].deploy = d;
+            self.services[svc].members[slot].deploy = d;
         }
         if obs.labels.is_empty() {
             return;
         }
-        let current = self.services[svc as usize].members[slot as usize].labels;
-        let mut set: Vec<(Sym, Sym)> = self
-            .label_list
-            .get(current as usize)
-            .cloned()
-            .unwrap_or_default();
-        for (k, v) in &obs.labels {
-            let (k, v) = (self.syms.intern(k), self.syms.intern(v));
-            match set.iter_mut().find(|(kk, _)| *kk == k) {
-                Some(e) => e.1 = v,
-                None => set.push((k, v)),
-            }
-        }
-        set.sort_unstable();
-        let id = match self.label_sets.get(&set) {
-            Some(&id) => id,
-            None => {
-                let id = self.label_list.len() as u32;
-                self.label_list.push(set.clone());
-                self.label_sets.insert(set, id);
-                id
-            }
-        };
-        self.services[svc as usize].members[slot as usize].labels = id;
+        let current = self.services[svc].members[slot].labels;
+        let updates: Vec<(Sym, Sym)> = obs
+            .labels
+            .iter()
+            .map(|(k, v)| (self.syms.intern(k), self.syms.intern(v)))
+            .collect();
+        let id = self.labels.merge(current, updates);
+        self.services[svc].members[slot].labels = id;
     }
 
     /// A member's labels, resolved.
-    pub(crate) fn labels_of(&self, id: u32) -> Vec<(&str, &str)> {
-        if id == NONE {
-            return Vec::new();
-        }
-        self.label_list
-            .get(id as usize)
-            .map(|set| {
-                set.iter()
-                    .map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v)))
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub(crate) fn labels_of(&self, id: LabelSetId) -> Vec<(&str, &str)> {
+        self.labels
+            .get(id)
+            .iter()
+            .map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v)))
+            .collect()
     }
 
     pub(crate) fn push_event(&mut self, e: Event) {
@@ -545,18 +524,18 @@ impl Engine {
     }
 
     /// Updates a member's coherent flag and the service's count.
-    pub(crate) fn refresh_coherent(&mut self, svc: u32, slot: Slot) {
-        let s = &self.services[svc as usize];
-        let m = &s.members[slot as usize];
+    pub(crate) fn refresh_coherent(&mut self, svc: ServiceId, slot: MemberSlot) {
+        let s = &self.services[svc];
+        let m = &s.members[slot];
         if m.has(flag::REMOVED) {
             return;
         }
         let now = self.now;
-        let coherent = m.counts()
+        let coherent = m.is_counting()
             && m.open_divs == 0
             && s.columns.iter().all(|c| match &c.rule {
                 Some(r) if r.targeted() => {
-                    let v = c.values[slot as usize];
+                    let v = c.values[slot];
                     v != NONE
                         && matches!(
                             r.classify(v, now),
@@ -566,8 +545,8 @@ impl Engine {
                 _ => true,
             });
         if coherent != m.has(flag::COHERENT) {
-            let s = &mut self.services[svc as usize];
-            s.members[slot as usize].set(flag::COHERENT, coherent);
+            let s = &mut self.services[svc];
+            s.members[slot].set(flag::COHERENT, coherent);
             if coherent {
                 s.coherent += 1
             } else {
@@ -576,12 +555,12 @@ impl Engine {
         }
     }
 
-    pub(crate) fn touch_coherence(&mut self, svc: u32) {
+    pub(crate) fn touch_coherence(&mut self, svc: ServiceId) {
         self.touch_coherence_at(svc, self.now);
     }
 
-    pub(crate) fn touch_coherence_at(&mut self, svc: u32, at: Time) {
-        let s = &mut self.services[svc as usize];
+    pub(crate) fn touch_coherence_at(&mut self, svc: ServiceId, at: Time) {
+        let s = &mut self.services[svc];
         let den = s.coherence_denominator();
         let ratio = (den > 0).then(|| s.coherent as f64 / den as f64);
         s.windows.coherence_changed(at, ratio);

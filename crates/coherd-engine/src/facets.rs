@@ -7,23 +7,24 @@ use serde_json::{Value, json};
 
 use crate::divergence::DivKey;
 use crate::engine::{Engine, Event};
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
-use crate::state::{Class, Slot, flag};
+use crate::state::{Class, flag};
 use crate::timer::Timer;
-use coherd_model::{Kind, Severity};
+use coherd_model::Severity;
 
 impl Engine {
     /// Merges a report's facets into the member's columns. `was_counting`
     /// is whether the member counted before this report.
     pub(crate) fn apply_facets(
         &mut self,
-        svc: u32,
-        slot: Slot,
+        svc: ServiceId,
+        slot: MemberSlot,
         obs: &Observation,
         was_counting: bool,
         now: Time,
     ) {
-        let counting = self.services[svc as usize].members[slot as usize].counts();
+        let counting = self.services[svc].members[slot].is_counting();
         // A buffer kept across reports: no allocation per report.
         let mut updates = std::mem::take(&mut self.facet_scratch);
         updates.clear();
@@ -35,12 +36,12 @@ impl Engine {
         }
         if counting == was_counting {
             for &(c, new) in &updates {
-                let old = self.services[svc as usize].columns[c].values[slot as usize];
+                let old = self.services[svc].columns[c].values[slot];
                 self.update_column(svc, slot, c, old, new, was_counting, counting, now);
             }
         } else {
-            for c in 0..self.services[svc as usize].columns.len() {
-                let old = self.services[svc as usize].columns[c].values[slot as usize];
+            for c in 0..self.services[svc].columns.len() {
+                let old = self.services[svc].columns[c].values[slot];
                 let new = updates
                     .iter()
                     .find(|(uc, _)| *uc == c)
@@ -52,13 +53,19 @@ impl Engine {
     }
 
     /// Re-counts every column of a member whose counting status changed.
-    pub(crate) fn recount_member(&mut self, svc: u32, slot: Slot, was_counting: bool, at: Time) {
-        let counting = self.services[svc as usize].members[slot as usize].counts();
+    pub(crate) fn recount_member(
+        &mut self,
+        svc: ServiceId,
+        slot: MemberSlot,
+        was_counting: bool,
+        at: Time,
+    ) {
+        let counting = self.services[svc].members[slot].is_counting();
         if counting == was_counting {
             return;
         }
-        for c in 0..self.services[svc as usize].columns.len() {
-            let v = self.services[svc as usize].columns[c].values[slot as usize];
+        for c in 0..self.services[svc].columns.len() {
+            let v = self.services[svc].columns[c].values[slot];
             self.update_column(svc, slot, c, v, v, was_counting, counting, at);
         }
     }
@@ -66,8 +73,8 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn update_column(
         &mut self,
-        svc: u32,
-        slot: Slot,
+        svc: ServiceId,
+        slot: MemberSlot,
         c: usize,
         old: Sym,
         new: Sym,
@@ -78,8 +85,8 @@ impl Engine {
         if old == new && was_counting == counting {
             return;
         }
-        let col = &mut self.services[svc as usize].columns[c];
-        col.values[slot as usize] = new;
+        let col = &mut self.services[svc].columns[c];
+        col.values[slot] = new;
         if was_counting && old != NONE {
             col.remove(old);
         }
@@ -94,16 +101,16 @@ impl Engine {
     }
 
     /// Opens, escalates or resolves `drift` for one member and facet.
-    pub(crate) fn eval_drift(&mut self, svc: u32, slot: Slot, c: usize, at: Time) {
-        let s = &self.services[svc as usize];
-        let m = &s.members[slot as usize];
+    pub(crate) fn eval_drift(&mut self, svc: ServiceId, slot: MemberSlot, c: usize, at: Time) {
+        let s = &self.services[svc];
+        let m = &s.members[slot];
         let col = &s.columns[c];
-        let v = col.values[slot as usize];
+        let v = col.values[slot];
         let class = match &col.rule {
-            Some(r) if r.targeted() && m.counts() && v != NONE => r.classify(v, at),
+            Some(r) if r.targeted() && m.is_counting() && v != NONE => r.classify(v, at),
             _ => Class::AtTarget,
         };
-        let key = DivKey::new(Kind::Drift, svc, m.name, col.facet, NONE);
+        let key = DivKey::drift(svc, m.name, col.facet);
         let severity = match class {
             Class::Lagging => Severity::Warning,
             Class::Foreign => Severity::Critical,
@@ -115,7 +122,7 @@ impl Engine {
             }
         };
         self.upsert(key, severity, at, true, |e| {
-            let s = &e.services[svc as usize];
+            let s = &e.services[svc];
             let col = &s.columns[c];
             let rule = col.rule.as_ref().expect("checked above");
             let name = |x: Sym| {
@@ -135,7 +142,7 @@ impl Engine {
                 "rollout_window_s": rule.window as f64 / 1e9,
             });
             (
-                vec![e.syms.resolve(s.members[slot as usize].name).to_string()],
+                vec![e.syms.resolve(s.members[slot].name).to_string()],
                 evidence,
             )
         });
@@ -143,10 +150,16 @@ impl Engine {
 
     /// Opens, escalates or resolves `mixed` for one facet. `before` is a
     /// member's previous contribution, used for the record when it resolves.
-    pub(crate) fn eval_mixed(&mut self, svc: u32, c: usize, at: Time, before: Option<(Slot, Sym)>) {
-        let s = &mut self.services[svc as usize];
+    pub(crate) fn eval_mixed(
+        &mut self,
+        svc: ServiceId,
+        c: usize,
+        at: Time,
+        before: Option<(MemberSlot, Sym)>,
+    ) {
+        let s = &mut self.services[svc];
         let col = &mut s.columns[c];
-        let key = DivKey::new(Kind::Mixed, svc, col.facet, NONE, NONE);
+        let key = DivKey::mixed(svc, col.facet);
         let Some(rule) = col.rule.as_ref().filter(|r| r.uniform) else {
             if self.open_severity(&key).is_some() {
                 let last = self.mixed_view(svc, c, before);
@@ -201,24 +214,28 @@ impl Engine {
     /// member's contribution is taken as it was before its latest change.
     pub(crate) fn mixed_view(
         &self,
-        svc: u32,
+        svc: ServiceId,
         c: usize,
-        before: Option<(Slot, Sym)>,
+        before: Option<(MemberSlot, Sym)>,
     ) -> (Vec<String>, Value) {
-        let s = &self.services[svc as usize];
+        let s = &self.services[svc];
         let col = &s.columns[c];
-        let value_of = |slot: usize| {
+        let value_of = |slot: MemberSlot| {
             if let Some((b, v)) = before
-                && b as usize == slot
+                && b == slot
             {
                 return v;
             }
             let m = &s.members[slot];
-            if m.counts() { col.values[slot] } else { NONE }
+            if m.is_counting() {
+                col.values[slot]
+            } else {
+                NONE
+            }
         };
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         let mut by_sym: Vec<(Sym, u32)> = Vec::new();
-        for slot in 0..s.members.len() {
+        for slot in s.members.ids() {
             let v = value_of(slot);
             if v == NONE || s.members[slot].has(flag::REMOVED) {
                 continue;
@@ -243,7 +260,9 @@ impl Engine {
                 })
                 .map_or(NONE, |e| e.0)
         };
-        let mut subjects: Vec<String> = (0..s.members.len())
+        let mut subjects: Vec<String> = s
+            .members
+            .ids()
             .filter(|&slot| {
                 let v = value_of(slot);
                 v != NONE && v != reference && !s.members[slot].has(flag::REMOVED)
@@ -267,8 +286,8 @@ impl Engine {
         (subjects, evidence)
     }
 
-    fn check_convergence(&mut self, svc: u32, c: usize, at: Time) {
-        let s = &mut self.services[svc as usize];
+    fn check_convergence(&mut self, svc: ServiceId, c: usize, at: Time) {
+        let s = &mut self.services[svc];
         let counting = s.live_counting();
         let col = &mut s.columns[c];
         let Some(rule) = col.rule.as_ref().filter(|r| r.targeted()) else {
@@ -304,18 +323,18 @@ impl Engine {
     }
 
     /// A rollout window ended: converging values now lag.
-    pub(crate) fn on_window_timer(&mut self, svc: u32, c: usize, t: Time) {
-        let s = &self.services[svc as usize];
+    pub(crate) fn on_window_timer(&mut self, svc: ServiceId, c: usize, t: Time) {
+        let s = &self.services[svc];
         let Some(rule) = s.columns.get(c).and_then(|col| col.rule.as_ref()) else {
             return;
         };
         if !rule.targeted() || rule.window_end() != t {
             return;
         }
-        let lagging: Vec<Slot> = (0..s.members.len() as Slot)
-            .filter(|&slot| {
-                s.members[slot as usize].counts() && rule.is_old(s.columns[c].values[slot as usize])
-            })
+        let lagging: Vec<MemberSlot> = s
+            .members
+            .ids()
+            .filter(|&slot| s.members[slot].is_counting() && rule.is_old(s.columns[c].values[slot]))
             .collect();
         for slot in lagging {
             self.eval_drift(svc, slot, c, t);
@@ -325,8 +344,8 @@ impl Engine {
     }
 
     /// A uniform facet without target has been mixed for its whole window.
-    pub(crate) fn on_uniform_timer(&mut self, svc: u32, c: usize, t: Time) {
-        let s = &self.services[svc as usize];
+    pub(crate) fn on_uniform_timer(&mut self, svc: ServiceId, c: usize, t: Time) {
+        let s = &self.services[svc];
         let Some(col) = s.columns.get(c) else { return };
         let due = match (col.mixed_since, &col.rule) {
             (Some(since), Some(r)) => since.as_nanos().saturating_add(r.window) == t.as_nanos(),

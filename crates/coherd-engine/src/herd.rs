@@ -2,16 +2,16 @@
 //!
 //! Every reported event (`events: [{kind, start, end}]`) is a *run* of the job
 //! named by its `kind`, in the reporter's service. Per (service, job) the
-//! engine keeps the runs that started in the last [`WINDOW_PERIODS`] periods,
+//! engine keeps the runs that started in the last [`WINDOW_PERIODS`](crate::WINDOW_PERIODS) periods,
 //! sorted by start. `herd` (warning, id `herd:SERVICE:KIND`) holds at `t` when
 //! over the runs that started in `(t - WINDOW_PERIODS x period, t]`:
 //!
 //! - the Kuramoto order parameter `R` of their starts, folded onto the period
 //!   (periods are aligned to the Unix epoch), is above `herd_threshold`
-//!   (default 0.6), with runs from at least [`MIN_MEMBERS`] distinct members,
+//!   (default 0.6), with runs from at least [`MIN_MEMBERS`](crate::MIN_MEMBERS) distinct members,
 //!   while the job is *watched and running*: watched for at least one period
 //!   (from the first report of it since its window was last empty) and with a
-//!   run that started in the last [`ACTIVE_PERIODS`] periods. A job seen for
+//!   run that started in the last [`ACTIVE_PERIODS`](crate::ACTIVE_PERIODS) periods. A job seen for
 //!   only part of a period looks synchronised because only its first runs are
 //!   in, and so does a job that stopped, as its last runs drain out; or
 //! - the peak number of runs open at one instant (`[start, end)`, runs without
@@ -24,223 +24,27 @@
 //! with the deadline's time). A run listed again (same member and start) is the
 //! same run: only its `end` is updated.
 //!
-//! Memory is bounded: at most [`MAX_RUNS_PER_JOB`] runs per job (the oldest
-//! go first; 32 bytes each) and at most [`MAX_UNDECLARED_JOBS`] kinds per
+//! Memory is bounded: at most [`MAX_RUNS_PER_JOB`](crate::MAX_RUNS_PER_JOB) runs per job (the oldest
+//! go first; 32 bytes each) and at most [`MAX_UNDECLARED_JOBS`](crate::MAX_UNDECLARED_JOBS) kinds per
 //! service that the intent does not declare (runs of further kinds are ignored).
-
-use std::collections::VecDeque;
-use std::time::Duration;
 
 use coherd_model::{Observation, Time};
 use serde_json::{Value, json};
 
-use crate::divergence::DivKey;
+use crate::divergence::{DivKey, Subject};
 use crate::engine::Engine;
-use crate::intern::{NONE, Sym};
-use crate::state::Slot;
+use crate::ids::{MemberSlot, ServiceId};
+use crate::intern::Sym;
+use crate::jobs::{
+    Job, JobCfg, MAX_UNDECLARED_JOBS, Run, UNDECLARED_PERIOD, WINDOW_PERIODS, mean_phase,
+};
 use crate::timer::Timer;
-use coherd_model::{Kind, Severity};
-
-/// Periods of runs a job is judged over.
-pub const WINDOW_PERIODS: i64 = 3;
-/// A job with no run started in this many periods has stopped: `R` no longer counts.
-pub const ACTIVE_PERIODS: i64 = 2;
-/// Distinct members with a run in the window before `R` can raise `herd`.
-pub const MIN_MEMBERS: usize = 3;
-/// Runs kept per (service, job).
-pub const MAX_RUNS_PER_JOB: usize = 16_384;
-/// Kinds tracked per service beyond those the intent declares.
-pub const MAX_UNDECLARED_JOBS: usize = 32;
-/// The period assumed for a kind the intent does not declare.
-pub const UNDECLARED_PERIOD: Duration = Duration::from_secs(3600);
-
-/// How one job is judged, from the intent or the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct JobCfg {
-    /// Nanoseconds, > 0.
-    period: i64,
-    threshold: f64,
-    max_concurrent: Option<u32>,
-    declared: bool,
-}
-
-impl JobCfg {
-    fn horizon(&self) -> i64 {
-        self.period.saturating_mul(WINDOW_PERIODS)
-    }
-}
-
-/// One run of a job.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    start: Time,
-    member: Sym,
-    end: Option<Time>,
-}
-
-/// The runs of one job in one service.
-pub(crate) struct Job {
-    cfg: JobCfg,
-    /// Sorted by (start, member).
-    runs: VecDeque<Run>,
-    /// When the job was first reported since its window was last empty.
-    since: Option<Time>,
-    /// The deadline this job waits for (earlier queue entries are stale).
-    due: Option<Time>,
-}
-
-/// What the window of a job shows at one instant.
-struct Judgement {
-    order_parameter: Option<f64>,
-    members: usize,
-    mature: bool,
-    by_order: bool,
-    by_concurrency: bool,
-}
-
-impl Job {
-    fn new(cfg: JobCfg) -> Job {
-        Job {
-            cfg,
-            runs: VecDeque::new(),
-            since: None,
-            due: None,
-        }
-    }
-
-    /// Runs that started in `(at - horizon, at]` (and any reported ahead of `at`).
-    fn window(&self, at: Time) -> impl Iterator<Item = &Run> {
-        let lo = at.as_nanos().saturating_sub(self.cfg.horizon());
-        let first = self.runs.partition_point(|r| r.start.as_nanos() <= lo);
-        self.runs.range(first..)
-    }
-
-    fn phase_offset(&self, t: Time) -> Duration {
-        Duration::from_nanos(t.as_nanos().rem_euclid(self.cfg.period) as u64)
-    }
-
-    fn period(&self) -> Duration {
-        Duration::from_nanos(self.cfg.period as u64)
-    }
-
-    fn order_parameter(&self, at: Time) -> Option<f64> {
-        let starts = self.window(at).map(|r| self.phase_offset(r.start));
-        coherd_dephase::order_parameter(starts, self.period()).ok()
-    }
-
-    fn members(&self, at: Time) -> Vec<Sym> {
-        let mut m: Vec<Sym> = self.window(at).map(|r| r.member).collect();
-        m.sort_unstable();
-        m.dedup();
-        m
-    }
-
-    fn peak_concurrency(&self, at: Time) -> usize {
-        coherd_dephase::peak_concurrency(
-            self.window(at)
-                .filter_map(|r| r.end.map(|end| (r.start, end))),
-        )
-    }
-
-    fn judge(&self, at: Time) -> Judgement {
-        let mature = self
-            .since
-            .is_some_and(|s| at.as_nanos() >= s.as_nanos().saturating_add(self.cfg.period))
-            && self
-                .runs
-                .back()
-                .is_some_and(|r| at.as_nanos() < self.stops(r.start));
-        let (mut order_parameter, mut members, mut by_order) = (None, 0, false);
-        if mature {
-            order_parameter = self.order_parameter(at);
-            if order_parameter.is_some_and(|r| r > self.cfg.threshold) {
-                members = self.members(at).len();
-                by_order = members >= MIN_MEMBERS;
-            }
-        }
-        let by_concurrency = !by_order
-            && self
-                .cfg
-                .max_concurrent
-                .is_some_and(|m| self.peak_concurrency(at) > m as usize);
-        Judgement {
-            order_parameter,
-            members,
-            mature,
-            by_order,
-            by_concurrency,
-        }
-    }
-
-    /// Adds or updates a run; false when it is already outside the window at `now`.
-    fn add(&mut self, run: Run, now: Time) -> bool {
-        if run.start.as_nanos() <= now.as_nanos().saturating_sub(self.cfg.horizon()) {
-            return false;
-        }
-        let key = |r: &Run| (r.start, r.member);
-        match self.runs.binary_search_by(|r| key(r).cmp(&key(&run))) {
-            Ok(i) => {
-                if run.end.is_some() {
-                    self.runs[i].end = run.end;
-                }
-            }
-            Err(i) => {
-                self.runs.insert(i, run);
-                if self.runs.len() > MAX_RUNS_PER_JOB {
-                    self.runs.pop_front();
-                }
-            }
-        }
-        self.since.get_or_insert(now);
-        true
-    }
-
-    /// Drops runs that left the window at `at`.
-    fn evict(&mut self, at: Time) {
-        let lo = at.as_nanos().saturating_sub(self.cfg.horizon());
-        while self.runs.front().is_some_and(|r| r.start.as_nanos() <= lo) {
-            self.runs.pop_front();
-        }
-        if self.runs.is_empty() {
-            self.since = None;
-        }
-    }
-
-    /// When a job whose latest run started at `latest` counts as stopped.
-    fn stops(&self, latest: Time) -> i64 {
-        latest
-            .as_nanos()
-            .saturating_add(self.cfg.period.saturating_mul(ACTIVE_PERIODS))
-    }
-
-    /// The next instant the judgement can change without new runs.
-    fn next_deadline(&self, now: Time) -> Option<Time> {
-        let leaves = self
-            .runs
-            .front()
-            .map(|r| r.start.as_nanos().saturating_add(self.cfg.horizon()));
-        let matures = self
-            .since
-            .map(|s| s.as_nanos().saturating_add(self.cfg.period))
-            .filter(|&m| m > now.as_nanos());
-        let stops = self
-            .runs
-            .back()
-            .map(|r| self.stops(r.start))
-            .filter(|&s| s > now.as_nanos());
-        leaves
-            .into_iter()
-            .chain(matures)
-            .chain(stops)
-            .min()
-            .map(Time::from_nanos)
-    }
-}
+use coherd_model::Severity;
 
 impl Engine {
     /// The rules for `kind` in a service: declared in the intent, or the defaults.
-    fn job_cfg(&self, svc: u32, kind: &str) -> JobCfg {
-        let service = &self.services[svc as usize].name_str;
+    fn job_cfg(&self, svc: ServiceId, kind: &str) -> JobCfg {
+        let service = &self.services[svc].name_str;
         let declared = self
             .intent
             .as_ref()
@@ -263,11 +67,17 @@ impl Engine {
     }
 
     /// Adds a report's events to the runs of their jobs and judges each job they touched.
-    pub(crate) fn apply_events(&mut self, svc: u32, slot: Slot, obs: &Observation, now: Time) {
+    pub(crate) fn apply_events(
+        &mut self,
+        svc: ServiceId,
+        slot: MemberSlot,
+        obs: &Observation,
+        now: Time,
+    ) {
         if obs.events.is_empty() {
             return;
         }
-        let member = self.services[svc as usize].members[slot as usize].name;
+        let member = self.services[svc].members[slot].name;
         let mut touched: Vec<Sym> = Vec::new();
         for e in &obs.events {
             let Some(kind) = self.job_for(svc, &e.kind) else {
@@ -278,7 +88,7 @@ impl Engine {
                 member,
                 end: e.end,
             };
-            let job = self.services[svc as usize]
+            let job = self.services[svc]
                 .jobs
                 .get_mut(&kind)
                 .expect("created by job_for");
@@ -296,28 +106,28 @@ impl Engine {
 
     /// The job of `kind` in a service, created when new (unless the service
     /// already tracks as many undeclared kinds as allowed).
-    fn job_for(&mut self, svc: u32, kind: &str) -> Option<Sym> {
+    fn job_for(&mut self, svc: ServiceId, kind: &str) -> Option<Sym> {
         if let Some(sym) = self.syms.get(kind)
-            && self.services[svc as usize].jobs.contains_key(&sym)
+            && self.services[svc].jobs.contains_key(&sym)
         {
             return Some(sym);
         }
         let cfg = self.job_cfg(svc, kind);
-        let s = &self.services[svc as usize];
+        let s = &self.services[svc];
         if !cfg.declared
             && s.jobs.values().filter(|j| !j.cfg.declared).count() >= MAX_UNDECLARED_JOBS
         {
             return None;
         }
         let sym = self.syms.intern(kind);
-        self.services[svc as usize].jobs.insert(sym, Job::new(cfg));
+        self.services[svc].jobs.insert(sym, Job::new(cfg));
         Some(sym)
     }
 
     /// Re-reads every job's rules after an intent change and judges it again at `now`.
-    pub(crate) fn apply_herd_intent(&mut self, svc: u32, now: Time) {
+    pub(crate) fn apply_herd_intent(&mut self, svc: ServiceId, now: Time) {
         let declared: Vec<String> = {
-            let service = &self.services[svc as usize].name_str;
+            let service = &self.services[svc].name_str;
             self.intent
                 .as_ref()
                 .and_then(|i| i.services.get(service))
@@ -327,16 +137,16 @@ impl Engine {
         for kind in &declared {
             let sym = self.syms.intern(kind);
             let cfg = self.job_cfg(svc, kind);
-            self.services[svc as usize]
+            self.services[svc]
                 .jobs
                 .entry(sym)
                 .or_insert_with(|| Job::new(cfg));
         }
-        let mut kinds: Vec<Sym> = self.services[svc as usize].jobs.keys().copied().collect();
+        let mut kinds: Vec<Sym> = self.services[svc].jobs.keys().copied().collect();
         kinds.sort_unstable_by(|a, b| self.syms.resolve(*a).cmp(self.syms.resolve(*b)));
         for kind in kinds {
             let cfg = self.job_cfg(svc, self.syms.resolve(kind));
-            if let Some(job) = self.services[svc as usize].jobs.get_mut(&kind) {
+            if let Some(job) = self.services[svc].jobs.get_mut(&kind) {
                 job.cfg = cfg;
                 job.evict(now);
             }
@@ -346,8 +156,8 @@ impl Engine {
     }
 
     /// A run left a job's window, or the job has been watched for a period.
-    pub(crate) fn on_herd_timer(&mut self, svc: u32, kind: Sym, t: Time) {
-        let Some(job) = self.services[svc as usize].jobs.get_mut(&kind) else {
+    pub(crate) fn on_herd_timer(&mut self, svc: ServiceId, kind: Sym, t: Time) {
+        let Some(job) = self.services[svc].jobs.get_mut(&kind) else {
             return;
         };
         if job.due != Some(t) {
@@ -357,14 +167,14 @@ impl Engine {
         // Judged before the runs that left are dropped, so that a record that
         // resolves here can still show them.
         self.eval_herd(svc, kind, t);
-        if let Some(job) = self.services[svc as usize].jobs.get_mut(&kind) {
+        if let Some(job) = self.services[svc].jobs.get_mut(&kind) {
             job.evict(t);
         }
         self.schedule_herd(svc, kind, t);
     }
 
-    fn schedule_herd(&mut self, svc: u32, kind: Sym, now: Time) {
-        let Some(job) = self.services[svc as usize].jobs.get_mut(&kind) else {
+    fn schedule_herd(&mut self, svc: ServiceId, kind: Sym, now: Time) {
+        let Some(job) = self.services[svc].jobs.get_mut(&kind) else {
             return;
         };
         let next = job.next_deadline(now);
@@ -377,12 +187,12 @@ impl Engine {
     }
 
     /// Opens or resolves `herd` for one job at `at`.
-    fn eval_herd(&mut self, svc: u32, kind: Sym, at: Time) {
-        let Some(job) = self.services[svc as usize].jobs.get(&kind) else {
+    fn eval_herd(&mut self, svc: ServiceId, kind: Sym, at: Time) {
+        let Some(job) = self.services[svc].jobs.get(&kind) else {
             return;
         };
         let j = job.judge(at);
-        let key = DivKey::new(Kind::Herd, svc, kind, NONE, NONE);
+        let key = DivKey::herd(svc, kind);
         if j.by_order || j.by_concurrency {
             self.upsert(key, Severity::Warning, at, false, |e| {
                 e.herd_view(svc, kind, at)
@@ -399,8 +209,8 @@ impl Engine {
     /// threshold, the members with a run within a twelfth of a period of the
     /// mean phase (the synchronised cluster); otherwise every member with a run
     /// in the window.
-    pub(crate) fn herd_view(&self, svc: u32, kind: Sym, at: Time) -> (Vec<String>, Value) {
-        let Some(job) = self.services[svc as usize].jobs.get(&kind) else {
+    pub(crate) fn herd_view(&self, svc: ServiceId, kind: Sym, at: Time) -> (Vec<String>, Value) {
+        let Some(job) = self.services[svc].jobs.get(&kind) else {
             return (Vec::new(), Value::Null);
         };
         let j = job.judge(at);
@@ -452,15 +262,17 @@ impl Engine {
     /// Brings the subjects and evidence of open `herd` records up to date.
     pub(crate) fn refresh_open_herds(&mut self) {
         let now = self.now;
-        let open: Vec<(usize, u32, Sym)> = self
-            .latest
-            .iter()
-            .filter(|&(k, &i)| k.kind() == Kind::Herd && self.records[i as usize].is_open())
-            .map(|(k, &i)| (i as usize, k.svc, k.a))
+        let open: Vec<(usize, ServiceId, Sym)> = self
+            .table
+            .open()
+            .filter_map(|(k, i, _)| match k.subject {
+                Subject::Job(job) => Some((i, k.svc, job)),
+                _ => None,
+            })
             .collect();
         for (i, svc, kind) in open {
             let (subjects, evidence) = self.herd_view(svc, kind, now);
-            let r = &mut self.records[i];
+            let r = &mut self.table.records[i];
             r.subjects = subjects;
             r.evidence = evidence;
         }
@@ -474,17 +286,4 @@ impl Engine {
             .map(|j| j.runs.capacity() * std::mem::size_of::<Run>())
             .sum()
     }
-}
-
-/// The mean phase of a job's window, in `[0, 1)`; `None` without runs.
-fn mean_phase(job: &Job, at: Time) -> Option<f64> {
-    let (mut c, mut s, mut n) = (0.0f64, 0.0f64, 0usize);
-    for r in job.window(at) {
-        let p = coherd_dephase::phase(job.phase_offset(r.start), job.period()).ok()?;
-        let a = std::f64::consts::TAU * p;
-        c += a.cos();
-        s += a.sin();
-        n += 1;
-    }
-    (n > 0).then(|| (s.atan2(c) / std::f64::consts::TAU).rem_euclid(1.0))
 }

@@ -5,15 +5,15 @@ use coherd_model::time::duration_nanos;
 
 use crate::divergence::DivKey;
 use crate::engine::Engine;
+use crate::ids::ServiceId;
 use crate::intern::NONE;
-use crate::state::{FacetRule, Slot, flag};
+use crate::state::{FacetRule, flag};
 use crate::timer::Timer;
-use coherd_model::Kind;
 
 impl Engine {
     /// Re-reads a service's rules from the intent and re-evaluates it at `now`.
-    pub(crate) fn apply_service_intent(&mut self, svc: u32, now: Time) {
-        let name = self.services[svc as usize].name_str.clone();
+    pub(crate) fn apply_service_intent(&mut self, svc: ServiceId, now: Time) {
+        let name = self.services[svc].name_str.clone();
         let cfg = self.compile_cfg(&name);
         let si = self
             .intent
@@ -21,14 +21,14 @@ impl Engine {
             .and_then(|i| i.services.get(&name))
             .cloned()
             .unwrap_or_default();
-        let old_cfg = std::mem::replace(&mut self.services[svc as usize].cfg, cfg);
+        let old_cfg = std::mem::replace(&mut self.services[svc].cfg, cfg);
 
         // Silence deadlines move with the report interval; one that the new
         // interval puts in the past falls due now, not before this intent.
-        let s = &self.services[svc as usize];
-        if old_cfg.report_interval != s.cfg.report_interval && s.head != NONE {
+        let s = &self.services[svc];
+        if old_cfg.report_interval != s.cfg.report_interval && !s.head.is_none() {
             let d = Time::from_nanos(
-                s.members[s.head as usize]
+                s.members[s.head]
                     .last_report
                     .as_nanos()
                     .saturating_add(s.cfg.silence_after()),
@@ -41,13 +41,13 @@ impl Engine {
             let f = self.syms.intern(facet);
             self.column(svc, f);
         }
-        for c in 0..self.services[svc as usize].columns.len() {
-            let facet = self.services[svc as usize].columns[c].facet;
+        for c in 0..self.services[svc].columns.len() {
+            let facet = self.services[svc].columns[c].facet;
             let fi = si.facets.get(self.syms.resolve(facet)).cloned();
             let new_rule = fi.map(|fi| {
                 let target = fi.target.as_deref().map_or(NONE, |t| self.syms.intern(t));
                 let compatible = fi.compatible.iter().map(|v| self.syms.intern(v)).collect();
-                let old = self.services[svc as usize].columns[c].rule.as_ref();
+                let old = self.services[svc].columns[c].rule.as_ref();
                 let (tc, prev, revision) = match old {
                     Some(o) if o.target == target => (o.tc, o.prev, o.revision),
                     Some(o) => (now, o.target, o.revision + 1),
@@ -63,7 +63,7 @@ impl Engine {
                     revision,
                 }
             });
-            let col = &mut self.services[svc as usize].columns[c];
+            let col = &mut self.services[svc].columns[c];
             let changed = match (&col.rule, &new_rule) {
                 (Some(o), Some(n)) => o.tc != n.tc || o.window != n.window,
                 (None, Some(_)) => true,
@@ -87,7 +87,7 @@ impl Engine {
         }
 
         // Terminal phases and counts, from scratch.
-        let s = &mut self.services[svc as usize];
+        let s = &mut self.services[svc];
         let (mut terminal, mut counting) = (0, 0);
         for m in s.members.iter_mut().filter(|m| !m.has(flag::REMOVED)) {
             let t = m.phase != NONE && s.cfg.is_terminal(m.phase);
@@ -99,9 +99,9 @@ impl Engine {
         s.counting = counting;
         for col in &mut s.columns {
             col.counts.clear();
-            for (slot, m) in s.members.iter().enumerate() {
+            for (slot, m) in s.members.iter_enumerated() {
                 let v = col.values[slot];
-                if m.counts() && v != NONE {
+                if m.is_counting() && v != NONE {
                     *col.counts.entry(v).or_insert(0) += 1;
                 }
             }
@@ -116,22 +116,18 @@ impl Engine {
             .filter(|r| !exclusive.contains(r))
             .collect();
         for res in dropped {
-            let s = &mut self.services[svc as usize];
+            let s = &mut self.services[svc];
             let holders: Vec<_> = s
                 .resources
                 .remove(&res)
                 .map(|r| r.holders.iter().map(|h| h.0).collect())
                 .unwrap_or_default();
-            self.resolve(
-                DivKey::new(Kind::SplitBrain, svc, res, NONE, NONE),
-                now,
-                None,
-            );
+            self.resolve(DivKey::split_brain(svc, res), now, None);
             for m in holders {
-                self.resolve(DivKey::new(Kind::StaleEpoch, svc, m, res, NONE), now, None);
+                self.resolve(DivKey::stale_epoch(svc, m, res), now, None);
             }
         }
-        let s = &mut self.services[svc as usize];
+        let s = &mut self.services[svc];
         for m in s.members.iter().filter(|m| !m.has(flag::REMOVED)) {
             for l in m.extra.iter().flat_map(|x| x.leases.iter()) {
                 if exclusive.contains(&l.resource) {
@@ -149,10 +145,9 @@ impl Engine {
         }
 
         // Every member and facet again.
-        let members = self.services[svc as usize].members.len() as Slot;
-        let columns = self.services[svc as usize].columns.len();
-        for slot in 0..members {
-            if self.services[svc as usize].members[slot as usize].has(flag::REMOVED) {
+        let columns = self.services[svc].columns.len();
+        for slot in self.services[svc].members.ids() {
+            if self.services[svc].members[slot].has(flag::REMOVED) {
                 continue;
             }
             for c in 0..columns {

@@ -10,10 +10,11 @@ use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 
 /// An interned string.
-pub(crate) type Sym = u32;
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub(crate) struct Sym(u32);
 
 /// "No value": an unreported facet, no phase.
-pub(crate) const NONE: Sym = u32::MAX;
+pub(crate) const NONE: Sym = Sym(u32::MAX);
 
 /// Interns strings into [`Sym`]s.
 #[derive(Default)]
@@ -29,17 +30,17 @@ impl Interner {
     pub(crate) fn intern(&mut self, s: &str) -> Sym {
         let hash = self.hasher.hash_one(s);
         let (arena, spans) = (&self.arena, &self.spans);
-        let eq = |&id: &Sym| span_str(arena, spans[id as usize]) == s;
+        let eq = |&id: &Sym| span_str(arena, spans[id.0 as usize]) == s;
         if let Some(&id) = self.table.find(hash, eq) {
             return id;
         }
-        let id = self.spans.len() as Sym;
+        let id = Sym(u32::try_from(self.spans.len()).expect("fewer than 2^32 strings"));
         let start = self.arena.len() as u32;
         self.arena.push_str(s);
         self.spans.push((start, s.len() as u32));
         let (arena, spans, hasher) = (&self.arena, &self.spans, &self.hasher);
         self.table.insert_unique(hash, id, |&id| {
-            hasher.hash_one(span_str(arena, spans[id as usize]))
+            hasher.hash_one(span_str(arena, spans[id.0 as usize]))
         });
         id
     }
@@ -49,14 +50,14 @@ impl Interner {
         let hash = self.hasher.hash_one(s);
         self.table
             .find(hash, |&id| {
-                span_str(&self.arena, self.spans[id as usize]) == s
+                span_str(&self.arena, self.spans[id.0 as usize]) == s
             })
             .copied()
     }
 
     /// The string behind `id`.
     pub(crate) fn resolve(&self, id: Sym) -> &str {
-        span_str(&self.arena, self.spans[id as usize])
+        span_str(&self.arena, self.spans[id.0 as usize])
     }
 
     /// Bytes held, for memory accounting.

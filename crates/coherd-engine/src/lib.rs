@@ -44,11 +44,15 @@ mod driver;
 mod engine;
 mod facets;
 mod herd;
+mod ids;
 mod intent;
 mod intern;
+mod jobs;
+mod labels;
 mod leases;
 mod liveness;
 mod output;
+mod pairs;
 mod phases;
 mod replicas;
 mod schedule;
@@ -61,8 +65,8 @@ mod views;
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};
-pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome};
-pub use herd::{
+pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome, ReportCounts};
+pub use jobs::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,
     WINDOW_PERIODS,
 };

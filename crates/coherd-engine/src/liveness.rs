@@ -5,16 +5,24 @@ use serde_json::json;
 
 use crate::divergence::DivKey;
 use crate::engine::Engine;
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::NONE;
-use crate::state::{Member, Slot, flag};
+use crate::state::{Member, flag};
 use crate::timer::Timer;
 use coherd_model::{Kind, Severity};
 
 impl Engine {
     /// Marks a member live (it reported); resolves its `silent`.
-    pub(crate) fn set_live(&mut self, svc: u32, slot: Slot, live: bool, is_new: bool, at: Time) {
-        let s = &mut self.services[svc as usize];
-        let m = &mut s.members[slot as usize];
+    pub(crate) fn set_live(
+        &mut self,
+        svc: ServiceId,
+        slot: MemberSlot,
+        live: bool,
+        is_new: bool,
+        at: Time,
+    ) {
+        let s = &mut self.services[svc];
+        let m = &mut s.members[slot];
         if m.has(flag::LIVE) == live {
             return;
         }
@@ -33,20 +41,20 @@ impl Engine {
             }
         }
         if live && !is_new {
-            self.resolve(DivKey::new(Kind::Silent, svc, name, NONE, NONE), at, None);
+            self.resolve(DivKey::member(Kind::Silent, svc, name), at, None);
         }
     }
 
     /// Silence deadlines: members at the head of the list whose time is up.
-    pub(crate) fn on_silence_timer(&mut self, svc: u32, t: Time) {
+    pub(crate) fn on_silence_timer(&mut self, svc: ServiceId, t: Time) {
         // Members whose time is up, from the head of the list. Those that fall
         // silent at one instant go in name order, so what they leave behind
         // does not depend on the order in which they last reported.
-        let s = &self.services[svc as usize];
-        let mut due: Vec<(Time, &str, Slot)> = Vec::new();
+        let s = &self.services[svc];
+        let mut due: Vec<(Time, &str, MemberSlot)> = Vec::new();
         let mut slot = s.head;
-        while slot != NONE {
-            let m = &s.members[slot as usize];
+        while !slot.is_none() {
+            let m = &s.members[slot];
             let d = Time::from_nanos(
                 m.last_report
                     .as_nanos()
@@ -61,26 +69,26 @@ impl Engine {
             slot = m.next;
         }
         due.sort_unstable();
-        let due: Vec<(Time, Slot)> = due.into_iter().map(|(d, _, slot)| (d, slot)).collect();
+        let due: Vec<(Time, MemberSlot)> = due.into_iter().map(|(d, _, slot)| (d, slot)).collect();
         for (d, slot) in due {
             self.go_silent(svc, slot, d);
         }
     }
 
-    fn go_silent(&mut self, svc: u32, slot: Slot, at: Time) {
-        let was_counting = self.services[svc as usize].members[slot as usize].counts();
-        self.services[svc as usize].unlink(slot);
+    fn go_silent(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let was_counting = self.services[svc].members[slot].is_counting();
+        self.services[svc].unlink(slot);
         self.set_live(svc, slot, false, false, at);
-        let s = &self.services[svc as usize];
-        let m = &s.members[slot as usize];
+        let s = &self.services[svc];
+        let m = &s.members[slot];
         if m.has(flag::TERMINAL) {
             let forget = at.add(self.config.retention);
             self.timers.schedule(forget, Timer::Forget { svc, slot });
         } else {
-            let key = DivKey::new(Kind::Silent, svc, m.name, NONE, NONE);
+            let key = DivKey::member(Kind::Silent, svc, m.name);
             let interval = s.cfg.report_interval;
             self.upsert(key, Severity::Warning, at, false, |e| {
-                let m = &e.services[svc as usize].members[slot as usize];
+                let m = &e.services[svc].members[slot];
                 let evidence = json!({"last_report": m.last_report, "report_interval_s": interval as f64 / 1e9, "silent_after_s": 3.0 * interval as f64 / 1e9});
                 (vec![e.syms.resolve(m.name).to_string()], evidence)
             });
@@ -88,14 +96,14 @@ impl Engine {
         self.recount_member(svc, slot, was_counting, at);
         self.reeval_viewers_of(svc, slot, at);
         self.reeval_views_of(svc, slot, at);
-        let name = self.services[svc as usize].members[slot as usize].name;
+        let name = self.services[svc].members[slot].name;
         self.recheck_replicas(svc, name, at);
         self.refresh_coherent(svc, slot);
     }
 
-    pub(crate) fn on_forget_timer(&mut self, svc: u32, slot: Slot, t: Time) {
-        let s = &self.services[svc as usize];
-        let Some(m) = s.members.get(slot as usize) else {
+    pub(crate) fn on_forget_timer(&mut self, svc: ServiceId, slot: MemberSlot, t: Time) {
+        let s = &self.services[svc];
+        let Some(m) = s.members.get(slot) else {
             return;
         };
         let due = m
@@ -114,13 +122,13 @@ impl Engine {
     }
 
     /// Removes a member and everything it had open.
-    pub(crate) fn forget_member(&mut self, svc: u32, slot: Slot, at: Time) {
-        let was_counting = self.services[svc as usize].members[slot as usize].counts();
-        self.services[svc as usize].unlink(slot);
+    pub(crate) fn forget_member(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let was_counting = self.services[svc].members[slot].is_counting();
+        self.services[svc].unlink(slot);
         // Stop counting it anywhere, as if it had gone silent in a terminal phase.
         {
-            let s = &mut self.services[svc as usize];
-            let m = &mut s.members[slot as usize];
+            let s = &mut self.services[svc];
+            let m = &mut s.members[slot];
             if m.has(flag::LIVE) {
                 m.set(flag::LIVE, false);
                 s.live -= 1;
@@ -133,27 +141,22 @@ impl Engine {
         self.reeval_viewers_of(svc, slot, at);
         self.clear_views(svc, slot, at);
         self.drop_leases(svc, slot, at);
-        let name = self.services[svc as usize].members[slot as usize].name;
+        let name = self.services[svc].members[slot].name;
         let open: Vec<DivKey> = self
-            .latest
-            .iter()
-            .filter(|&(k, &i)| {
-                k.svc == svc
-                    && k.a == name
-                    && k.kind().is_member_level()
-                    && self.records[i as usize].is_open()
-            })
-            .map(|(k, _)| *k)
+            .table
+            .open()
+            .filter(|(k, _, _)| k.svc == svc && k.member_of() == Some(name))
+            .map(|(k, _, _)| *k)
             .collect();
         for key in open {
             self.resolve(key, at, None);
         }
         self.recheck_replicas(svc, name, at);
-        for ds in self.services[svc as usize].datasets.values_mut() {
+        for ds in self.services[svc].datasets.values_mut() {
             ds.reporters.retain(|&r| r != name);
         }
-        let s = &mut self.services[svc as usize];
-        let m = &s.members[slot as usize];
+        let s = &mut self.services[svc];
+        let m = &s.members[slot];
         if m.has(flag::TERMINAL) {
             s.terminal -= 1;
         }
@@ -164,9 +167,9 @@ impl Engine {
         s.by_name.remove(&name);
         let mut gone = Member::new(NONE);
         gone.set(flag::REMOVED, true);
-        s.members[slot as usize] = gone;
+        s.members[slot] = gone;
         for c in &mut s.columns {
-            c.values[slot as usize] = NONE;
+            c.values[slot] = NONE;
         }
         s.free.push(slot);
     }

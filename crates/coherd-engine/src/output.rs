@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use coherd_model::Time;
 use serde::Serialize;
 
+use crate::divergence::Subject;
 use crate::engine::Engine;
-use crate::intern::NONE;
+use crate::ids::ServiceId;
+use crate::intern::{NONE, Sym};
 use crate::sli::{Convergence, Exposure, ServiceSlis, W1H, W5M, Windowed, ratio};
 use crate::state::flag;
-use coherd_model::Kind;
 
 /// One service at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,7 +69,7 @@ impl Engine {
         v
     }
 
-    fn svc(&self, service: &str) -> Option<u32> {
+    fn svc(&self, service: &str) -> Option<ServiceId> {
         self.syms
             .get(service)
             .and_then(|s| self.service_index.get(&s))
@@ -77,20 +78,19 @@ impl Engine {
 
     /// A summary of every service, sorted by name.
     pub fn services(&self) -> Vec<ServiceSummary> {
-        let mut open: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut open: BTreeMap<ServiceId, u32> = BTreeMap::new();
         for d in self.open_divergences() {
             *open.entry(d.key.svc).or_default() += 1;
         }
         let mut out: Vec<ServiceSummary> = self
             .services
-            .iter()
-            .enumerate()
+            .iter_enumerated()
             .map(|(i, s)| ServiceSummary {
                 service: s.name_str.clone(),
                 members: s.known,
                 live: s.live,
                 coherence: ratio(s.coherent as u64, s.coherence_denominator() as u64),
-                open_divergences: open.get(&(i as u32)).copied().unwrap_or(0),
+                open_divergences: open.get(&i).copied().unwrap_or(0),
             })
             .collect();
         out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -102,7 +102,7 @@ impl Engine {
         &self,
         service: &str,
     ) -> Option<BTreeMap<String, FacetDistribution>> {
-        let s = &self.services[self.svc(service)? as usize];
+        let s = &self.services[self.svc(service)?];
         Some(
             s.columns
                 .iter()
@@ -128,7 +128,7 @@ impl Engine {
 
     /// Members of a service, sorted by id.
     pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
-        let s = &self.services[self.svc(service)? as usize];
+        let s = &self.services[self.svc(service)?];
         let name = |x| {
             if x == NONE {
                 None
@@ -138,8 +138,7 @@ impl Engine {
         };
         let mut out: Vec<MemberView> = s
             .members
-            .iter()
-            .enumerate()
+            .iter_enumerated()
             .filter(|(_, m)| !m.has(flag::REMOVED))
             .map(|(slot, m)| MemberView {
                 member: self.syms.resolve(m.name).to_string(),
@@ -181,18 +180,20 @@ impl Engine {
     /// Brings the subjects and evidence of open `mixed` and `herd` divergences up to date
     /// (they are kept lazily because computing them costs a pass over the service).
     pub fn refresh_open_subjects(&mut self) {
-        let open: Vec<(usize, u32, u32)> = self
-            .latest
-            .iter()
-            .filter(|&(k, &i)| k.kind() == Kind::Mixed && self.records[i as usize].is_open())
-            .map(|(k, &i)| (i as usize, k.svc, k.a))
+        let open: Vec<(usize, ServiceId, Sym)> = self
+            .table
+            .open()
+            .filter_map(|(k, i, _)| match k.subject {
+                Subject::Facet(facet) => Some((i, k.svc, facet)),
+                _ => None,
+            })
             .collect();
         for (i, svc, facet) in open {
-            let Some(c) = self.services[svc as usize].column_of(facet) else {
+            let Some(c) = self.services[svc].column_of(facet) else {
                 continue;
             };
             let (subjects, evidence) = self.mixed_view(svc, c, None);
-            let r = &mut self.records[i];
+            let r = &mut self.table.records[i];
             r.subjects = subjects;
             r.evidence = evidence;
         }
@@ -213,7 +214,7 @@ impl Engine {
         let svc = self.svc(service)?;
         let now = self.now;
         let (pairs, disagree) = self.phase_pairs(svc);
-        let s = &mut self.services[svc as usize];
+        let s = &mut self.services[svc];
         let coherence_5m = s.windows.coherence_over(now, W5M);
         let coherence_1h = s.windows.coherence_over(now, W1H);
         let (w5, w1) = (s.windows.sum(now, W5M), s.windows.sum(now, W1H));
@@ -292,7 +293,7 @@ impl Engine {
     /// Approximate heap bytes held by the fleet model (members, columns, names).
     pub fn approx_heap_bytes(&self) -> usize {
         let mut n = self.syms.heap_bytes() + self.herd_heap_bytes();
-        for s in &self.services {
+        for s in self.services.iter() {
             n += s.members.capacity() * std::mem::size_of::<crate::state::Member>();
             n += s.by_name.capacity() * 9;
             for c in &s.columns {

@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 use crate::divergence::DivKey;
 use crate::engine::Engine;
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
-use crate::state::{Slot, flag};
+use crate::state::flag;
 use crate::timer::Timer;
 use coherd_model::{Kind, Severity};
 
@@ -17,16 +18,16 @@ impl Engine {
     /// `gap` is true when reports were missed in between (a gap in `seq`).
     pub(crate) fn set_phase(
         &mut self,
-        svc: u32,
-        slot: Slot,
+        svc: ServiceId,
+        slot: MemberSlot,
         old: Sym,
         new: Sym,
         gap: bool,
         at: Time,
     ) {
-        let s = &mut self.services[svc as usize];
+        let s = &mut self.services[svc];
         let terminal = s.cfg.is_terminal(new);
-        let m = &mut s.members[slot as usize];
+        let m = &mut s.members[slot];
         m.phase = new;
         if m.has(flag::TERMINAL) != terminal {
             m.set(flag::TERMINAL, terminal);
@@ -50,18 +51,18 @@ impl Engine {
         let known = (s.cfg.is_known(old), s.cfg.is_known(new));
         let illegal = !known.0 || !known.1 || (!gap && !s.cfg.allows(old, new));
         let hold = s.cfg.hold;
-        s.members[slot as usize].extra().phase_changed_at = Some(at);
+        s.members[slot].extra().phase_changed_at = Some(at);
         self.record_flip(svc, slot, at);
         if illegal {
             let until = Time::from_nanos(at.as_nanos().saturating_add(hold));
-            let m = &mut self.services[svc as usize].members[slot as usize];
+            let m = &mut self.services[svc].members[slot];
             let extra = m.extra();
             extra.hold_until = Some(until);
             extra.illegal_count += 1;
-            let key = DivKey::new(Kind::IllegalTransition, svc, m.name, NONE, NONE);
+            let key = DivKey::member(Kind::IllegalTransition, svc, m.name);
             self.timers.schedule(until, Timer::Hold { svc, slot });
             self.upsert(key, Severity::Warning, at, true, |e| {
-                let m = &e.services[svc as usize].members[slot as usize];
+                let m = &e.services[svc].members[slot];
                 let unknown: Vec<&str> = [(old, known.0), (new, known.1)]
                     .into_iter()
                     .filter(|(_, k)| !k)
@@ -79,10 +80,10 @@ impl Engine {
         }
     }
 
-    fn record_flip(&mut self, svc: u32, slot: Slot, at: Time) {
-        let s = &mut self.services[svc as usize];
+    fn record_flip(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let s = &mut self.services[svc];
         let max = s.cfg.max_flips as usize;
-        let m = &mut s.members[slot as usize];
+        let m = &mut s.members[slot];
         let name = m.name;
         let flips = &mut m.extra().flips;
         flips.push_back(at);
@@ -93,7 +94,7 @@ impl Engine {
         if flips.len() == max + 1 && front.as_nanos() + HOUR > at.as_nanos() {
             let leaves = Time::from_nanos(front.as_nanos() + HOUR);
             self.timers.schedule(leaves, Timer::Flap { svc, slot });
-            let key = DivKey::new(Kind::Flapping, svc, name, NONE, NONE);
+            let key = DivKey::member(Kind::Flapping, svc, name);
             self.upsert(key, Severity::Warning, at, true, |e| {
                 (
                     vec![e.syms.resolve(name).to_string()],
@@ -103,9 +104,9 @@ impl Engine {
         }
     }
 
-    fn flap_evidence(&self, svc: u32, slot: Slot, at: Time) -> Value {
-        let s = &self.services[svc as usize];
-        let flips = s.members[slot as usize].extra.as_ref().map(|x| &x.flips);
+    fn flap_evidence(&self, svc: ServiceId, slot: MemberSlot, at: Time) -> Value {
+        let s = &self.services[svc];
+        let flips = s.members[slot].extra.as_ref().map(|x| &x.flips);
         let in_window = flips.map_or(0, |f| {
             f.iter()
                 .filter(|t| t.as_nanos() + HOUR > at.as_nanos())
@@ -114,9 +115,9 @@ impl Engine {
         json!({"changes_last_hour": in_window, "max_flips_per_hour": s.cfg.max_flips})
     }
 
-    pub(crate) fn on_flap_timer(&mut self, svc: u32, slot: Slot, t: Time) {
-        let s = &self.services[svc as usize];
-        let Some(m) = s.members.get(slot as usize) else {
+    pub(crate) fn on_flap_timer(&mut self, svc: ServiceId, slot: MemberSlot, t: Time) {
+        let s = &self.services[svc];
+        let Some(m) = s.members.get(slot) else {
             return;
         };
         let Some(extra) = &m.extra else { return };
@@ -126,14 +127,14 @@ impl Engine {
                 .front()
                 .is_some_and(|f| f.as_nanos() + HOUR == t.as_nanos());
         if due {
-            let key = DivKey::new(Kind::Flapping, svc, m.name, NONE, NONE);
+            let key = DivKey::member(Kind::Flapping, svc, m.name);
             self.resolve(key, t, None);
         }
     }
 
-    pub(crate) fn on_hold_timer(&mut self, svc: u32, slot: Slot, t: Time) {
-        let s = &mut self.services[svc as usize];
-        let Some(m) = s.members.get_mut(slot as usize) else {
+    pub(crate) fn on_hold_timer(&mut self, svc: ServiceId, slot: MemberSlot, t: Time) {
+        let s = &mut self.services[svc];
+        let Some(m) = s.members.get_mut(slot) else {
             return;
         };
         let name = m.name;
@@ -142,11 +143,7 @@ impl Engine {
         };
         if extra.hold_until == Some(t) {
             extra.hold_until = None;
-            self.resolve(
-                DivKey::new(Kind::IllegalTransition, svc, name, NONE, NONE),
-                t,
-                None,
-            );
+            self.resolve(DivKey::member(Kind::IllegalTransition, svc, name), t, None);
         }
     }
 }

@@ -7,19 +7,26 @@ use serde_json::json;
 
 use crate::divergence::DivKey;
 use crate::engine::Engine;
-use crate::intern::{NONE, Sym};
-use crate::state::{Slot, flag};
-use coherd_model::{Kind, Severity};
+use crate::ids::{MemberSlot, ServiceId};
+use crate::intern::Sym;
+use crate::state::flag;
+use coherd_model::Severity;
 
 /// Positions kept per dataset for comparison.
 const POSITIONS_KEPT: usize = 256;
 
 impl Engine {
-    pub(crate) fn apply_checksums(&mut self, svc: u32, slot: Slot, obs: &Observation, now: Time) {
+    pub(crate) fn apply_checksums(
+        &mut self,
+        svc: ServiceId,
+        slot: MemberSlot,
+        obs: &Observation,
+        now: Time,
+    ) {
         if obs.checksums.is_empty() {
             return;
         }
-        let name = self.services[svc as usize].members[slot as usize].name;
+        let name = self.services[svc].members[slot].name;
         for c in &obs.checksums {
             let ds = self.syms.intern(&c.dataset);
             let digest = self.syms.intern(&c.digest);
@@ -29,14 +36,14 @@ impl Engine {
 
     fn add_checksum(
         &mut self,
-        svc: u32,
+        svc: ServiceId,
         member: Sym,
         ds: Sym,
         position: u64,
         digest: Sym,
         at: Time,
     ) {
-        let s = &mut self.services[svc as usize];
+        let s = &mut self.services[svc];
         let d = s.datasets.entry(ds).or_default();
         if !d.reporters.contains(&member) {
             d.reporters.push(member);
@@ -59,7 +66,7 @@ impl Engine {
         if divergent && !was_divergent {
             b.divergent_comparisons += 1;
         }
-        let key = DivKey::new(Kind::ReplicaDivergence, svc, ds, NONE, NONE);
+        let key = DivKey::replica(svc, ds);
         let d = s.datasets.get_mut(&ds).expect("inserted above");
         if divergent {
             d.divergent_max = Some(d.divergent_max.map_or(position, |m| m.max(position)));
@@ -89,15 +96,15 @@ impl Engine {
 
     /// A reporter of datasets stopped counting (silent or forgotten): open
     /// divergences it alone held back may resolve at a position already reported.
-    pub(crate) fn recheck_replicas(&mut self, svc: u32, member: Sym, at: Time) {
-        let open: Vec<(Sym, u64)> = self.services[svc as usize]
+    pub(crate) fn recheck_replicas(&mut self, svc: ServiceId, member: Sym, at: Time) {
+        let open: Vec<(Sym, u64)> = self.services[svc]
             .datasets
             .iter()
             .filter(|(_, d)| d.reporters.contains(&member))
             .filter_map(|(&ds, d)| d.divergent_max.map(|max| (ds, max)))
             .collect();
         for (ds, max) in open {
-            let above: Vec<u64> = self.services[svc as usize].datasets[&ds]
+            let above: Vec<u64> = self.services[svc].datasets[&ds]
                 .positions
                 .range((Bound::Excluded(max), Bound::Unbounded))
                 .map(|(&p, _)| p)
@@ -112,8 +119,8 @@ impl Engine {
 
     /// Resolves the dataset's open divergence when every live member reporting
     /// it has reported one identical digest at `position` (above every divergent one).
-    fn resolve_if_agreed(&mut self, svc: u32, ds: Sym, position: u64, at: Time) -> bool {
-        let s = &self.services[svc as usize];
+    fn resolve_if_agreed(&mut self, svc: ServiceId, ds: Sym, position: u64, at: Time) -> bool {
+        let s = &self.services[svc];
         let d = &s.datasets[&ds];
         let Some(entry) = d.positions.get(&position) else {
             return false;
@@ -124,7 +131,7 @@ impl Engine {
         let live = |m: &Sym| {
             s.by_name
                 .get(m)
-                .is_some_and(|&sl| s.members[sl as usize].has(flag::LIVE))
+                .is_some_and(|&sl| s.members[sl].has(flag::LIVE))
         };
         let all_agree = d
             .reporters
@@ -135,20 +142,22 @@ impl Engine {
             return false;
         }
         let detail = self.replica_detail(svc, ds, position);
-        let d = self.services[svc as usize]
-            .datasets
-            .get_mut(&ds)
-            .expect("exists");
+        let d = self.services[svc].datasets.get_mut(&ds).expect("exists");
         d.divergent_max = None;
         d.culprits.clear();
         d.divergent_positions.clear();
-        let key = DivKey::new(Kind::ReplicaDivergence, svc, ds, NONE, NONE);
+        let key = DivKey::replica(svc, ds);
         self.resolve(key, at, Some(detail));
         true
     }
 
-    fn replica_detail(&self, svc: u32, ds: Sym, position: u64) -> (Vec<String>, serde_json::Value) {
-        let d = &self.services[svc as usize].datasets[&ds];
+    fn replica_detail(
+        &self,
+        svc: ServiceId,
+        ds: Sym,
+        position: u64,
+    ) -> (Vec<String>, serde_json::Value) {
+        let d = &self.services[svc].datasets[&ds];
         let mut subjects: Vec<String> = d
             .culprits
             .iter()

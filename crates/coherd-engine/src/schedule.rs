@@ -60,10 +60,10 @@ impl Engine {
     /// `None` for a service the engine does not know.
     pub fn live_members(&self, service: &str) -> Option<Vec<&str>> {
         let svc = *self.service_index.get(&self.syms.get(service)?)?;
-        let mut out: Vec<&str> = self.services[svc as usize]
+        let mut out: Vec<&str> = self.services[svc]
             .members
             .iter()
-            .filter(|m| !m.has(flag::REMOVED) && m.counts())
+            .filter(|m| !m.has(flag::REMOVED) && m.is_counting())
             .map(|m| self.syms.resolve(m.name))
             .collect();
         out.sort_unstable();

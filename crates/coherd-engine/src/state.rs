@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use coherd_model::Time;
 use hashbrown::HashMap;
 
+use crate::ids::{IdVec, LabelSetId, MemberSlot};
 use crate::intern::{NONE, Sym};
 use crate::sli::Windows;
-
-/// A member in a service's table, by slot.
-pub(crate) type Slot = u32;
 
 /// Member flags.
 pub(crate) mod flag {
@@ -26,10 +24,10 @@ pub(crate) mod flag {
 pub(crate) struct Member {
     pub name: Sym,
     pub phase: Sym,
-    pub labels: u32,
+    pub labels: LabelSetId,
     pub deploy: Sym,
-    pub prev: Slot,
-    pub next: Slot,
+    pub prev: MemberSlot,
+    pub next: MemberSlot,
     pub seq: u64,
     pub last_report: Time,
     pub requests: u64,
@@ -46,10 +44,10 @@ impl Member {
         Member {
             name,
             phase: NONE,
-            labels: NONE,
+            labels: LabelSetId::NONE,
             deploy: NONE,
-            prev: NONE,
-            next: NONE,
+            prev: MemberSlot::NONE,
+            next: MemberSlot::NONE,
             seq: 0,
             last_report: Time::EPOCH,
             requests: 0,
@@ -75,7 +73,7 @@ impl Member {
     }
 
     /// Live and not in a terminal phase: counts for drift, mixed, coherence, exposure.
-    pub(crate) fn counts(&self) -> bool {
+    pub(crate) fn is_counting(&self) -> bool {
         self.flags & (flag::LIVE | flag::TERMINAL) == flag::LIVE
     }
 
@@ -175,7 +173,7 @@ impl FacetRule {
 /// One facet of one service: every member's value, and counts among counting members.
 pub(crate) struct Column {
     pub facet: Sym,
-    pub values: Vec<Sym>,
+    pub values: IdVec<MemberSlot, Sym>,
     pub counts: HashMap<Sym, u32>,
     pub rule: Option<FacetRule>,
     /// For a uniform facet without target: when it became mixed.
@@ -188,7 +186,7 @@ impl Column {
     pub(crate) fn new(facet: Sym, members: usize) -> Column {
         Column {
             facet,
-            values: vec![NONE; members],
+            values: IdVec::filled(NONE, members),
             counts: HashMap::new(),
             rule: None,
             mixed_since: None,
@@ -286,13 +284,13 @@ pub(crate) struct Service {
     pub name: Sym,
     pub name_str: String,
     pub cfg: ServiceCfg,
-    pub members: Vec<Member>,
-    pub free: Vec<Slot>,
-    pub by_name: HashMap<Sym, Slot>,
+    pub members: IdVec<MemberSlot, Member>,
+    pub free: Vec<MemberSlot>,
+    pub by_name: HashMap<Sym, MemberSlot>,
     pub columns: Vec<Column>,
     /// Silence list: members ordered by last report (head = earliest).
-    pub head: Slot,
-    pub tail: Slot,
+    pub head: MemberSlot,
+    pub tail: MemberSlot,
     pub known: u32,
     pub live: u32,
     pub terminal: u32,
@@ -302,7 +300,7 @@ pub(crate) struct Service {
     pub datasets: HashMap<Sym, Dataset>,
     pub resources: HashMap<Sym, Resource>,
     /// Runs of periodic jobs by event kind.
-    pub jobs: HashMap<Sym, crate::herd::Job>,
+    pub jobs: HashMap<Sym, crate::jobs::Job>,
     pub windows: Windows,
 }
 
@@ -311,43 +309,43 @@ impl Service {
         self.columns.iter().position(|c| c.facet == facet)
     }
 
-    pub(crate) fn slot_of(&self, member: Sym) -> Option<Slot> {
+    pub(crate) fn slot_of(&self, member: Sym) -> Option<MemberSlot> {
         self.by_name.get(&member).copied()
     }
 
     /// Unlinks a member from the silence list.
-    pub(crate) fn unlink(&mut self, slot: Slot) {
-        let m = &mut self.members[slot as usize];
+    pub(crate) fn unlink(&mut self, slot: MemberSlot) {
+        let m = &mut self.members[slot];
         if !m.has(flag::IN_LIST) {
             return;
         }
         let (prev, next) = (m.prev, m.next);
         m.set(flag::IN_LIST, false);
-        m.prev = NONE;
-        m.next = NONE;
-        if prev == NONE {
+        m.prev = MemberSlot::NONE;
+        m.next = MemberSlot::NONE;
+        if prev.is_none() {
             self.head = next
         } else {
-            self.members[prev as usize].next = next
+            self.members[prev].next = next
         }
-        if next == NONE {
+        if next.is_none() {
             self.tail = prev
         } else {
-            self.members[next as usize].prev = prev
+            self.members[next].prev = prev
         }
     }
 
     /// Appends a member at the tail of the silence list.
-    pub(crate) fn push_back(&mut self, slot: Slot) {
+    pub(crate) fn push_back(&mut self, slot: MemberSlot) {
         let tail = self.tail;
-        let m = &mut self.members[slot as usize];
+        let m = &mut self.members[slot];
         m.set(flag::IN_LIST, true);
         m.prev = tail;
-        m.next = NONE;
-        if tail == NONE {
+        m.next = MemberSlot::NONE;
+        if tail.is_none() {
             self.head = slot
         } else {
-            self.members[tail as usize].next = slot
+            self.members[tail].next = slot
         }
         self.tail = slot;
     }

@@ -4,17 +4,15 @@
 use coherd_model::Time;
 use serde_json::Value;
 
-use crate::divergence::{Change, DivKey, Divergence};
+use crate::divergence::{Change, DivKey, Divergence, Subject};
 use crate::engine::{Engine, Event};
 use crate::intern::NONE;
-use coherd_model::{Kind, Severity};
+use coherd_model::Severity;
 
 impl Engine {
     /// Whether `key` is open, and at which severity.
     pub(crate) fn open_severity(&self, key: &DivKey) -> Option<Severity> {
-        let &i = self.latest.get(key)?;
-        let r = &self.records[i as usize];
-        r.is_open().then_some(r.severity)
+        self.table.open_severity(key)
     }
 
     /// Opens `key` at `at`, or raises its severity, or (with `refresh`) updates
@@ -27,13 +25,13 @@ impl Engine {
         refresh: bool,
         detail: impl FnOnce(&Engine) -> (Vec<String>, Value),
     ) {
-        if let Some(&i) = self.latest.get(&key) {
+        if let Some(&i) = self.table.latest.get(&key) {
             let i = i as usize;
-            if self.records[i].is_open() {
-                let escalate = severity > self.records[i].severity;
+            if self.table.records[i].is_open() {
+                let escalate = severity > self.table.records[i].severity;
                 let write = escalate || refresh;
                 let d = write.then(|| detail(self));
-                let r = &mut self.records[i];
+                let r = &mut self.table.records[i];
                 r.last_seen_at = r.last_seen_at.max(at);
                 if let Some((subjects, evidence)) = d {
                     r.subjects = subjects;
@@ -50,15 +48,12 @@ impl Engine {
             }
         }
         let (subjects, evidence) = detail(self);
-        let reopens = self
-            .latest
-            .get(&key)
-            .map_or(0, |&i| self.records[i as usize].reopens + 1);
-        let svc = &self.services[key.svc as usize];
+        let reopens = self.table.latest(&key).map_or(0, |(_, r)| r.reopens + 1);
+        let svc = &self.services[key.svc];
         let record = Divergence {
             id: self.div_id(&key),
             service: svc.name_str.clone(),
-            kind: key.kind(),
+            kind: key.kind,
             severity,
             subjects,
             evidence,
@@ -68,11 +63,11 @@ impl Engine {
             reopens,
             key,
         };
-        let index = self.records.len();
-        self.records.push(record);
-        self.latest.insert(key, index as u32);
+        let index = self.table.records.len();
+        self.table.records.push(record);
+        self.table.latest.insert(key, index as u32);
         let latency = self.clock.seconds_since(at).max(0.0);
-        self.services[key.svc as usize]
+        self.services[key.svc]
             .windows
             .detection_latency
             .record(latency);
@@ -85,17 +80,17 @@ impl Engine {
 
     /// Resolves `key` at `at` if open; `last` replaces subjects and evidence.
     pub(crate) fn resolve(&mut self, key: DivKey, at: Time, last: Option<(Vec<String>, Value)>) {
-        let Some(&i) = self.latest.get(&key) else {
+        let Some(&i) = self.table.latest.get(&key) else {
             return;
         };
-        let r = &mut self.records[i as usize];
+        let r = &mut self.table.records[i as usize];
         if !r.is_open() {
             return;
         }
         if r.opened_at == at && self.void_if_unseen(key, i as usize) {
             return;
         }
-        let r = &mut self.records[i as usize];
+        let r = &mut self.table.records[i as usize];
         r.resolved_at = Some(at);
         r.last_seen_at = r.last_seen_at.max(at);
         if let Some((subjects, evidence)) = last {
@@ -120,13 +115,13 @@ impl Engine {
         if !self.events.contains(&opened) {
             return false;
         }
-        self.records.remove(i);
-        let prev = self.records[..i].iter().rposition(|r| r.key == key);
+        self.table.records.remove(i);
+        let prev = self.table.records[..i].iter().rposition(|r| r.key == key);
         match prev {
-            Some(p) => self.latest.insert(key, p as u32),
-            None => self.latest.remove(&key),
+            Some(p) => self.table.latest.insert(key, p as u32),
+            None => self.table.latest.remove(&key),
         };
-        for v in self.latest.values_mut() {
+        for v in self.table.latest.values_mut() {
             if *v as usize > i {
                 *v -= 1;
             }
@@ -145,12 +140,12 @@ impl Engine {
     }
 
     fn member_divs_changed(&mut self, key: &DivKey, delta: i32) {
-        if !key.kind().is_member_level() {
+        if !key.kind.is_member_level() {
             return;
         }
-        let s = &mut self.services[key.svc as usize];
-        if let Some(slot) = s.slot_of(key.a) {
-            let m = &mut s.members[slot as usize];
+        let s = &mut self.services[key.svc];
+        if let Some(slot) = key.member_of().and_then(|m| s.slot_of(m)) {
+            let m = &mut s.members[slot];
             m.open_divs = (m.open_divs as i32 + delta).max(0) as u16;
             self.refresh_coherent(key.svc, slot);
         }
@@ -159,33 +154,39 @@ impl Engine {
     /// The stable id: `kind:service:subject`.
     pub(crate) fn div_id(&self, key: &DivKey) -> String {
         let s = |x| if x == NONE { "" } else { self.syms.resolve(x) };
-        let service = &self.services[key.svc as usize].name_str;
-        let kind = key.kind();
-        let subject = match kind {
-            Kind::Drift | Kind::StaleEpoch => format!("{}:{}", s(key.a), s(key.b)),
-            Kind::PhaseDisagreement | Kind::DrainViolation => {
-                format!(
-                    "{}:{}/{}",
-                    s(key.a),
-                    self.services[key.b as usize].name_str,
-                    s(key.c)
-                )
+        let service = &self.services[key.svc].name_str;
+        let kind = key.kind;
+        let subject = match key.subject {
+            Subject::MemberFacet { member, facet } => format!("{}:{}", s(member), s(facet)),
+            Subject::MemberLease { member, resource } => {
+                format!("{}:{}", s(member), s(resource))
             }
-            _ => s(key.a).to_string(),
+            Subject::Pair {
+                member,
+                observer_service,
+                observer,
+            } => format!(
+                "{}:{}/{}",
+                s(member),
+                self.services[observer_service].name_str,
+                s(observer)
+            ),
+            Subject::Member(x)
+            | Subject::Facet(x)
+            | Subject::Dataset(x)
+            | Subject::Resource(x)
+            | Subject::Job(x) => s(x).to_string(),
         };
         kind.id(service, &subject)
     }
 
     /// Every divergence record, one per episode, in the order they opened.
     pub fn divergences(&self) -> &[Divergence] {
-        &self.records
+        &self.table.records
     }
 
     /// Records that are open now.
     pub fn open_divergences(&self) -> impl Iterator<Item = &Divergence> {
-        self.latest
-            .values()
-            .map(|&i| &self.records[i as usize])
-            .filter(|r| r.is_open())
+        self.table.open().map(|(_, _, r)| r)
     }
 }

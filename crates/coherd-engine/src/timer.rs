@@ -9,34 +9,35 @@ use std::collections::BinaryHeap;
 
 use coherd_model::Time;
 
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::Sym;
 
 /// What a deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
     /// The head of a service's silence list may have gone silent.
-    Silence { svc: u32 },
+    Silence { svc: ServiceId },
     /// A targeted facet's rollout window ends.
-    Window { svc: u32, col: u16 },
+    Window { svc: ServiceId, col: u16 },
     /// A uniform facet without target has been mixed for its window.
-    UniformMixed { svc: u32, col: u16 },
+    UniformMixed { svc: ServiceId, col: u16 },
     /// An illegal transition's hold ends.
-    Hold { svc: u32, slot: u32 },
+    Hold { svc: ServiceId, slot: MemberSlot },
     /// A flip leaves a flapping member's one-hour window.
-    Flap { svc: u32, slot: u32 },
+    Flap { svc: ServiceId, slot: MemberSlot },
     /// A pending phase disagreement reaches its agreement timeout.
     Pair {
-        obs_svc: u32,
-        obs_slot: u32,
+        obs_svc: ServiceId,
+        obs_slot: MemberSlot,
         tsvc: Sym,
         tmem: Sym,
     },
     /// A lease on a resource expires.
-    Lease { svc: u32, resource: Sym },
+    Lease { svc: ServiceId, resource: Sym },
     /// A member that left is forgotten.
-    Forget { svc: u32, slot: u32 },
+    Forget { svc: ServiceId, slot: MemberSlot },
     /// A run leaves a periodic job's window, or the job has been watched for a period.
-    Herd { svc: u32, job: Sym },
+    Herd { svc: ServiceId, job: Sym },
 }
 
 /// A min-heap of deadlines.

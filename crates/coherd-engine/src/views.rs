@@ -6,44 +6,24 @@ use serde_json::json;
 
 use crate::divergence::DivKey;
 use crate::engine::Engine;
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
-use crate::state::{Slot, flag};
+use crate::pairs::{PairKey, PairState};
+use crate::state::flag;
 use crate::timer::Timer;
 use coherd_model::{Kind, Severity};
-
-/// An (observer, member) pair: the observer by slot, the member by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct PairKey {
-    pub obs_svc: u32,
-    pub obs_slot: Slot,
-    pub tsvc: Sym,
-    pub tmem: Sym,
-}
-
-/// A pair that disagrees now (pending until the agreement timeout, then open).
-#[derive(Debug, Clone)]
-pub(crate) struct PairState {
-    pub since: Time,
-    pub deadline: Time,
-    pub kind: Kind,
-    pub open: bool,
-    pub grew: bool,
-    pub requests: u64,
-    pub view: Sym,
-    pub phase: Sym,
-}
 
 impl Engine {
     /// Replaces an observer's views with the report's (absent means none).
     pub(crate) fn apply_views(
         &mut self,
-        svc: u32,
-        slot: Slot,
+        svc: ServiceId,
+        slot: MemberSlot,
         obs: &Observation,
         was_live: bool,
         at: Time,
     ) {
-        let m = &self.services[svc as usize].members[slot as usize];
+        let m = &self.services[svc].members[slot];
         let had = m.extra.as_ref().is_some_and(|x| !x.views.is_empty());
         if obs.views.is_empty() && !had {
             return;
@@ -58,11 +38,7 @@ impl Engine {
             })
             .collect();
         new.sort_unstable();
-        let old = std::mem::take(
-            &mut self.services[svc as usize].members[slot as usize]
-                .extra()
-                .views,
-        );
+        let old = std::mem::take(&mut self.services[svc].members[slot].extra().views);
         let (mut i, mut j) = (0, 0);
         while i < old.len() || j < new.len() {
             let o = old.get(i).map(|x| (x.0, x.1));
@@ -81,33 +57,28 @@ impl Engine {
                     i += 1;
                 }
                 (_, Some(nk)) => {
-                    self.viewers.entry(nk).or_default().push((svc, slot));
+                    self.views.viewers.entry(nk).or_default().push((svc, slot));
                     self.eval_pair(svc, slot, nk.0, nk.1, new[j].2, at);
                     j += 1;
                 }
                 (_, None) => unreachable!("loop condition"),
             }
         }
-        self.services[svc as usize].members[slot as usize]
-            .extra()
-            .views = new;
+        self.services[svc].members[slot].extra().views = new;
     }
 
-    fn unindex_viewer(&mut self, target: (Sym, Sym), svc: u32, slot: Slot) {
-        if let Some(v) = self.viewers.get_mut(&target) {
+    fn unindex_viewer(&mut self, target: (Sym, Sym), svc: ServiceId, slot: MemberSlot) {
+        if let Some(v) = self.views.viewers.get_mut(&target) {
             v.retain(|&o| o != (svc, slot));
             if v.is_empty() {
-                self.viewers.remove(&target);
+                self.views.viewers.remove(&target);
             }
         }
     }
 
     /// Drops every view an observer holds (it is being forgotten).
-    pub(crate) fn clear_views(&mut self, svc: u32, slot: Slot, at: Time) {
-        let views = match self.services[svc as usize].members[slot as usize]
-            .extra
-            .as_mut()
-        {
+    pub(crate) fn clear_views(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let views = match self.services[svc].members[slot].extra.as_mut() {
             Some(x) => std::mem::take(&mut x.views),
             None => return,
         };
@@ -118,11 +89,8 @@ impl Engine {
     }
 
     /// Re-evaluates every pair where this member is the observer.
-    pub(crate) fn reeval_views_of(&mut self, svc: u32, slot: Slot, at: Time) {
-        let views = match self.services[svc as usize].members[slot as usize]
-            .extra
-            .as_ref()
-        {
+    pub(crate) fn reeval_views_of(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let views = match self.services[svc].members[slot].extra.as_ref() {
             Some(x) if !x.views.is_empty() => x.views.clone(),
             _ => return,
         };
@@ -132,10 +100,10 @@ impl Engine {
     }
 
     /// Re-evaluates every pair where this member is the one observed.
-    pub(crate) fn reeval_viewers_of(&mut self, svc: u32, slot: Slot, at: Time) {
-        let s = &self.services[svc as usize];
-        let target = (s.name, s.members[slot as usize].name);
-        let Some(observers) = self.viewers.get(&target).cloned() else {
+    pub(crate) fn reeval_viewers_of(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let s = &self.services[svc];
+        let target = (s.name, s.members[slot].name);
+        let Some(observers) = self.views.viewers.get(&target).cloned() else {
             self.clear_phase_change(svc, slot);
             return;
         };
@@ -143,12 +111,12 @@ impl Engine {
             let view = self.view_of(os, oslot, target);
             self.eval_pair(os, oslot, target.0, target.1, view, at);
         }
-        let m = &self.services[svc as usize].members[slot as usize];
+        let m = &self.services[svc].members[slot];
         if let Some(x) = &m.extra
             && x.disagreeing_viewers == 0
             && let Some(changed) = x.phase_changed_at
         {
-            self.services[svc as usize]
+            self.services[svc]
                 .windows
                 .phase_change_latency
                 .record(at.seconds_since(changed));
@@ -156,17 +124,14 @@ impl Engine {
         }
     }
 
-    fn clear_phase_change(&mut self, svc: u32, slot: Slot) {
-        if let Some(x) = self.services[svc as usize].members[slot as usize]
-            .extra
-            .as_mut()
-        {
+    fn clear_phase_change(&mut self, svc: ServiceId, slot: MemberSlot) {
+        if let Some(x) = self.services[svc].members[slot].extra.as_mut() {
             x.phase_changed_at = None;
         }
     }
 
-    fn view_of(&self, svc: u32, slot: Slot, target: (Sym, Sym)) -> Sym {
-        let m = &self.services[svc as usize].members[slot as usize];
+    fn view_of(&self, svc: ServiceId, slot: MemberSlot, target: (Sym, Sym)) -> Sym {
+        let m = &self.services[svc].members[slot];
         let Some(x) = &m.extra else { return NONE };
         match x.views.binary_search_by(|v| (v.0, v.1).cmp(&target)) {
             Ok(i) => x.views[i].2,
@@ -177,8 +142,8 @@ impl Engine {
     /// Compares an observer's view of a member with the member's own phase.
     fn eval_pair(
         &mut self,
-        obs_svc: u32,
-        obs_slot: Slot,
+        obs_svc: ServiceId,
+        obs_slot: MemberSlot,
         tsvc: Sym,
         tmem: Sym,
         view: Sym,
@@ -190,17 +155,16 @@ impl Engine {
             tsvc,
             tmem,
         };
-        let observer_live =
-            self.services[obs_svc as usize].members[obs_slot as usize].has(flag::LIVE);
+        let observer_live = self.services[obs_svc].members[obs_slot].has(flag::LIVE);
         let target = self.service_index.get(&tsvc).and_then(|&t| {
-            let s = &self.services[t as usize];
+            let s = &self.services[t];
             let slot = s.slot_of(tmem)?;
-            let m = &s.members[slot as usize];
+            let m = &s.members[slot];
             (m.has(flag::LIVE) && m.phase != NONE).then_some((t, slot, m.phase))
         });
         let disagreement = match target {
             Some((t, _, phase)) if observer_live && view != NONE && view != phase => {
-                let cfg = &self.services[t as usize].cfg;
+                let cfg = &self.services[t].cfg;
                 Some(if cfg.is_serving(view) && !cfg.is_serving(phase) {
                     Kind::DrainViolation
                 } else {
@@ -209,22 +173,22 @@ impl Engine {
             }
             _ => None,
         };
-        let div_key = |kind: Kind, t: u32| {
-            DivKey::new(
+        let div_key = |kind: Kind, t: ServiceId| {
+            DivKey::pair(
                 kind,
                 t,
                 tmem,
                 obs_svc,
-                self.services[obs_svc as usize].members[obs_slot as usize].name,
+                self.services[obs_svc].members[obs_slot].name,
             )
         };
         match (disagreement, target) {
             (Some(kind), Some((t, tslot, phase))) => {
-                let timeout = self.services[t as usize].cfg.agreement_timeout;
-                match self.pairs.get_mut(&key) {
+                let timeout = self.services[t].cfg.agreement_timeout;
+                match self.views.pairs.get_mut(&key) {
                     None => {
                         let deadline = Time::from_nanos(at.as_nanos().saturating_add(timeout));
-                        self.pairs.insert(
+                        self.views.pairs.insert(
                             key,
                             PairState {
                                 since: at,
@@ -246,9 +210,7 @@ impl Engine {
                                 tmem,
                             },
                         );
-                        self.services[t as usize].members[tslot as usize]
-                            .extra()
-                            .disagreeing_viewers += 1;
+                        self.services[t].members[tslot].extra().disagreeing_viewers += 1;
                     }
                     Some(st) => {
                         st.view = view;
@@ -269,16 +231,16 @@ impl Engine {
                 }
             }
             _ => {
-                if let Some(st) = self.pairs.remove(&key)
+                if let Some(st) = self.views.pairs.remove(&key)
                     && let Some(&t) = self.service_index.get(&tsvc)
                 {
                     {
                         if st.open {
                             self.resolve(div_key(st.kind, t), at, None);
                         }
-                        let s = &mut self.services[t as usize];
+                        let s = &mut self.services[t];
                         if let Some(slot) = s.slot_of(tmem) {
-                            let x = s.members[slot as usize].extra();
+                            let x = s.members[slot].extra();
                             x.disagreeing_viewers = x.disagreeing_viewers.saturating_sub(1);
                             if target.is_some()
                                 && x.disagreeing_viewers == 0
@@ -296,21 +258,21 @@ impl Engine {
     }
 
     /// Opens (or refreshes) the divergence of a disagreeing pair at `at`.
-    fn open_pair(&mut self, key: PairKey, t: u32, at: Time) {
-        let Some(st) = self.pairs.get(&key).cloned() else {
+    fn open_pair(&mut self, key: PairKey, t: ServiceId, at: Time) {
+        let Some(st) = self.views.pairs.get(&key).cloned() else {
             return;
         };
-        let observer = self.services[key.obs_svc as usize].members[key.obs_slot as usize].name;
+        let observer = self.services[key.obs_svc].members[key.obs_slot].name;
         let severity = if st.kind == Kind::DrainViolation && st.grew {
             Severity::Critical
         } else {
             Severity::Warning
         };
-        let div = DivKey::new(st.kind, t, key.tmem, key.obs_svc, observer);
+        let div = DivKey::pair(st.kind, t, key.tmem, key.obs_svc, observer);
         self.upsert(div, severity, at, true, |e| {
             let observer = format!(
                 "{}/{}",
-                e.services[key.obs_svc as usize].name_str,
+                e.services[key.obs_svc].name_str,
                 e.syms.resolve(observer)
             );
             let evidence = json!({
@@ -329,8 +291,8 @@ impl Engine {
 
     pub(crate) fn on_pair_timer(
         &mut self,
-        obs_svc: u32,
-        obs_slot: Slot,
+        obs_svc: ServiceId,
+        obs_slot: MemberSlot,
         tsvc: Sym,
         tmem: Sym,
         t: Time,
@@ -341,7 +303,7 @@ impl Engine {
             tsvc,
             tmem,
         };
-        let Some(st) = self.pairs.get_mut(&key) else {
+        let Some(st) = self.views.pairs.get_mut(&key) else {
             return;
         };
         if st.open || st.deadline != t {
@@ -357,10 +319,10 @@ impl Engine {
 
     /// The member served `delta` requests between two non-serving reports:
     /// every drain violation on it, pending or open, becomes critical.
-    pub(crate) fn drain_growth(&mut self, svc: u32, slot: Slot, delta: u64, at: Time) {
-        let s = &self.services[svc as usize];
-        let target = (s.name, s.members[slot as usize].name);
-        let Some(observers) = self.viewers.get(&target).cloned() else {
+    pub(crate) fn drain_growth(&mut self, svc: ServiceId, slot: MemberSlot, delta: u64, at: Time) {
+        let s = &self.services[svc];
+        let target = (s.name, s.members[slot].name);
+        let Some(observers) = self.views.viewers.get(&target).cloned() else {
             return;
         };
         for (os, oslot) in observers {
@@ -370,7 +332,7 @@ impl Engine {
                 tsvc: target.0,
                 tmem: target.1,
             };
-            let Some(st) = self.pairs.get_mut(&key) else {
+            let Some(st) = self.views.pairs.get_mut(&key) else {
                 continue;
             };
             if st.kind != Kind::DrainViolation {
@@ -385,18 +347,18 @@ impl Engine {
     }
 
     /// Pairs with a view of a live member that has a phase, and how many disagree now.
-    pub(crate) fn phase_pairs(&self, svc: u32) -> (u64, u64) {
-        let s = &self.services[svc as usize];
+    pub(crate) fn phase_pairs(&self, svc: ServiceId) -> (u64, u64) {
+        let s = &self.services[svc];
         let (mut total, mut disagree) = (0, 0);
         for (slot, m) in s.members.iter().enumerate() {
             if !m.has(flag::LIVE) || m.phase == NONE {
                 continue;
             }
-            let Some(obs) = self.viewers.get(&(s.name, m.name)) else {
+            let Some(obs) = self.views.viewers.get(&(s.name, m.name)) else {
                 continue;
             };
             for &(os, oslot) in obs {
-                let o = &self.services[os as usize].members[oslot as usize];
+                let o = &self.services[os].members[oslot];
                 let view = self.view_of(os, oslot, (s.name, m.name));
                 if o.has(flag::LIVE) && view != NONE {
                     total += 1;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use coherd_engine::{Kind, Outcome, Severity};
+use coherd_engine::{Kind, Outcome, ReportCounts, Severity};
 use common::{Harness, assert_episode, at, observation, rep};
 use serde_json::json;
 
@@ -297,7 +297,13 @@ fn a_duplicate_changes_nothing() {
     );
     f.tick("1m");
     f.assert_nothing();
-    assert_eq!(f.engine().counts(), (1, 2));
+    assert_eq!(
+        f.engine().report_counts(),
+        ReportCounts {
+            applied: 1,
+            duplicates: 2
+        }
+    );
 }
 
 #[test]

@@ -1,0 +1,39 @@
+//! The state behind phase agreement: every (observer, member) pair that
+//! disagrees now, and who observes whom. The logic is in the `views` module.
+
+use coherd_model::{Kind, Time};
+use hashbrown::HashMap;
+
+use crate::ids::{MemberSlot, ServiceId};
+use crate::intern::Sym;
+
+/// An (observer, member) pair: the observer by slot, the member by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PairKey {
+    pub obs_svc: ServiceId,
+    pub obs_slot: MemberSlot,
+    pub tsvc: Sym,
+    pub tmem: Sym,
+}
+
+/// A pair that disagrees now (pending until the agreement timeout, then open).
+#[derive(Debug, Clone)]
+pub(crate) struct PairState {
+    pub since: Time,
+    pub deadline: Time,
+    pub kind: Kind,
+    pub open: bool,
+    pub grew: bool,
+    pub requests: u64,
+    pub view: Sym,
+    pub phase: Sym,
+}
+
+/// Observers and the pairs that disagree.
+#[derive(Default)]
+pub(crate) struct Views {
+    /// Pairs that disagree now, pending or open.
+    pub pairs: HashMap<PairKey, PairState>,
+    /// Observers of each (service, member) by name: who views it.
+    pub viewers: HashMap<(Sym, Sym), Vec<(ServiceId, MemberSlot)>>,
+}
