@@ -138,19 +138,24 @@ impl<S: Sink> Driver<S> {
     ) -> Vec<Result<Outcome, ObserveError>> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| batch[i].0);
-        let mut out: Vec<Option<Result<Outcome, ObserveError>>> = vec![None; batch.len()];
+        let mut out: Vec<Result<Outcome, ObserveError>> = vec![Ok(Outcome::Applied); batch.len()];
         let mut instant: Vec<&Observation> = Vec::new();
         for group in order.chunk_by(|&a, &b| batch[a].0 == batch[b].0) {
             let at = batch[group[0]].0;
+            if let [i] = *group {
+                // One report at its instant (the common case): no grouping to do.
+                self.advance(at);
+                out[i] = self.engine.observe(at, batch[i].1);
+                self.drain();
+                continue;
+            }
             instant.clear();
             instant.extend(group.iter().map(|&i| batch[i].1));
             for (&i, r) in group.iter().zip(self.observe_instant(at, &instant)) {
-                out[i] = Some(r);
+                out[i] = r;
             }
         }
-        out.into_iter()
-            .map(|r| r.expect("every report applied"))
-            .collect()
+        out
     }
 
     /// The reports of one instant, together (see [`Engine::observe_instant`]).
