@@ -32,6 +32,11 @@ impl Default for EngineConfig {
     }
 }
 
+/// A `seq` this far below a member's last one is not a retry but a reporter
+/// that started its sequence over: the report is applied, as after a gap.
+/// Without this, a member that once sent `seq` = 2^64 - 1 could never report again.
+pub const SEQ_RESTART_GAP: u64 = 1 << 32;
+
 /// What `observe` did with a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -187,11 +192,13 @@ impl Engine {
         let m = &self.services[svc].members[slot];
         let gap = match obs.seq {
             Some(seq) if m.has(flag::HAS_SEQ) => {
-                if seq <= m.seq {
+                if seq <= m.seq && m.seq - seq <= SEQ_RESTART_GAP {
                     self.counts.duplicates += 1;
                     return Ok(Outcome::Duplicate);
                 }
-                seq > m.seq + 1
+                // Far below the last (a reporter that lost its count and started
+                // over, or one that reached the top): a new sequence, with a gap.
+                seq.checked_sub(m.seq) != Some(1)
             }
             _ => false,
         };

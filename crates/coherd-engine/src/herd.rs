@@ -200,7 +200,7 @@ impl Engine {
         } else if self.open_severity(&key).is_some() {
             // The record keeps the window as it was the instant before it
             // resolved (with the run that resolved it, if one did).
-            let last = self.herd_view(svc, kind, Time::from_nanos(at.as_nanos() - 1));
+            let last = self.herd_view(svc, kind, Time::from_nanos(at.as_nanos().saturating_sub(1)));
             self.resolve(key, at, Some(last));
         }
     }

@@ -50,7 +50,7 @@ impl Engine {
                 let old = self.services[svc].columns[c].rule.as_ref();
                 let (tc, prev, revision) = match old {
                     Some(o) if o.target == target => (o.tc, o.prev, o.revision),
-                    Some(o) => (now, o.target, o.revision + 1),
+                    Some(o) => (now, o.target, o.revision.saturating_add(1)),
                     None => (now, NONE, 1),
                 };
                 FacetRule {

@@ -65,7 +65,9 @@ mod views;
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};
-pub use engine::{Engine, EngineConfig, Event, ObserveError, Outcome, ReportCounts};
+pub use engine::{
+    Engine, EngineConfig, Event, ObserveError, Outcome, ReportCounts, SEQ_RESTART_GAP,
+};
 pub use jobs::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,
     WINDOW_PERIODS,

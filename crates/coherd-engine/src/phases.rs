@@ -91,8 +91,8 @@ impl Engine {
             flips.pop_front();
         }
         let front = *flips.front().expect("just pushed");
-        if flips.len() == max + 1 && front.as_nanos() + HOUR > at.as_nanos() {
-            let leaves = Time::from_nanos(front.as_nanos() + HOUR);
+        if flips.len() == max + 1 && front.as_nanos().saturating_add(HOUR) > at.as_nanos() {
+            let leaves = Time::from_nanos(front.as_nanos().saturating_add(HOUR));
             self.timers.schedule(leaves, Timer::Flap { svc, slot });
             let key = DivKey::member(Kind::Flapping, svc, name);
             self.upsert(key, Severity::Warning, at, true, |e| {
@@ -109,7 +109,7 @@ impl Engine {
         let flips = s.members[slot].extra.as_ref().map(|x| &x.flips);
         let in_window = flips.map_or(0, |f| {
             f.iter()
-                .filter(|t| t.as_nanos() + HOUR > at.as_nanos())
+                .filter(|t| t.as_nanos().saturating_add(HOUR) > at.as_nanos())
                 .count()
         });
         json!({"changes_last_hour": in_window, "max_flips_per_hour": s.cfg.max_flips})
@@ -125,7 +125,7 @@ impl Engine {
             && extra
                 .flips
                 .front()
-                .is_some_and(|f| f.as_nanos() + HOUR == t.as_nanos());
+                .is_some_and(|f| f.as_nanos().saturating_add(HOUR) == t.as_nanos());
         if due {
             let key = DivKey::member(Kind::Flapping, svc, m.name);
             self.resolve(key, t, None);

@@ -123,10 +123,10 @@ impl Windows {
     }
 
     fn integrate(&mut self, from: Time, to: Time, ratio: f64) {
-        let mut t = from.as_nanos().max(to.as_nanos() - W1H);
+        let mut t = from.as_nanos().max(to.as_nanos().saturating_sub(W1H));
         let end = to.as_nanos();
         while t < end {
-            let next = ((t.div_euclid(BUCKET_NS)) + 1) * BUCKET_NS;
+            let next = (t.div_euclid(BUCKET_NS) + 1).saturating_mul(BUCKET_NS);
             let seg_end = next.min(end);
             let secs = (seg_end - t) as f64 / 1e9;
             let b = self.at(Time::from_nanos(t));

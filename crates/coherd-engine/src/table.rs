@@ -48,7 +48,10 @@ impl Engine {
             }
         }
         let (subjects, evidence) = detail(self);
-        let reopens = self.table.latest(&key).map_or(0, |(_, r)| r.reopens + 1);
+        let reopens = self
+            .table
+            .latest(&key)
+            .map_or(0, |(_, r)| r.reopens.saturating_add(1));
         let svc = &self.services[key.svc];
         let record = Divergence {
             id: self.div_id(&key),

@@ -6,7 +6,8 @@
 mod common;
 
 use coherd_engine::{Kind, Outcome, Severity};
-use common::{Harness, assert_episode, rep};
+use coherd_model::Time;
+use common::{Harness, assert_episode, observation, rep};
 use serde_json::json;
 
 const INTENT: &str = "
@@ -266,4 +267,47 @@ fn members_falling_silent_together_leave_one_record_whatever_their_report_order(
     let b = run([("w3", "6.1"), ("w2", "6.0"), ("w1", "6.0")]);
     assert_episode(&a, "0s", Some("30s"));
     assert_eq!(a, b);
+}
+
+/// Regression (hardening issue): a member that once sent the highest `seq`
+/// could never report again; a sequence far below the last starts over.
+#[test]
+fn a_member_at_the_top_seq_is_not_locked_out() {
+    let mut f = Harness::new("services:\n  web:\n    report_interval: 10s\n");
+    let report = |seq: u64, version: &str| serde_json::json!({"service": "web", "member": "w1", "seq": seq, "facets": {"version": version}});
+    assert_eq!(f.report("0s", report(u64::MAX, "1")), Outcome::Applied);
+    assert_eq!(f.report("1s", report(u64::MAX, "2")), Outcome::Duplicate);
+    assert_eq!(
+        f.report("2s", report(u64::MAX - 5, "3")),
+        Outcome::Duplicate,
+        "a retry"
+    );
+    assert_eq!(
+        f.report("3s", report(1, "4")),
+        Outcome::Applied,
+        "started over"
+    );
+    assert_eq!(f.report("4s", report(1, "5")), Outcome::Duplicate);
+    assert_eq!(f.report("5s", report(2, "6")), Outcome::Applied);
+    let m = &f.engine_mut().members("web").unwrap()[0];
+    assert_eq!((m.seq, m.facets["version"].as_str()), (Some(2), "6"));
+}
+
+/// Regression (hardening issue): times near the top of what coherd holds
+/// saturate instead of wrapping around.
+#[test]
+fn reports_near_the_end_of_time_do_not_overflow() {
+    let mut f = Harness::new("services:\n  web:\n    report_interval: 10s\n");
+    let late: Time = "2262-04-11T23:00:00Z".parse().unwrap();
+    let phase = |p: &str| {
+        observation(&serde_json::json!({"service": "web", "member": "w1", "facets": {"phase": p}}))
+    };
+    f.report_obs(late, &phase("ready"));
+    f.report_obs(
+        late.add(std::time::Duration::from_secs(1)),
+        &phase("draining"),
+    );
+    f.report_obs(late.add(std::time::Duration::from_secs(2)), &phase("ready"));
+    f.driver.tick(Time::MAX);
+    assert!(f.engine_mut().service_slis("web").is_some());
 }

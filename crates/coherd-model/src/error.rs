@@ -23,8 +23,19 @@ impl FieldError {
     /// From a serde error that knows its path.
     pub fn from_serde(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
+        let mut field = if path == "." { String::new() } else { path };
         let mut message = e.inner().to_string();
+        // A missing field is named by the message only: put it in the path.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            field = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
         // serde_json appends " at line L column C" — keep it only for syntax errors.
         if !e.inner().is_syntax()
             && let Some(i) = message.rfind(" at line ")

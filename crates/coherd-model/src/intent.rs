@@ -238,6 +238,14 @@ impl Intent {
     /// Parses and validates YAML or JSON text.
     pub fn from_yaml(src: &str) -> Result<Intent, IntentErrors> {
         let node = yaml::parse(src).map_err(|e| IntentErrors(vec![e]))?;
+        if matches!(node.kind, NodeKind::Null) {
+            return Err(IntentErrors(vec![IntentError {
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: "the intent is empty; to clear it, write `services: {}`".into(),
+            }]));
+        }
         Intent::from_node(&node)
     }
 

@@ -27,17 +27,29 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
     /// Free-form labels, merged by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub labels: BTreeMap<String, String>,
     /// The deploy that produced this member's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<String>,
     /// Facet values, merged by key (`phase` is the member's lifecycle phase).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub facets: BTreeMap<String, String>,
     /// What this member believes about other members, keyed `service/member`.
     /// Replaces the previous report's views; absent means none.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub views: BTreeMap<String, View>,
     /// Leases the member holds now; replaces the previous list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,7 +58,11 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checksums: Vec<Checksum>,
     /// Monotonic totals since the member started, merged by key.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_keys"
+    )]
     pub counters: BTreeMap<String, u64>,
     /// Periodic work the member ran; added to history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -273,6 +289,39 @@ impl Observation {
     }
 }
 
+/// A JSON object as a map, refusing a key given twice (serde would keep the
+/// last one silently; YAML intents refuse them too).
+fn unique_keys<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "key {key:?} is given twice; give each key once"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
 /// Splits a view key at the first `/` into (service, member); a key without
 /// `/` names a member of `own_service`.
 pub fn split_view_key<'a>(key: &'a str, own_service: &'a str) -> (&'a str, &'a str) {
@@ -360,6 +409,25 @@ mod tests {
         let e = parse(&json).unwrap_err();
         assert_eq!(e[0].field, "facets");
         assert!(e[0].message.contains("at most 32"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        let e = parse(r#"{"service":"a","member":"b","facets":{"version":"1","version":"2"}}"#)
+            .unwrap_err();
+        assert_eq!(e[0].field, "facets");
+        assert!(e[0].message.contains("given twice"), "{}", e[0].message);
+        let e = parse(r#"{"service":"a","service":"b","member":"b"}"#).unwrap_err();
+        assert!(e[0].message.contains("duplicate field"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn a_missing_required_field_is_named() {
+        let e = parse(r#"{"service":"a"}"#).unwrap_err();
+        assert_eq!(e[0].field, "member");
+        let e = parse(r#"{"service":"a","member":"b","leases":[{"resource":"r","epoch":1}]}"#)
+            .unwrap_err();
+        assert_eq!(e[0].field, "leases[0].expires");
     }
 
     #[test]

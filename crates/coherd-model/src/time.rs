@@ -61,7 +61,7 @@ impl Time {
 
     /// Seconds from `earlier` to `self` (negative when `earlier` is later).
     pub fn seconds_since(self, earlier: Time) -> f64 {
-        (self.0 - earlier.0) as f64 / 1e9
+        (i128::from(self.0) - i128::from(earlier.0)) as f64 / 1e9
     }
 
     /// Time elapsed since `earlier`, zero when `earlier` is later.
@@ -92,7 +92,11 @@ impl FromStr for Time {
             input: s.chars().take(64).collect(),
             reason: e.to_string(),
         })?;
-        Ok(Time(ts.as_nanosecond() as i64))
+        let nanos = i64::try_from(ts.as_nanosecond()).map_err(|_| TimeParseError {
+            input: s.chars().take(64).collect(),
+            reason: "outside the times coherd can hold, 1677-09-21 to 2262-04-11".into(),
+        })?;
+        Ok(Time(nanos))
     }
 }
 
@@ -163,6 +167,20 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-22T08:00:00Z");
         let t2: Time = "2026-11-22T09:00:00.5+01:00".parse().unwrap();
         assert_eq!(t2.seconds_since(t), 0.5);
+    }
+
+    #[test]
+    fn times_past_2262_are_refused_not_wrapped() {
+        let err = "2300-01-01T00:00:00Z"
+            .parse::<Time>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2262"), "{err}");
+        assert!("1600-01-01T00:00:00Z".parse::<Time>().is_err());
+        assert_eq!(
+            Time::MAX.seconds_since(Time::from_nanos(i64::MIN)),
+            2f64.powi(64) / 1e9
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! A YAML document as a tree of nodes that remember their line and column,
 //! so that validation can point at every mistake.
+//!
+//! Every input is bounded before it can cost much: at most [`MAX_BYTES`] of
+//! text, one document, nesting at most [`MAX_DEPTH`] deep and at most
+//! [`MAX_NODES`] nodes once aliases are expanded (so an alias bomb is refused
+//! after a few hundred thousand nodes, not after gigabytes).
 
 use std::collections::HashMap;
 
@@ -7,6 +12,13 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::error::IntentError;
+
+/// The longest YAML text read, in bytes.
+pub const MAX_BYTES: usize = 4 << 20;
+/// The deepest nesting of lists and mappings.
+pub const MAX_DEPTH: usize = 64;
+/// The most nodes one document may hold, counting each alias as the nodes it repeats.
+pub const MAX_NODES: usize = 500_000;
 
 /// A node with its place in the source.
 #[derive(Debug, Clone)]
@@ -57,24 +69,68 @@ impl Node {
     }
 }
 
-/// Parses YAML (or JSON, which is YAML) into a [`Node`].
+/// Parses YAML (or JSON, which is YAML) into a [`Node`]: one document,
+/// within [`MAX_BYTES`], [`MAX_DEPTH`] and [`MAX_NODES`].
 pub fn parse(src: &str) -> Result<Node, IntentError> {
+    if src.len() > MAX_BYTES {
+        return Err(IntentError {
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: format!(
+                "the document is {} bytes; at most {MAX_BYTES} are read",
+                src.len()
+            ),
+        });
+    }
+    check_indentation(src)?;
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(src);
-    parser.load(&mut builder, false).map_err(|e| IntentError {
-        line: e.marker().line(),
-        column: e.marker().col() + 1,
-        path: String::new(),
-        message: format!("not valid YAML: {}", e.info()),
-    })?;
+    let loaded = parser.load(&mut builder, true);
     if let Some(err) = builder.error {
         return Err(err);
     }
+    loaded.map_err(|e| IntentError {
+        line: e.marker().line(),
+        column: e.marker().col() + 1,
+        path: String::new(),
+        message: if e.info().contains("recursion limit") {
+            format!("lists and mappings nest more than {MAX_DEPTH} deep")
+        } else {
+            format!("not valid YAML: {}", e.info())
+        },
+    })?;
     Ok(builder.root.unwrap_or(Node {
         kind: NodeKind::Null,
         line: 1,
         column: 1,
     }))
+}
+
+/// The widest run of indentation and block indicators (`- `, `? `, `: `) a
+/// line may start with. Each level of block nesting needs its content one
+/// column further right, so this bounds block nesting before the parser
+/// (which descends recursively) sees it; flow nesting has its own limit.
+const MAX_INDENT: usize = 2 * MAX_DEPTH + 2;
+
+fn check_indentation(src: &str) -> Result<(), IntentError> {
+    for (i, line) in src.lines().enumerate() {
+        let indent = line
+            .bytes()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'-' | b'?' | b':'))
+            .count();
+        if indent > MAX_INDENT {
+            return Err(IntentError {
+                line: i + 1,
+                column: MAX_INDENT + 1,
+                path: String::new(),
+                message: format!(
+                    "indented past column {MAX_INDENT}: lists and mappings nest more than {MAX_DEPTH} deep"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Converts a JSON value to a node placed at `line`.
@@ -128,12 +184,47 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes, with how many nodes each holds.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Node counts of the open collections, innermost last.
+    sizes: Vec<usize>,
     root: Option<Node>,
+    /// Nodes so far, aliases expanded.
+    nodes: usize,
+    documents: usize,
+    /// The first error; once set, later events are ignored.
     error: Option<IntentError>,
 }
 
 impl Builder {
+    fn fail(&mut self, line: usize, column: usize, message: String) {
+        self.error.get_or_insert(IntentError {
+            line,
+            column,
+            path: String::new(),
+            message,
+        });
+    }
+
+    /// Counts `n` more nodes in the open collections and the document.
+    fn count(&mut self, n: usize, line: usize, column: usize) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if let Some(size) = self.sizes.last_mut() {
+            *size = size.saturating_add(n);
+        }
+        if self.nodes > MAX_NODES {
+            self.fail(
+                line,
+                column,
+                format!(
+                    "the document holds more than {MAX_NODES} nodes once aliases are expanded; write it out or split it"
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
     fn push_value(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -156,9 +247,15 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
         let (line, column) = (mark.line(), mark.col() + 1);
         match ev {
             Event::Scalar(value, style, anchor, _tag) => {
+                if !self.count(1, line, column) {
+                    return;
+                }
                 let plain = style == TScalarStyle::Plain;
                 let kind = if plain && matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL")
                 {
@@ -168,56 +265,64 @@ impl MarkedEventReceiver for Builder {
                 };
                 let node = Node { kind, line, column };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), 1));
                 }
                 self.push_value(node);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(
-                Node {
-                    kind: NodeKind::Seq(Vec::new()),
-                    line,
-                    column,
-                },
-                anchor,
-            )),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(
-                Node {
-                    kind: NodeKind::Map(Vec::new()),
-                    line,
-                    column,
-                },
-                anchor,
-                None,
-            )),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    self.fail(
+                        line,
+                        column,
+                        format!("lists and mappings nest more than {MAX_DEPTH} deep"),
+                    );
+                    return;
+                }
+                if !self.count(1, line, column) {
+                    return;
+                }
+                let node = |kind| Node { kind, line, column };
+                self.sizes.push(1);
+                self.stack.push(match ev {
+                    Event::SequenceStart(..) => Frame::Seq(node(NodeKind::Seq(Vec::new())), anchor),
+                    _ => Frame::Map(node(NodeKind::Map(Vec::new())), anchor, None),
+                });
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
                     Some(Frame::Seq(n, a)) | Some(Frame::Map(n, a, _)) => (n, a),
                     None => return,
                 };
+                let size = self.sizes.pop().unwrap_or(1);
+                if let Some(outer) = self.sizes.last_mut() {
+                    // The opening already counted one node here.
+                    *outer = outer.saturating_add(size - 1);
+                }
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), size));
                 }
                 self.push_value(node);
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => {
-                    let n = n.clone();
-                    self.push_value(n);
+                Some((n, size)) => {
+                    let (n, size) = (n.clone(), *size);
+                    if self.count(size, line, column) {
+                        self.push_value(n);
+                    }
                 }
-                None => {
-                    self.error.get_or_insert(IntentError {
+                None => self.fail(line, column, "alias to an unknown anchor".into()),
+            },
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail(
                         line,
                         column,
-                        path: String::new(),
-                        message: "alias to an unknown anchor".into(),
-                    });
+                        "a second YAML document (after `---`); give one document only".into(),
+                    );
                 }
-            },
-            Event::DocumentStart
-            | Event::DocumentEnd
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::Nothing => {}
+            }
+            Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
     }
 }
@@ -225,7 +330,9 @@ impl MarkedEventReceiver for Builder {
 /// Reads a YAML configuration document into `T` with serde; an empty document
 /// is an empty mapping, and errors name the path of the key at fault.
 pub fn from_str<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, String> {
-    let value = to_json(&parse(src).map_err(|e| e.to_string())?);
+    let node = parse(src).map_err(|e| e.to_string())?;
+    check_duplicate_keys(&node).map_err(|e| e.to_string())?;
+    let value = to_json(&node);
     let value = if value.is_null() {
         serde_json::json!({})
     } else {
@@ -239,6 +346,31 @@ pub fn from_str<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, String> 
             format!("{path}: {}", e.inner())
         }
     })
+}
+
+/// Refuses a mapping that repeats a key (serde would keep the last silently).
+fn check_duplicate_keys(node: &Node) -> Result<(), IntentError> {
+    match &node.kind {
+        NodeKind::Map(entries) => {
+            let mut seen = std::collections::HashSet::new();
+            for (k, v) in entries {
+                if let Some(key) = k.as_str()
+                    && !seen.insert(key)
+                {
+                    return Err(IntentError {
+                        line: k.line,
+                        column: k.column,
+                        path: key.to_string(),
+                        message: "duplicate key".into(),
+                    });
+                }
+                check_duplicate_keys(v)?;
+            }
+            Ok(())
+        }
+        NodeKind::Seq(items) => items.iter().try_for_each(check_duplicate_keys),
+        NodeKind::Null | NodeKind::Scalar { .. } => Ok(()),
+    }
 }
 
 /// Converts a node to JSON, reading plain scalars as numbers or booleans
@@ -289,6 +421,58 @@ mod tests {
         let (k, v) = &fields[0];
         assert_eq!((k.line, k.column), (3, 5));
         assert_eq!(v.as_str(), Some("10s"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_a_stack_overflow() {
+        let flow = "{a: ".repeat(5000) + &"}".repeat(5000);
+        let e = parse(&flow).unwrap_err();
+        assert!(e.message.contains("nest more than 64"), "{e}");
+        let block: String = (0..2000)
+            .map(|i| format!("{}a:\n", " ".repeat(i)))
+            .collect();
+        let e = parse(&block).unwrap_err();
+        assert!(e.message.contains("nest more than 64"), "{e}");
+        assert!(parse(&("{a: ".repeat(60) + &"}".repeat(60))).is_ok());
+        let seqs = "- ".repeat(1_000_000) + "x";
+        let e = parse(&seqs).unwrap_err();
+        assert!(e.message.contains("nest more than 64"), "{e}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_expands() {
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        assert!(bomb.len() < 1000);
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.message.contains("500000 nodes"), "{e}");
+        // A few aliases of a small anchor are fine.
+        assert!(parse("a: &x {k: v}\nb: *x\nc: *x\n").is_ok());
+    }
+
+    #[test]
+    fn configuration_refuses_a_repeated_key() {
+        let e = from_str::<serde_json::Value>("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("duplicate key"), "{e}");
+    }
+
+    #[test]
+    fn one_document_only() {
+        let e = parse("services: {}\n---\nservices: {a: {}}\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("one document"), "{e}");
+        assert!(parse("---\nservices: {}\n").is_ok());
+    }
+
+    #[test]
+    fn oversized_text_is_refused() {
+        let big = "#".repeat(MAX_BYTES + 1);
+        assert!(parse(&big).unwrap_err().message.contains("bytes"));
     }
 
     #[test]

@@ -299,6 +299,11 @@ struct StoredSilence {
     created_by: String,
 }
 
+/// Silences active at once.
+const MAX_SILENCES: usize = 1000;
+/// Matchers in one silence.
+const MAX_MATCHERS: usize = 32;
+
 /// Body of `POST /v1/silences`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,10 +325,20 @@ pub(crate) struct NewSilence {
 pub(crate) async fn post_silence(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<NewSilence>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     state.tokens.check(&headers, Scope::Admin)?;
     let bad = |m: String| ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let bytes = crate::api::read_body(body, 64 << 10, "silence").await?;
+    let body: NewSilence = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            format!("the silence is not valid: {e}"),
+        )
+    })?;
+    if body.matchers.len() > MAX_MATCHERS {
+        return Err(bad(format!("at most {MAX_MATCHERS} matchers per silence")));
+    }
     let matchers = body
         .matchers
         .iter()
@@ -354,6 +369,18 @@ pub(crate) async fn post_silence(
         created_by: body.created_by,
     };
     let mut alerting = state.alerts.lock();
+    let active = alerting
+        .router()
+        .silences()
+        .iter()
+        .filter(|s| s.ends_at > now)
+        .count();
+    if active >= MAX_SILENCES {
+        return Err(ApiError::Request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{active} silences are active, the most coherd keeps; expire some first"),
+        ));
+    }
     let id = alerting.router().add_silence(now, silence);
     state.alerts.save_silences(&mut alerting);
     Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())

@@ -46,6 +46,16 @@ async fn wait<T>(rx: oneshot::Receiver<Result<T, WorkError>>) -> ApiResult<T> {
     }
 }
 
+/// Reads a request body of at most `limit` bytes; call it only once auth passed.
+pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::Request(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the {what} is larger than {limit} bytes"),
+        )
+    })
+}
+
 /// `POST /v1/observations`.
 pub(crate) async fn post_observations(
     State(state): State<AppState>,
@@ -62,13 +72,12 @@ pub(crate) async fn post_observations(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     )?;
-    let limit = state.config.limits.body_bytes;
-    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::Request(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {limit} bytes; send smaller batches"),
-        )
-    })?;
+    let body = read_body(
+        body,
+        state.config.limits.body_bytes,
+        "body; send smaller batches: it",
+    )
+    .await?;
     let received_at = wall_now();
     let clock = ClockRules {
         max_skew: state.config.max_clock_skew,
@@ -281,13 +290,15 @@ pub(crate) async fn get_intent(
     Ok(Json(json!({"source": current.source, "intent": current.intent})).into_response())
 }
 
-/// `PUT /v1/intent`: YAML or JSON; refused whole with every error.
+/// `PUT /v1/intent`: YAML or JSON; refused whole with every error. The body
+/// is read only once the token is known to be an admin's.
 pub(crate) async fn put_intent(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Admin)?;
+    let body = read_body(body, coherd_model::yaml::MAX_BYTES, "intent").await?;
     let source = String::from_utf8(body.to_vec()).map_err(|_| {
         ApiError::Request(StatusCode::BAD_REQUEST, "the intent is not UTF-8".into())
     })?;

@@ -38,13 +38,14 @@ impl Reader {
             }
         };
         let mut out: Vec<(&str, &Node)> = Vec::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (k, v) in entries {
             let Some(key) = k.as_str() else {
                 self.err(k, path, format!("keys must be text, found {}", k.shape()));
                 continue;
             };
             let here = join(path, key);
-            if out.iter().any(|(seen, _)| *seen == key) {
+            if !seen.insert(key) {
                 self.err(k, &here, "duplicate key");
                 continue;
             }
