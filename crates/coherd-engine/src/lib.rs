@@ -38,6 +38,7 @@
 // Unit tests compile with the dev-dependencies that only benches and integration tests use.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+mod admission;
 mod counters;
 mod divergence;
 mod driver;
@@ -62,6 +63,7 @@ mod table;
 mod timer;
 mod views;
 
+pub use admission::Admission;
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};

@@ -126,6 +126,14 @@ impl Engine {
         )
     }
 
+    /// Whether `service` knows `member` (it has not been forgotten or deleted).
+    pub fn has_member(&self, service: &str, member: &str) -> bool {
+        let (Some(svc), Some(m)) = (self.svc(service), self.syms.get(member)) else {
+            return false;
+        };
+        self.services[svc].slot_of(m).is_some()
+    }
+
     /// Members of a service, sorted by id.
     pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
         let s = &self.services[self.svc(service)?];

@@ -202,6 +202,11 @@ pub(crate) async fn delete_member(
     Path((service, member)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Admin)?;
+    let unknown = || ApiError::NotFound(format!("service {service:?} has no member {member:?}"));
+    if !state.shared.engine().has_member(&service, &member) {
+        // Nothing to store: an unknown member is not written to the log.
+        return Err(unknown());
+    }
     let (tx, rx) = oneshot::channel();
     submit(
         &state,
@@ -215,9 +220,7 @@ pub(crate) async fn delete_member(
     if wait(rx).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError::NotFound(format!(
-            "service {service:?} has no member {member:?}"
-        )))
+        Err(unknown())
     }
 }
 
@@ -360,14 +363,21 @@ pub(crate) async fn healthz() -> &'static str {
 
 /// `GET /readyz`.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    if state.shared.ready.load(std::sync::atomic::Ordering::SeqCst) {
-        "ready\n".into_response()
-    } else {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !state.shared.ready.load(SeqCst) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "rebuilding the engine from the store\n",
         )
             .into_response()
+    } else if !state.shared.store_ok.load(SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store cannot commit: reports are refused until it can (see the log)\n",
+        )
+            .into_response()
+    } else {
+        "ready\n".into_response()
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio::sync::{Semaphore, watch};
 
@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/stream", get(api::stream))
         .merge(api)
         .fallback(api::not_found)
+        .layer(middleware::from_fn(refuse_encoded_bodies))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -74,12 +75,33 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A compressed body would be read as garbage: refuse it by name (415).
+async fn refuse_encoded_bodies(req: Request, next: Next) -> Response {
+    let encoding = req
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => next.run(req).await,
+        Some(other) => crate::error::ApiError::Request(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {other:?} is not accepted; send the body uncompressed"),
+        )
+        .into_response(),
+    }
+}
+
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    // Methods come from the client: a fixed set, anything else is `other`.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_string();
     let res = next.run(req).await;
     let class = format!("{}xx", res.status().as_u16() / 100);
     state

@@ -14,7 +14,7 @@ pub enum Scope {
     Report,
     /// Read the API, stream and metrics.
     Read,
-    /// Change the intent, delete members.
+    /// Change the intent, delete members; implies `read` and `report`.
     Admin,
 }
 
@@ -70,7 +70,7 @@ impl Tokens {
             }
         }
         let t = found.ok_or(ApiError::Unauthorized)?;
-        if t.scopes.contains(&scope) {
+        if t.scopes.contains(&scope) || t.scopes.contains(&Scope::Admin) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(scope))

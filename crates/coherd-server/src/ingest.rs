@@ -60,8 +60,14 @@ pub(crate) fn parse_batch(
 ) -> Result<Vec<Observation>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::Request(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
-    let items: Vec<&str> = match framing {
-        Framing::Ndjson => text.lines().filter(|l| !l.trim().is_empty()).collect(),
+    // NDJSON items with their 1-based line numbers, blank lines skipped.
+    let items: Vec<(usize, &str)> = match framing {
+        Framing::Ndjson => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l))
+            .collect(),
         Framing::Json => Vec::new(),
     };
     let mut errors = Vec::new();
@@ -84,41 +90,44 @@ pub(crate) fn parse_batch(
             if items.len() > limits.batch {
                 return Err(too_many(items.len(), limits));
             }
-            for (i, line) in items.iter().enumerate() {
-                check(i, Observation::from_json(line, limits), &mut out);
+            for (i, &(n, line)) in items.iter().enumerate() {
+                let parsed = Observation::from_json(line, limits)
+                    .map_err(|errs| errs.into_iter().map(|e| at_line(e, n)).collect());
+                check(i, parsed, &mut out);
             }
         }
         Framing::Json => {
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            // Items are kept as raw text, so that each is parsed by the same
+            // strict reader as an NDJSON line (a key given twice included).
+            let malformed = |message: String| {
                 ApiError::Invalid(
                     StatusCode::BAD_REQUEST,
                     vec![ItemError {
                         index: 0,
                         field: String::new(),
-                        message: format!("malformed JSON: {e}"),
+                        message,
                     }],
                 )
-            })?;
-            match value {
-                serde_json::Value::Array(list) => {
+            };
+            match text.trim_start().as_bytes().first() {
+                Some(b'[') => {
+                    let list: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
+                        .map_err(|e| malformed(format!("malformed JSON: {e}")))?;
                     if list.len() > limits.batch {
                         return Err(too_many(list.len(), limits));
                     }
-                    for (i, v) in list.into_iter().enumerate() {
-                        check(i, Observation::from_value(v, limits), &mut out);
+                    for (i, item) in list.iter().enumerate() {
+                        check(i, Observation::from_json(item.get(), limits), &mut out);
                     }
                 }
-                v @ serde_json::Value::Object(_) => {
-                    check(0, Observation::from_value(v, limits), &mut out)
+                Some(b'{') => {
+                    let item: &serde_json::value::RawValue = serde_json::from_str(text)
+                        .map_err(|e| malformed(format!("malformed JSON: {e}")))?;
+                    check(0, Observation::from_json(item.get(), limits), &mut out)
                 }
                 _ => {
-                    return Err(ApiError::Invalid(
-                        StatusCode::BAD_REQUEST,
-                        vec![ItemError {
-                            index: 0,
-                            field: String::new(),
-                            message: "expected an observation object or an array of them".into(),
-                        }],
+                    return Err(malformed(
+                        "expected an observation object or an array of them".into(),
                     ));
                 }
             }
@@ -133,9 +142,7 @@ pub(crate) fn parse_batch(
     if errors.is_empty() {
         Ok(out)
     } else {
-        let syntax = errors
-            .iter()
-            .any(|e| e.message.contains("line ") && e.field.is_empty());
+        let syntax = errors.iter().any(|e| e.message.starts_with("line "));
         Err(ApiError::Invalid(
             if syntax {
                 StatusCode::BAD_REQUEST
@@ -144,6 +151,19 @@ pub(crate) fn parse_batch(
             },
             errors,
         ))
+    }
+}
+
+/// A syntax error in one NDJSON line names the line of the body, not the
+/// line within the line serde saw.
+fn at_line(e: coherd_model::FieldError, n: usize) -> coherd_model::FieldError {
+    match e.message.rfind(" at line 1 column ") {
+        Some(i) => {
+            let column = &e.message[i + " at line 1 column ".len()..];
+            let message = format!("line {n}, column {column}: {}", &e.message[..i]);
+            coherd_model::FieldError::new(e.field, message)
+        }
+        None => e,
     }
 }
 
@@ -205,6 +225,23 @@ mod tests {
                 .map(|e| (e.index, e.field.as_str()))
                 .collect::<Vec<_>>(),
             [(1, "service"), (2, "time")]
+        );
+    }
+
+    #[test]
+    fn an_ndjson_syntax_error_names_its_line_and_column() {
+        let body = b"{\"service\":\"a\",\"member\":\"m\"}\n\n{\"service\":\"a\",\"member\": }\n";
+        let Err(ApiError::Invalid(status, errs)) =
+            parse_batch(body, Framing::Ndjson, &Limits::default(), rules(), now())
+        else {
+            panic!()
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(errs[0].index, 1);
+        assert!(
+            errs[0].message.starts_with("line 3, column "),
+            "{}",
+            errs[0].message
         );
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
-use coherd_engine::{Change, Driver, Engine, Event, Outcome, Sink};
+use coherd_engine::{Admission, Change, Driver, Engine, Event, Outcome, Sink};
 use coherd_model::time::wall_now;
 use coherd_model::{Intent, Observation, Time};
 use coherd_store::{Entry, NewEntry, Store, StoreError};
@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     pub stream: broadcast::Sender<(&'static str, String)>,
     /// True once the engine has been rebuilt from the store.
     pub ready: AtomicBool,
+    /// False while the store cannot commit (the last attempt failed).
+    pub(crate) store_ok: AtomicBool,
     /// The intent in force: as the operator wrote it, and parsed.
     pub intent: Mutex<Option<Arc<IntentInForce>>>,
     /// Ingest and request metrics.
@@ -96,6 +98,7 @@ impl Shared {
             driver: Mutex::new(Driver::with_sink(Engine::default(), publisher)),
             stream,
             ready: AtomicBool::new(false),
+            store_ok: AtomicBool::new(true),
             intent: Mutex::new(None),
             metrics,
         })
@@ -251,6 +254,11 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
         }
         let mut entries = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        // The engine's own limits are checked before anything is stored, so a
+        // batch it would refuse in part is refused whole and leaves no trace.
+        let mut admission = Admission::default();
+        let mut prune = None;
+        let engine = shared.engine();
         for work in batch {
             match work {
                 Work::Observations {
@@ -258,6 +266,10 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     observations,
                     reply,
                 } => {
+                    if let Err((i, e)) = admission.admit(&engine, &observations) {
+                        let _ = reply.send(Err(WorkError::Refused(format!("item {i}: {e}"))));
+                        continue;
+                    }
                     entries.push(NewEntry::Observations {
                         received_at,
                         observations,
@@ -286,17 +298,23 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     });
                     replies.push(Reply::Delete(reply));
                 }
-                Work::Prune { before } => match store.prune(before) {
-                    Ok(stats) => tracing::info!(?stats, "pruned raw observations"),
-                    Err(e) => tracing::error!(error = %e, "prune failed"),
-                },
+                Work::Prune { before } => prune = Some(before),
+            }
+        }
+        drop(engine);
+        if let Some(before) = prune {
+            match store.prune(before) {
+                Ok(stats) => tracing::info!(?stats, "pruned raw observations"),
+                Err(e) => tracing::error!(error = %e, "prune failed"),
             }
         }
         if entries.is_empty() {
             continue;
         }
         let started = std::time::Instant::now();
-        if let Err(e) = store.append(&entries) {
+        let stored = store.append(&entries);
+        shared.store_ok.store(stored.is_ok(), Ordering::SeqCst);
+        if let Err(e) = stored {
             tracing::error!(error = %e, "cannot store a batch; refusing it");
             for r in replies {
                 match r {

@@ -1,0 +1,250 @@
+//! A hostile or careless client against the built binary: every input gets a
+//! clear 4xx that names the problem, nothing is stored, and the server stays up.
+
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{Server, get_json, post_json, request, temp_dir};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-0123456789";
+const READ: &str = "read-token-0123456789";
+
+fn open_server(name: &str) -> Server {
+    Server::start(&temp_dir(name), &[])
+}
+
+/// A server whose only tokens come from its config file.
+fn server_with_tokens(name: &str) -> Server {
+    let dir = temp_dir(name);
+    let config = format!(
+        "tokens:\n  - {{token: {ADMIN}, scopes: [admin]}}\n  - {{token: {READ}, scopes: [read]}}\n"
+    );
+    std::fs::write(dir.join("coherd.yaml"), config).unwrap();
+    let path = dir.join("coherd.yaml").display().to_string();
+    Server::start(&dir, &["--config", &path])
+}
+
+fn put_intent(s: &Server, body: &[u8], token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/yaml")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    request("PUT", &format!("{}/v1/intent", s.url), &headers, body).unwrap()
+}
+
+fn alive(s: &Server) {
+    let (status, _) = request("GET", &format!("{}/healthz", s.url), &[], b"").unwrap();
+    assert_eq!(status, 200, "the server must still answer");
+}
+
+#[test]
+fn yaml_bombs_are_refused_without_harm() {
+    let s = open_server("yaml-bombs");
+    // 5 000 nested flow mappings, then the same as nested block lists.
+    let flow = "services: ".to_string() + &"{a: ".repeat(5000) + &"}".repeat(5000);
+    let (status, body) = put_intent(&s, flow.as_bytes(), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("nest more than 64"), "{body}");
+    let block = "- ".repeat(200_000) + "x\n";
+    let (status, body) = put_intent(&s, block.as_bytes(), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("nest more than 64"), "{body}");
+    // An alias bomb of a few hundred bytes.
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = format!("*a{}", i - 1);
+        let row = [p.as_str(); 10].join(", ");
+        bomb.push_str(&format!("a{i}: &a{i} [{row}]\n"));
+    }
+    let (status, body) = put_intent(&s, bomb.as_bytes(), None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("500000 nodes"), "{body}");
+    alive(&s);
+    let (status, _) = request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
+    assert_eq!(status, 404, "no intent was set");
+}
+
+#[test]
+fn an_intent_is_one_whole_document() {
+    let s = open_server("intent-documents");
+    let good = b"services:\n  api: {}\n";
+    assert_eq!(put_intent(&s, good, None).0, 200);
+    let (status, body) = put_intent(&s, b"services: {}\n---\nservices: {b: {}}\n", None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("one document"), "{body}");
+    let (status, body) = put_intent(&s, b"", None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("services: {}"), "{body}");
+    let (status, body) = put_intent(&s, b"services:\n  api: {}\n  api: {}\n", None);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("duplicate key"), "{body}");
+    let intent = get_json(&format!("{}/v1/intent", s.url));
+    assert_eq!(
+        intent["source"], "services:\n  api: {}\n",
+        "the first intent stays"
+    );
+}
+
+#[test]
+fn bodies_are_not_read_before_auth() {
+    let s = server_with_tokens("auth-first");
+    // A body far past every limit, announced but never sent: the answer is
+    // about the token, at once.
+    let host = s.url.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(host).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "PUT /v1/intent HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {READ}\r\nContent-Length: 50000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).unwrap();
+    assert_eq!(&head[9..12], b"403");
+    alive(&s);
+}
+
+#[test]
+fn an_admin_token_from_the_config_file_reads_and_reports() {
+    let s = server_with_tokens("admin-scopes");
+    let auth = format!("Bearer {ADMIN}");
+    let obs = br#"{"service":"api","member":"a"}"#;
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+    ];
+    let (status, body) =
+        request("POST", &format!("{}/v1/observations", s.url), &headers, obs).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = request("GET", &format!("{}/v1/services", s.url), &headers, b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn times_past_what_coherd_holds_are_refused_by_field() {
+    let s = open_server("far-times");
+    let url = format!("{}/v1/observations", s.url);
+    let (status, body) = post_json(
+        &url,
+        r#"{"service":"api","member":"a","time":"2300-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "time", "{body}");
+    let (status, body) = post_json(
+        &url,
+        r#"{"service":"api","member":"a","leases":[{"resource":"r","epoch":1,"expires":"2300-01-01T00:00:00Z"}]}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "leases[0].expires", "{body}");
+    assert_eq!(get_json(&format!("{}/v1/services", s.url)), json!([]));
+}
+
+#[test]
+fn a_member_that_sent_the_highest_seq_can_report_again() {
+    let s = open_server("seq-max");
+    let url = format!("{}/v1/observations", s.url);
+    let (status, body) = post_json(
+        &url,
+        &format!(r#"{{"service":"api","member":"a","seq":{}}}"#, u64::MAX),
+    );
+    assert_eq!((status, &body["accepted"]), (200, &json!(1)), "{body}");
+    let (status, body) = post_json(
+        &url,
+        r#"{"service":"api","member":"a","seq":1,"facets":{"version":"2"}}"#,
+    );
+    assert_eq!((status, &body["accepted"]), (200, &json!(1)), "{body}");
+    let members = get_json(&format!("{}/v1/services/api/members", s.url));
+    assert_eq!(members["members"][0]["seq"], 1, "{members}");
+}
+
+#[test]
+fn a_batch_the_engine_would_refuse_in_part_stores_nothing() {
+    let s = open_server("atomic-batch");
+    // 64 facet names fit a service; three reports of 30 new names each do not.
+    let report = |member: &str, from: usize| {
+        let facets: serde_json::Map<String, Value> = (from..from + 30)
+            .map(|i| (format!("f{i}"), json!("v")))
+            .collect();
+        json!({"service": "api", "member": member, "facets": facets})
+    };
+    let batch = json!([report("a", 0), report("b", 30), report("c", 60)]);
+    let (status, body) = post_json(&format!("{}/v1/observations", s.url), &batch.to_string());
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("item 2"), "{body}");
+    assert_eq!(get_json(&format!("{}/v1/services", s.url)), json!([]));
+}
+
+#[test]
+fn unknown_methods_fold_into_one_metric_label() {
+    let s = open_server("methods");
+    for i in 0..40 {
+        let _ = request(
+            &format!("BREW{i}"),
+            &format!("{}/v1/services", s.url),
+            &[],
+            b"",
+        );
+    }
+    let (_, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    assert!(
+        !metrics.contains("BREW"),
+        "client methods leaked into labels"
+    );
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
+
+#[test]
+fn small_refusals_name_what_is_wrong() {
+    let s = open_server("small-refusals");
+    let url = format!("{}/v1/observations", s.url);
+    // A compressed body is refused by name, not parsed as garbage.
+    let (status, body) = request(
+        "POST",
+        &url,
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
+        b"\x1f\x8b\x08\x00",
+    )
+    .unwrap();
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("gzip"), "{body}");
+    // An NDJSON syntax error names its line.
+    let (status, body) = request(
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-ndjson")],
+        b"{\"service\":\"api\",\"member\":\"a\"}\n\n{\"service\":\"api\",\"member\":}\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("line 3, column"), "{body}");
+    // A key given twice.
+    let (status, body) = post_json(
+        &url,
+        r#"{"service":"api","member":"a","facets":{"version":"1","version":"2"}}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "facets", "{body}");
+    // A missing member is named.
+    let (status, body) = post_json(&url, r#"{"service":"api"}"#);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "member", "{body}");
+    // Deleting a member nobody knows.
+    let (status, body) = request(
+        "DELETE",
+        &format!("{}/v1/services/api/members/ghost", s.url),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(get_json(&format!("{}/v1/services", s.url)), json!([]));
+}
