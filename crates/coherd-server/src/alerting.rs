@@ -329,7 +329,7 @@ pub(crate) async fn post_silence(
 ) -> Result<Response, ApiError> {
     state.tokens.check(&headers, Scope::Admin)?;
     let bad = |m: String| ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, m);
-    let bytes = crate::api::read_body(body, 64 << 10, "silence").await?;
+    let bytes = crate::api::read_body(&state, body, 64 << 10, "silence").await?;
     let body: NewSilence = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::Request(
             StatusCode::BAD_REQUEST,

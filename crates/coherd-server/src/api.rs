@@ -46,14 +46,29 @@ async fn wait<T>(rx: oneshot::Receiver<Result<T, WorkError>>) -> ApiResult<T> {
     }
 }
 
-/// Reads a request body of at most `limit` bytes; call it only once auth passed.
-pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::Request(
+/// Reads a request body of at most `limit` bytes within the configured
+/// body-read timeout; call it only once auth passed.
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> ApiResult<Bytes> {
+    let timeout = state.config.body_read_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::Request(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the {what} is larger than {limit} bytes"),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::Request(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the {what} did not arrive within {}s (body_read_timeout)",
+                timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 /// `POST /v1/observations`.
@@ -64,20 +79,22 @@ pub(crate) async fn post_observations(
 ) -> ApiResult<Response> {
     let started = Instant::now();
     state.tokens.check(&headers, Scope::Report)?;
-    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
-        return Err(ApiError::Overloaded(1));
-    };
     let framing = Framing::from_content_type(
         headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok()),
     )?;
+    // The body first: a slow upload holds its own connection, not an ingest slot.
     let body = read_body(
+        &state,
         body,
         state.config.limits.body_bytes,
         "body; send smaller batches: it",
     )
     .await?;
+    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::Overloaded(1));
+    };
     let received_at = wall_now();
     let clock = ClockRules {
         max_skew: state.config.max_clock_skew,
@@ -301,7 +318,7 @@ pub(crate) async fn put_intent(
     body: Body,
 ) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Admin)?;
-    let body = read_body(body, coherd_model::yaml::MAX_BYTES, "intent").await?;
+    let body = read_body(&state, body, coherd_model::yaml::MAX_BYTES, "intent").await?;
     let source = String::from_utf8(body.to_vec()).map_err(|_| {
         ApiError::Request(StatusCode::BAD_REQUEST, "the intent is not UTF-8".into())
     })?;

@@ -45,6 +45,17 @@ pub struct ServerConfig {
     pub ingest_concurrency: usize,
     /// Ingest requests queued for the writer; beyond this, 503 with Retry-After.
     pub ingest_queue: usize,
+    /// Connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Connections open at once from one peer address.
+    pub max_connections_per_peer: usize,
+    /// Time a client has to send a request head, counted from when the
+    /// connection waits for one: also how long an idle keep-alive connection stays open.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub header_read_timeout: Duration,
+    /// Time a request body may take to arrive once its head is read.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub body_read_timeout: Duration,
     /// Time limit for one request.
     #[serde(deserialize_with = "deserialize_duration")]
     pub request_timeout: Duration,
@@ -68,6 +79,10 @@ impl Default for ServerConfig {
             retention: Duration::from_secs(24 * 3600),
             ingest_concurrency: 64,
             ingest_queue: 1024,
+            max_connections: 2048,
+            max_connections_per_peer: 256,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             alerting: coherd_alert::AlertConfig::default(),
             notify: crate::alerting::NotifyConfig::default(),

@@ -29,6 +29,7 @@ mod config;
 mod dephase;
 mod error;
 mod ingest;
+mod listener;
 mod metrics;
 mod openapi;
 mod pipeline;

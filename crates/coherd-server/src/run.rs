@@ -12,6 +12,10 @@ use tokio::sync::{Semaphore, watch};
 use crate::app::{AppState, app};
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
+use crate::listener::ConnectionLimits;
+
+/// How long shutdown waits for requests in flight before it closes them.
+const DRAIN: Duration = Duration::from_secs(3);
 use crate::error::ServerError;
 use crate::pipeline::{self, Shared, Work, Writer};
 use crate::{alerting, api};
@@ -146,19 +150,22 @@ pub async fn serve(
         running.stopping(),
     ));
 
-    let router = app(state.clone());
     let stopper = running.stop.clone();
-    let shutdown = async move {
+    tokio::spawn(async move {
         shutdown.await;
-        // Ends open event streams, so graceful shutdown does not wait on them.
+        // Stops accepting, ends open event streams and drains the rest.
         let _ = stopper.send(true);
+    });
+    let limits = ConnectionLimits {
+        max: state.config.max_connections,
+        per_peer: state.config.max_connections_per_peer,
+        header_read_timeout: state.config.header_read_timeout,
+        drain: DRAIN,
     };
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    crate::listener::serve(listener, app(state.clone()), limits, running.stopping()).await;
     running.stop(state).await;
     tracing::info!("coherd stopped");
-    result.map_err(ServerError::Io)
+    Ok(())
 }
 
 async fn reload(state: &AppState, source: String, intent: Intent) {

@@ -248,3 +248,114 @@ fn small_refusals_name_what_is_wrong() {
     assert_eq!(status, 404, "{body}");
     assert_eq!(get_json(&format!("{}/v1/services", s.url)), json!([]));
 }
+
+/// A server with small connection limits and a short head deadline.
+fn server_with_connection_limits(name: &str) -> Server {
+    let dir = temp_dir(name);
+    std::fs::write(
+        dir.join("coherd.yaml"),
+        "max_connections_per_peer: 40\nheader_read_timeout: 2s\nbody_read_timeout: 2s\n",
+    )
+    .unwrap();
+    let path = dir.join("coherd.yaml").display().to_string();
+    Server::start(&dir, &["--config", &path])
+}
+
+/// A connection from another loopback address, so the server sees another peer.
+async fn connect_from(ip: [u8; 4], url: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((ip, 0)))?;
+    let addr: std::net::SocketAddr = url.strip_prefix("http://").unwrap().parse().unwrap();
+    socket.connect(addr).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slowloris_peers_do_not_shut_out_others() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server_with_connection_limits("slowloris");
+    // 200 idle sockets from one address: past its cap of 40 each is told 503.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(connect_from([127, 0, 0, 2], &s.url).await.unwrap());
+    }
+    let mut refused = 0;
+    for c in idle.iter_mut().skip(40) {
+        let mut head = [0u8; 12];
+        if c.read_exact(&mut head).await.is_ok() && &head[9..12] == b"503" {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        refused, 160,
+        "every connection past the per-peer cap is refused"
+    );
+    // 30 slowloris clients from a third address dribble a head a byte at a time.
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        let mut c = connect_from([127, 0, 0, 3], &s.url).await.unwrap();
+        c.write_all(b"GET /v1/services HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    // Meanwhile an ordinary client is served.
+    let url = s.url.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        request(
+            "POST",
+            &format!("{url}/v1/observations"),
+            &[("Content-Type", "application/json")],
+            br#"{"service":"api","member":"a"}"#,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    // The slow heads are cut off at the deadline: the server closes them.
+    for c in &mut slow {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "a slow head was never cut off");
+    }
+    // And so are the idle sockets within the cap.
+    for c in idle.iter_mut().take(40) {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), c.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "an idle connection was never closed");
+    }
+    alive(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_times_out_without_holding_ingest() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server_with_connection_limits("slow-upload");
+    // Uploads that announce a body and never finish it.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut c = connect_from([127, 0, 0, 4], &s.url).await.unwrap();
+        c.write_all(b"POST /v1/observations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"service\":")
+            .await
+            .unwrap();
+        slow.push(c);
+    }
+    let url = s.url.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        request(
+            "POST",
+            &format!("{url}/v1/observations"),
+            &[("Content-Type", "application/json")],
+            br#"{"service":"api","member":"a"}"#,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    // Each slow upload is answered 408 once its body deadline passes.
+    let mut head = [0u8; 12];
+    let read = tokio::time::timeout(Duration::from_secs(20), slow[0].read_exact(&mut head)).await;
+    assert!(read.is_ok(), "the slow upload was never answered");
+    assert_eq!(&head[9..12], b"408");
+}

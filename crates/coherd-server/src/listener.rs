@@ -1,0 +1,142 @@
+//! Accepting connections with bounds a hostile network cannot push past: a
+//! cap on connections in total and per peer address, a deadline for every
+//! request head (which also closes idle keep-alive connections and
+//! header-dribbling "slowloris" clients), a back-off when the process runs
+//! out of file descriptors, and a graceful shutdown that gives up after a
+//! deadline instead of waiting on slow clients forever.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// How the listener bounds its connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    /// Connections open at once, in total.
+    pub max: usize,
+    /// Connections open at once from one peer address.
+    pub per_peer: usize,
+    /// Time to send a whole request head, counted from when the connection
+    /// waits for one (so also the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub drain: Duration,
+}
+
+/// Open connections per peer address; an entry leaves with its last connection.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+impl Peers {
+    fn enter(&self, ip: IpAddr, cap: usize) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Refuses a connection over a cap with a short 503 (best effort, never waits).
+fn refuse(stream: TcpStream, why: &str) {
+    let body = format!("{{\"errors\":[{{\"message\":\"{why}; retry later\"}}]}}");
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(reply.as_bytes());
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then lets requests
+/// in flight finish for at most `limits.drain`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max));
+    let peers = Arc::new(Peers::default());
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                // Out of file descriptors (or a reset before accept): wait a
+                // little instead of spinning, longer each time it repeats.
+                tracing::warn!(error = %e, pause_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refuse(stream, "too many connections");
+            continue;
+        };
+        let ip = addr.ip();
+        if !peers.enter(ip, limits.per_peer) {
+            refuse(stream, "too many connections from this address");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let peers = peers.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let stopping = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.drain, conn.as_mut()).await;
+                }
+            }
+            peers.leave(ip);
+            drop(slot);
+        });
+    }
+    // Wait for the connections to finish (each gives up after `drain`).
+    let all = u32::try_from(limits.max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(
+        limits.drain + Duration::from_millis(500),
+        slots.acquire_many(all),
+    )
+    .await;
+}
