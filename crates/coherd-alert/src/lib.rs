@@ -22,6 +22,9 @@
 //! assert!(alerting.poll_notification().is_none());
 //! ```
 
+// Unit tests compile with the dev-dependencies that only integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
 pub mod alert;
 pub mod config;
 pub mod error;
@@ -30,7 +33,7 @@ pub mod policy;
 pub mod router;
 pub mod slo;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use coherd_engine::Divergence;
@@ -76,6 +79,9 @@ pub struct Alerting {
     slos: Vec<config::Slo>,
     trackers: BTreeMap<(usize, String), SloTracker>,
     candidates: BTreeMap<String, Candidate>,
+    /// Candidates not firing yet, by when their `for` ends: a tick costs what
+    /// comes due, not a pass over every candidate.
+    pending: BTreeSet<(Time, String)>,
     router: Router,
 }
 
@@ -105,6 +111,7 @@ impl Alerting {
             slos: config.slos.clone(),
             trackers: BTreeMap::new(),
             candidates: BTreeMap::new(),
+            pending: BTreeSet::new(),
             router: Router::new(config.route.clone(), config.flap.clone(), inhibit),
         }
     }
@@ -269,12 +276,15 @@ impl Alerting {
         since: Time,
         for_: Duration,
     ) {
-        let c = self.candidates.entry(key).or_insert(Candidate {
-            labels: labels.clone(),
-            annotations: annotations.clone(),
-            since,
-            for_,
-            firing: false,
+        let c = self.candidates.entry(key.clone()).or_insert_with(|| {
+            self.pending.insert((since.add(for_), key.clone()));
+            Candidate {
+                labels: labels.clone(),
+                annotations: annotations.clone(),
+                since,
+                for_,
+                firing: false,
+            }
         });
         c.annotations = annotations;
         if c.labels != labels {
@@ -286,23 +296,33 @@ impl Alerting {
             c.labels = labels;
         }
         if c.firing || c.due(now) {
+            if !c.firing {
+                self.pending.remove(&(c.since.add(c.for_), key));
+            }
             c.firing = true;
             self.router.fire(now, c.alert());
         }
     }
 
     fn drop_candidate(&mut self, _now: Time, key: &str, at: Time) {
-        if let Some(c) = self.candidates.remove(key)
-            && c.firing
-        {
-            self.router.resolve(at, &c.labels);
+        if let Some(c) = self.candidates.remove(key) {
+            if c.firing {
+                self.router.resolve(at, &c.labels);
+            } else {
+                self.pending.remove(&(c.since.add(c.for_), key.to_string()));
+            }
         }
     }
 
     /// Fires what has waited its `for`, freezes SLOs without telemetry, and routes.
     pub fn handle_timeout(&mut self, now: Time) {
-        for c in self.candidates.values_mut() {
-            if !c.firing && c.due(now) {
+        while let Some(first) = self.pending.first()
+            && first.0 <= now
+        {
+            let (_, key) = self.pending.pop_first().expect("checked");
+            if let Some(c) = self.candidates.get_mut(&key)
+                && !c.firing
+            {
                 c.firing = true;
                 self.router.fire(now, c.alert());
             }
@@ -315,12 +335,8 @@ impl Alerting {
 
     /// The earliest time something is due.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let pending = self
-            .candidates
-            .values()
-            .filter(|c| !c.firing)
-            .map(|c| c.since.add(c.for_));
-        pending.chain(self.router.poll_timeout()).min()
+        let pending = self.pending.first().map(|(t, _)| *t);
+        pending.into_iter().chain(self.router.poll_timeout()).min()
     }
 
     /// The next notification for the notifiers.

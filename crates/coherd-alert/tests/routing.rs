@@ -267,3 +267,72 @@ fn webhook_payload_is_alertmanager_version_4() {
     assert_eq!(p["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(p["alerts"][0]["startsAt"], "2026-11-22T08:00:00Z");
 }
+
+/// The inhibition index gives what a pass over every firing alert gives, after
+/// any sequence of alerts firing, resolving, flapping and being notified.
+mod inhibition_index {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn naive(router: &Router, rules: &[Inhibit], target: &Labels) -> bool {
+        rules.iter().any(|rule| {
+            coherd_alert::matcher::all_match(&rule.target, target)
+                && router.alerts().any(|src| {
+                    src.is_firing()
+                        && src.labels != *target
+                        && coherd_alert::matcher::all_match(&rule.source, &src.labels)
+                        && rule
+                            .equal
+                            .iter()
+                            .all(|k| src.labels.get(k) == target.get(k))
+                })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_full_scan(ops in proptest::collection::vec((0u8..3, 0u8..3, 0u8..2, any::<bool>()), 1..80)) {
+            let rules = vec![
+                Inhibit {
+                    source: vec![Matcher::parse("kind=silent").unwrap()],
+                    target: vec![Matcher::parse("kind=~drift|silent").unwrap()],
+                    equal: vec!["service".into(), "member".into()],
+                },
+                Inhibit {
+                    source: vec![Matcher::parse("severity=page").unwrap()],
+                    target: vec![Matcher::parse("severity=ticket").unwrap()],
+                    equal: vec!["member".into()],
+                },
+            ];
+            let mut r = Router::new(
+                route(),
+                FlapDamping { changes: 1, window: Duration::from_secs(3600), hold: Duration::from_secs(60) },
+                rules.clone(),
+            );
+            let kinds = ["silent", "drift", "mixed"];
+            let members = ["a", "b", "c"];
+            let severities = ["page", "ticket"];
+            for (i, &(k, m, s, fire)) in ops.iter().enumerate() {
+                let now = t(10 * i as u64);
+                let l = [
+                    ("service", "api"),
+                    ("kind", kinds[k as usize]),
+                    ("member", members[m as usize]),
+                    ("severity", severities[s as usize]),
+                ];
+                if fire {
+                    r.fire(now, alert(&l, 10 * i as u64));
+                } else {
+                    r.resolve(now, &labels(&l));
+                }
+                r.handle_timeout(now);
+                while r.poll_notification().is_some() {}
+                let all: Vec<Labels> = r.alerts().map(|a| a.labels.clone()).collect();
+                for target in &all {
+                    prop_assert_eq!(r.inhibited(target), naive(&r, &rules, target), "{:?}", target);
+                }
+            }
+        }
+    }
+}

@@ -1,9 +1,9 @@
 //! Alerting in the service: the sans-IO [`Alerting`] fed from the engine,
 //! notifiers that deliver its notifications, and the silences and alerts API.
 //!
-//! A task wakes every second: it hands new, escalated and resolved
-//! divergences and (every ten seconds) SLI samples to alerting, fires what is
-//! due, and queues notifications. Notifiers run on their own tasks with
+//! The engine's divergence changes reach alerting through a queue as they
+//! happen; a task wakes every second to hand them over, with SLI samples every
+//! ten seconds, fires what is due, and queues notifications. Notifiers run on their own tasks with
 //! timeouts and retries, so a receiver that is down never blocks ingest or
 //! detection; when their queue is full the oldest notification is dropped and
 //! counted.
@@ -145,12 +145,23 @@ impl AlertState {
     }
 }
 
-/// Feeds alerting from the engine every second until shutdown.
+/// Feeds alerting until shutdown: each divergence change as the engine
+/// raises it (cost per change, not per open divergence), every second the
+/// deadlines, every ten seconds the SLIs. Only when the feed fell behind (or
+/// at start) does it compare the open divergences with what it knows.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     alerts: Arc<AlertState>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Some(feed) = shared
+        .alert_feed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return;
+    };
     let mut known: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
     let mut last_sli = Time::EPOCH;
     loop {
@@ -159,38 +170,49 @@ pub(crate) async fn run(
             _ = stop.changed() => return,
         }
         let now = wall_now();
-        let mut engine = shared.engine();
+        if shared
+            .alerts_lost
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Drop what is queued: the resync below covers it.
+            while feed.try_recv().is_ok() {}
+            resync(&shared, &alerts, &mut known, now);
+        }
+        // The changes since the last round, off the engine lock.
+        let changes: Vec<coherd_engine::Divergence> =
+            std::iter::from_fn(|| feed.try_recv().ok()).collect();
         let mut alerting = alerts.lock();
-        // New and escalated divergences.
-        let mut open: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
-        for d in engine.open_divergences() {
-            open.insert(d.id.clone(), (d.opened_at, d.severity));
-            if known.get(&d.id) != Some(&(d.opened_at, d.severity)) {
-                alerting.on_divergence(now, d);
+        for d in &changes {
+            if d.is_open() {
+                known.insert(d.id.clone(), (d.opened_at, d.severity));
+            } else {
+                known.remove(&d.id);
             }
+            alerting.on_divergence(now, d);
         }
-        // Resolved ones: the latest record of each id that left.
-        let gone: Vec<&String> = known.keys().filter(|id| !open.contains_key(*id)).collect();
-        if !gone.is_empty() {
-            let records = engine.divergences();
-            for id in gone {
-                if let Some(d) = records.iter().rev().find(|d| &d.id == id) {
-                    alerting.on_divergence(now, d);
-                }
-            }
-        }
-        known = open;
-        if now.as_nanos() - last_sli.as_nanos() >= 10_000_000_000 {
+        drop(alerting);
+        if now.as_nanos().saturating_sub(last_sli.as_nanos()) >= 10_000_000_000 {
             last_sli = now;
-            for s in engine.services() {
-                let completeness = engine
-                    .service_slis(&s.service)
-                    .and_then(|x| x.telemetry_completeness);
-                let coherence = if s.live > 0 { s.coherence } else { None };
-                alerting.on_sli(now, &s.service, coherence, completeness, s.members);
+            let samples: Vec<(String, Option<f64>, Option<f64>, u32)> = {
+                let mut engine = shared.engine();
+                engine
+                    .services()
+                    .into_iter()
+                    .map(|s| {
+                        let completeness = engine
+                            .service_slis(&s.service)
+                            .and_then(|x| x.telemetry_completeness);
+                        let coherence = if s.live > 0 { s.coherence } else { None };
+                        (s.service, coherence, completeness, s.members)
+                    })
+                    .collect()
+            };
+            let mut alerting = alerts.lock();
+            for (service, coherence, completeness, members) in samples {
+                alerting.on_sli(now, &service, coherence, completeness, members);
             }
         }
-        drop(engine);
+        let mut alerting = alerts.lock();
         alerting.handle_timeout(now);
         let notes: Vec<Notification> =
             std::iter::from_fn(|| alerting.poll_notification()).collect();
@@ -199,6 +221,38 @@ pub(crate) async fn run(
             alerts.enqueue(n);
         }
     }
+}
+
+/// Brings alerting in line with the engine's open divergences: new and
+/// escalated ones, and the latest record of each that resolved meanwhile.
+fn resync(
+    shared: &Shared,
+    alerts: &AlertState,
+    known: &mut BTreeMap<String, (Time, Severity)>,
+    now: Time,
+) {
+    let engine = shared.engine();
+    let mut alerting = alerts.lock();
+    let mut open: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
+    for d in engine.open_divergences() {
+        open.insert(d.id.clone(), (d.opened_at, d.severity));
+        if known.get(&d.id) != Some(&(d.opened_at, d.severity)) {
+            alerting.on_divergence(now, d);
+        }
+    }
+    if known.keys().any(|id| !open.contains_key(id)) {
+        // One pass over the records finds the latest of each id that left.
+        let mut latest: BTreeMap<&str, &coherd_engine::Divergence> = BTreeMap::new();
+        for d in engine.divergences() {
+            if known.contains_key(&d.id) && !open.contains_key(&d.id) {
+                latest.insert(&d.id, d);
+            }
+        }
+        for d in latest.values() {
+            alerting.on_divergence(now, d);
+        }
+    }
+    *known = open;
 }
 
 /// Delivers queued notifications to every configured receiver, with retries.

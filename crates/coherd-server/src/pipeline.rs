@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
-use coherd_engine::{Admission, Change, Driver, Engine, Event, Outcome, Sink};
+use coherd_engine::{Admission, Change, Divergence, Driver, Engine, Event, Outcome, Sink};
 use coherd_model::time::wall_now;
 use coherd_model::{Intent, Observation, Time};
 use coherd_store::{Entry, NewEntry, Store, StoreError};
@@ -27,8 +27,15 @@ pub(crate) struct IntentInForce {
 pub(crate) struct Publisher {
     metrics: Arc<Metrics>,
     stream: broadcast::Sender<(&'static str, String)>,
+    /// Divergence changes for alerting, in the order they happened.
+    alerts: mpsc::SyncSender<Divergence>,
+    /// Set when alerting fell behind and a change was dropped: it resyncs.
+    alerts_lost: Arc<AtomicBool>,
     live: bool,
 }
+
+/// Divergence changes alerting may fall behind by before it resyncs.
+const ALERT_QUEUE: usize = 16_384;
 
 impl Sink for Publisher {
     fn event(&mut self, engine: &Engine, event: Event) {
@@ -38,6 +45,9 @@ impl Sink for Publisher {
         self.metrics.record_event(engine, &event);
         if let Event::Divergence { index, change } = event {
             let d = &engine.divergences()[index];
+            if self.alerts.try_send(d.clone()).is_err() {
+                self.alerts_lost.store(true, Ordering::SeqCst);
+            }
             let change = match change {
                 Change::Opened => "opened",
                 Change::Escalated => "escalated",
@@ -78,6 +88,10 @@ pub(crate) struct Shared {
     pub intent: Mutex<Option<Arc<IntentInForce>>>,
     /// Ingest and request metrics.
     pub metrics: Arc<Metrics>,
+    /// The receiving end of divergence changes, for the alerting task to take.
+    pub(crate) alert_feed: Mutex<Option<mpsc::Receiver<Divergence>>>,
+    /// Set when a change could not be queued for alerting.
+    pub(crate) alerts_lost: Arc<AtomicBool>,
     /// How far the engine clock may trail the wall clock (see [`Shared::watermark`]).
     grace: Duration,
 }
@@ -88,14 +102,21 @@ impl Shared {
     pub(crate) fn new(grace: Duration) -> Arc<Shared> {
         let stream = broadcast::channel(4096).0;
         let metrics = Arc::new(Metrics::default());
+        let (alerts, feed) = mpsc::sync_channel(ALERT_QUEUE);
+        // Alerting starts from the open divergences, whatever came before.
+        let alerts_lost = Arc::new(AtomicBool::new(true));
         let publisher = Publisher {
             metrics: metrics.clone(),
             stream: stream.clone(),
+            alerts,
+            alerts_lost: alerts_lost.clone(),
             live: false,
         };
         Arc::new(Shared {
             grace,
             driver: Mutex::new(Driver::with_sink(Engine::default(), publisher)),
+            alert_feed: Mutex::new(Some(feed)),
+            alerts_lost,
             stream,
             ready: AtomicBool::new(false),
             store_ok: AtomicBool::new(true),
