@@ -7,12 +7,16 @@ use coherd_model::Observation;
 
 use crate::engine::{Engine, ObserveError};
 
-/// What the reports admitted so far would add: new facet names per service.
-/// Keep one across every batch of a commit, and apply what was admitted in
-/// the order it was admitted.
+/// What the reports admitted so far would add: services, members and facet
+/// names per service. Keep one across every batch of a commit, and apply what
+/// was admitted in the order it was admitted.
 #[derive(Debug, Default, Clone)]
 pub struct Admission {
     new_facets: BTreeMap<String, BTreeSet<String>>,
+    new_services: BTreeSet<String>,
+    new_members: BTreeSet<(String, String)>,
+    /// Members the engine knew when this admission first looked.
+    known_members: Option<usize>,
 }
 
 impl Admission {
@@ -32,7 +36,35 @@ impl Admission {
     }
 
     fn admit_one(&mut self, engine: &Engine, obs: &Observation) -> Result<(), ObserveError> {
-        let limit = engine.config.max_facets_per_service;
+        let config = &engine.config;
+        let known_service = engine
+            .syms
+            .get(&obs.service)
+            .is_some_and(|s| engine.service_index.contains_key(&s));
+        if !known_service && !self.new_services.contains(&obs.service) {
+            if engine.services.len() + self.new_services.len() >= config.max_services {
+                return Err(ObserveError::TooManyServices {
+                    service: obs.service.clone(),
+                    limit: config.max_services,
+                });
+            }
+            self.new_services.insert(obs.service.clone());
+        }
+        let pair = (obs.service.clone(), obs.member.clone());
+        if !engine.has_member(&obs.service, &obs.member) && !self.new_members.contains(&pair) {
+            let known = *self
+                .known_members
+                .get_or_insert_with(|| engine.member_count());
+            if known + self.new_members.len() >= config.max_members {
+                return Err(ObserveError::TooManyMembers {
+                    service: obs.service.clone(),
+                    member: obs.member.clone(),
+                    limit: config.max_members,
+                });
+            }
+            self.new_members.insert(pair);
+        }
+        let limit = config.max_facets_per_service;
         let known = engine.facet_names(&obs.service);
         let added = self.new_facets.entry(obs.service.clone()).or_default();
         for f in obs.facets.keys() {
@@ -106,5 +138,32 @@ mod tests {
         );
         // The refused batch admitted nothing: a batch with only known names still fits.
         admission.admit(&engine, &[obs(&["a", "b", "c"])]).unwrap();
+    }
+
+    #[test]
+    fn services_and_members_are_bounded() {
+        let engine = Engine::new(EngineConfig {
+            max_services: 1,
+            max_members: 2,
+            ..EngineConfig::default()
+        });
+        let report = |service: &str, member: &str| {
+            Observation::from_json(
+                &format!(r#"{{"service":"{service}","member":"{member}"}}"#),
+                &Limits::default(),
+            )
+            .unwrap()
+        };
+        let mut admission = Admission::default();
+        admission
+            .admit(
+                &engine,
+                &[report("a", "m1"), report("a", "m1"), report("a", "m2")],
+            )
+            .unwrap();
+        let e = admission.admit(&engine, &[report("b", "m1")]).unwrap_err();
+        assert!(matches!(e.1, ObserveError::TooManyServices { .. }), "{e:?}");
+        let e = admission.admit(&engine, &[report("a", "m3")]).unwrap_err();
+        assert!(matches!(e.1, ObserveError::TooManyMembers { .. }), "{e:?}");
     }
 }

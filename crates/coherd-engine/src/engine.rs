@@ -21,6 +21,11 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Distinct facet names one service may have (each costs 4 bytes per member).
     pub max_facets_per_service: usize,
+    /// Services the engine tracks; reports that would add more are refused.
+    pub max_services: usize,
+    /// Members the engine tracks across all services (about 200 bytes each);
+    /// reports that would add more are refused.
+    pub max_members: usize,
 }
 
 impl Default for EngineConfig {
@@ -28,6 +33,8 @@ impl Default for EngineConfig {
         EngineConfig {
             retention: Duration::from_secs(3600),
             max_facets_per_service: 64,
+            max_services: 10_000,
+            max_members: 2_000_000,
         }
     }
 }
@@ -67,6 +74,28 @@ pub enum ObserveError {
         service: String,
         /// The facet that would exceed the limit.
         facet: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The engine already tracks the most services allowed.
+    #[error(
+        "service: coherd already tracks {limit} services; this report would add {service:?} (raise max_services, or check the reporter's service names)"
+    )]
+    TooManyServices {
+        /// The service that would be added.
+        service: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The engine already tracks the most members allowed.
+    #[error(
+        "member: coherd already tracks {limit} members; this report would add {member:?} to {service:?} (raise max_members, or delete members that are gone)"
+    )]
+    TooManyMembers {
+        /// The service.
+        service: String,
+        /// The member that would be added.
+        member: String,
         /// The limit.
         limit: usize,
     },
@@ -318,6 +347,11 @@ impl Engine {
     /// The latest time the engine has seen.
     pub fn now(&self) -> Time {
         self.now
+    }
+
+    /// Members known across every service.
+    pub fn member_count(&self) -> usize {
+        self.services.iter().map(|s| s.known as usize).sum()
     }
 
     /// Reports applied and duplicates ignored so far.

@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub ingest_concurrency: usize,
     /// Ingest requests queued for the writer; beyond this, 503 with Retry-After.
     pub ingest_queue: usize,
+    /// Services coherd tracks; reports that would add more are refused (422).
+    pub max_services: usize,
+    /// Members coherd tracks across all services; reports that would add more are refused (422).
+    pub max_members: usize,
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// Connections open at once from one peer address.
@@ -79,6 +83,8 @@ impl Default for ServerConfig {
             retention: Duration::from_secs(24 * 3600),
             ingest_concurrency: 64,
             ingest_queue: 1024,
+            max_services: 10_000,
+            max_members: 2_000_000,
             max_connections: 2048,
             max_connections_per_peer: 256,
             header_read_timeout: Duration::from_secs(10),

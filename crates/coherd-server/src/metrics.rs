@@ -21,6 +21,7 @@
 mod process;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
@@ -76,6 +77,41 @@ pub(crate) struct Metrics {
     pub detection_seconds: HistogramFamily,
     /// From a change of a targeted facet to 95 % / 100 % of live members at target, by service.
     pub convergence_seconds: HistogramFamily,
+    /// The services that have series of their own.
+    services: Arc<ServiceLabels>,
+}
+
+/// Services with series of their own on `/metrics`; past this, a service's
+/// counters count under `service="other"` and its gauges are left out
+/// (`coherd_metrics_services_folded` says how many).
+pub(crate) const MAX_METRIC_SERVICES: usize = 1000;
+
+/// The bounded set of service label values, first come first served.
+#[derive(Default)]
+struct ServiceLabels(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl ServiceLabels {
+    /// The label value for `service`: its own name while there is room, else `other`.
+    fn label(&self, service: &str) -> String {
+        if self.has_own(service) {
+            service.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    /// Whether `service` has series of its own (admitting it while there is room).
+    fn has_own(&self, service: &str) -> bool {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.contains(service) {
+            return true;
+        }
+        if set.len() < MAX_METRIC_SERVICES {
+            set.insert(service.to_string());
+            return true;
+        }
+        false
+    }
 }
 
 impl Default for Metrics {
@@ -91,6 +127,7 @@ impl Default for Metrics {
             resolved: Family::default(),
             detection_seconds: Family::new_with_constructor(detection_histogram),
             convergence_seconds: Family::new_with_constructor(convergence_histogram),
+            services: Arc::default(),
         }
     }
 }
@@ -106,8 +143,9 @@ impl Metrics {
                     return;
                 };
                 let kind = d.kind.as_str().to_string();
+                let service = self.services.label(&d.service);
                 let full = vec![
-                    ("service", d.service.clone()),
+                    ("service", service.clone()),
                     ("kind", kind.clone()),
                     ("severity", d.severity.as_str().to_string()),
                 ];
@@ -124,7 +162,7 @@ impl Metrics {
                     }
                     Change::Resolved => {
                         self.resolved
-                            .get_or_create(&vec![("service", d.service.clone()), ("kind", kind)])
+                            .get_or_create(&vec![("service", service), ("kind", kind)])
                             .inc();
                     }
                 }
@@ -137,7 +175,7 @@ impl Metrics {
             } => {
                 self.convergence_seconds
                     .get_or_create(&vec![
-                        ("service", service.clone()),
+                        ("service", self.services.label(service)),
                         ("percent", percent.to_string()),
                     ])
                     .observe(*seconds);
@@ -157,7 +195,7 @@ impl Metrics {
         process::register(&mut root);
         let r = root.sub_registry_with_prefix("coherd");
         self.register_counters(r);
-        FleetGauges::read(engine).register(r);
+        FleetGauges::read(engine, &self.services).register(r);
         register_slos(r, slos);
         let mut out = String::new();
         if encode(&mut out, &root).is_err() {
@@ -318,6 +356,8 @@ struct FleetGauges {
     phase_change_count: Family<Labels, Counter>,
     /// p50, p99 and max of the engine's recent detection latencies.
     detection_stats: [Family<Labels, F64Gauge>; 3],
+    /// Services left out because the bound on services with series was reached.
+    folded: Gauge,
 }
 
 fn svc(service: &str) -> Labels {
@@ -329,7 +369,7 @@ fn with(service: &str, key: &'static str, value: &str) -> Labels {
 }
 
 impl FleetGauges {
-    fn read(engine: &mut Engine) -> FleetGauges {
+    fn read(engine: &mut Engine, own: &ServiceLabels) -> FleetGauges {
         let f = FleetGauges::default();
         let names: Vec<String> = engine
             .service_names()
@@ -345,7 +385,12 @@ impl FleetGauges {
                     .collect()
             })
             .unwrap_or_default();
+        let mut folded = 0;
         for name in &names {
+            if !own.has_own(name) {
+                folded += 1;
+                continue;
+            }
             let Some(s) = engine.service_slis(name) else {
                 continue;
             };
@@ -403,8 +448,10 @@ impl FleetGauges {
             f.facets(engine, name, intent_facets.get(name));
         }
         for d in engine.open_divergences() {
+            // Open divergences are counts: a service past the bound counts under `other`.
+            let service = own.label(&d.service);
             let labels = vec![
-                ("service", d.service.clone()),
+                ("service", service.clone()),
                 ("kind", d.kind.as_str().to_string()),
                 ("severity", d.severity.as_str().to_string()),
             ];
@@ -416,10 +463,11 @@ impl FleetGauges {
                     .and_then(|v| v.as_u64())
                     .unwrap_or(0);
                 f.drain_requests
-                    .get_or_create(&svc(&d.service))
+                    .get_or_create(&svc(&service))
                     .inc_by(served as i64);
             }
         }
+        f.folded.set(folded);
         f
     }
 
@@ -469,6 +517,11 @@ impl FleetGauges {
     }
 
     fn register(self, r: &mut Registry) {
+        r.register(
+            "metrics_services_folded",
+            "Services without series of their own: past the bound, their counters count under service=\"other\" and their gauges are left out",
+            self.folded,
+        );
         r.register(
             "members",
             "Known members by state (live, silent, left)",

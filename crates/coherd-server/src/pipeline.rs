@@ -99,7 +99,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// A new shared state around an empty engine, whose events are not
     /// published until [`Shared::go_live`].
-    pub(crate) fn new(grace: Duration) -> Arc<Shared> {
+    pub(crate) fn new(engine: Engine, grace: Duration) -> Arc<Shared> {
         let stream = broadcast::channel(4096).0;
         let metrics = Arc::new(Metrics::default());
         let (alerts, feed) = mpsc::sync_channel(ALERT_QUEUE);
@@ -114,7 +114,7 @@ impl Shared {
         };
         Arc::new(Shared {
             grace,
-            driver: Mutex::new(Driver::with_sink(Engine::default(), publisher)),
+            driver: Mutex::new(Driver::with_sink(engine, publisher)),
             alert_feed: Mutex::new(Some(feed)),
             alerts_lost,
             stream,

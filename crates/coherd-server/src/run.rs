@@ -62,7 +62,12 @@ impl AppState {
         let mut store = SqliteStore::open(&config.db)?;
         let started = std::time::Instant::now();
         let applier = pipeline::Applier::new(config.clock_grace);
-        let shared = Shared::new(config.clock_grace);
+        let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
+            max_services: config.max_services,
+            max_members: config.max_members,
+            ..coherd_engine::EngineConfig::default()
+        });
+        let shared = Shared::new(engine, config.clock_grace);
         let (observations, stored_intent) = {
             let mut driver = shared.driver();
             let got = pipeline::rebuild(&mut store, &mut driver, &applier)?;

@@ -359,3 +359,58 @@ async fn a_slow_upload_times_out_without_holding_ingest() {
     assert!(read.is_ok(), "the slow upload was never answered");
     assert_eq!(&head[9..12], b"408");
 }
+
+#[test]
+fn services_past_the_bound_are_refused_and_metrics_stay_bounded() {
+    let dir = temp_dir("bounded-services");
+    std::fs::write(dir.join("coherd.yaml"), "max_services: 1055\n").unwrap();
+    let path = dir.join("coherd.yaml").display().to_string();
+    let s = Server::start(&dir, &["--config", &path]);
+    let url = format!("{}/v1/observations", s.url);
+    // 1 050 services: series of their own for the first 1 000 only.
+    let batch: String = (0..1050)
+        .map(|i| {
+            format!(
+                "{{\"service\":\"s{i}\",\"member\":\"m\",\"facets\":{{\"phase\":\"ready\"}}}}\n"
+            )
+        })
+        .collect();
+    let (status, body) = request(
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-ndjson")],
+        batch.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    let services: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("coherd_members{"))
+        .filter_map(|l| l.split("service=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        services.len(),
+        1000,
+        "one series set per service up to the bound"
+    );
+    assert!(
+        metrics.contains("coherd_metrics_services_folded 50"),
+        "the rest are counted"
+    );
+    // Past max_services a new service is refused by name, and nothing is stored.
+    let more: String = (1050..1060)
+        .map(|i| format!("{{\"service\":\"s{i}\",\"member\":\"m\"}}\n"))
+        .collect();
+    let (status, body) = request(
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-ndjson")],
+        more.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("1055 services"), "{body}");
+    let listed = get_json(&format!("{}/v1/services", s.url));
+    assert_eq!(listed.as_array().unwrap().len(), 1050);
+}
