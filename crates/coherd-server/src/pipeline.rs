@@ -277,9 +277,9 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
         let mut replies = Vec::with_capacity(batch.len());
         // The engine's own limits are checked before anything is stored, so a
         // batch it would refuse in part is refused whole and leaves no trace.
-        let mut admission = Admission::default();
         let mut prune = None;
         let engine = shared.engine();
+        let mut admission = Admission::new(&engine);
         for work in batch {
             match work {
                 Work::Observations {
@@ -287,7 +287,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     observations,
                     reply,
                 } => {
-                    if let Err((i, e)) = admission.admit(&engine, &observations) {
+                    if let Err((i, e)) = admission.admit(&observations) {
                         let _ = reply.send(Err(WorkError::Refused(format!("item {i}: {e}"))));
                         continue;
                     }
@@ -322,6 +322,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                 Work::Prune { before } => prune = Some(before),
             }
         }
+        drop(admission);
         drop(engine);
         if let Some(before) = prune {
             match store.prune(before) {
