@@ -52,6 +52,7 @@ pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     super::init_logging();
+    raise_file_limit();
     let config = config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,4 +64,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     // Everything is stored and the writer has stopped: exit now rather than
     // spend seconds freeing a large fleet model piece by piece.
     std::process::exit(0)
+}
+
+/// Connections need file descriptors: take the hard limit, as servers do, so
+/// that `max_connections` (not a low default soft limit) is what bounds them.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err()
+    {
+        eprintln!("coherd: could not raise the open file limit from {soft} to {hard}");
+    }
 }
