@@ -26,6 +26,10 @@ pub struct EngineConfig {
     /// Members the engine tracks across all services (about 200 bytes each);
     /// reports that would add more are refused.
     pub max_members: usize,
+    /// How long a resolved divergence episode is kept after it resolved.
+    pub resolved_retention: Duration,
+    /// Resolved episodes kept per service, newest first.
+    pub max_resolved_per_service: usize,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +39,8 @@ impl Default for EngineConfig {
             max_facets_per_service: 64,
             max_services: 10_000,
             max_members: 2_000_000,
+            resolved_retention: Duration::from_secs(7 * 86_400),
+            max_resolved_per_service: 10_000,
         }
     }
 }
@@ -160,6 +166,8 @@ pub struct Engine {
     pub(crate) counts: ReportCounts,
     /// Reused by `apply_facets`.
     pub(crate) facet_scratch: Vec<(usize, Sym)>,
+    /// When resolved episodes are next pruned.
+    pub(crate) next_prune: Time,
 }
 
 impl Default for Engine {
@@ -186,6 +194,7 @@ impl Engine {
             clock: Time::EPOCH,
             counts: ReportCounts::default(),
             facet_scratch: Vec::new(),
+            next_prune: Time::EPOCH,
         }
     }
 
@@ -205,6 +214,7 @@ impl Engine {
         self.clock = now;
         self.run_timers(now, true);
         self.now = now;
+        self.prune_resolved(now);
     }
 
     /// Applies one report at `now`. Deadlines before `now` fire first.

@@ -2,12 +2,17 @@
 //! an event for every change, and member-level bookkeeping for coherence.
 
 use coherd_model::Time;
+use hashbrown::HashMap;
 use serde_json::Value;
 
 use crate::divergence::{Change, DivKey, Divergence, Subject};
 use crate::engine::{Engine, Event};
+use crate::ids::ServiceId;
 use crate::intern::NONE;
 use coherd_model::Severity;
+
+/// How often resolved episodes are pruned, in engine time.
+pub(crate) const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Engine {
     /// Whether `key` is open, and at which severity.
@@ -140,6 +145,60 @@ impl Engine {
         }
         self.member_divs_changed(&key, -1);
         true
+    }
+
+    /// Drops resolved episodes that resolved longer than `resolved_retention`
+    /// ago, and the oldest resolved ones past `max_resolved_per_service` in a
+    /// service, at most every [`PRUNE_EVERY`] of engine time. Open episodes and
+    /// those a pending event points at stay; a key whose last episode went
+    /// counts its reopens from zero again.
+    pub(crate) fn prune_resolved(&mut self, now: Time) {
+        if now < self.next_prune {
+            return;
+        }
+        self.next_prune = now.add(PRUNE_EVERY);
+        let cutoff = now.sub(self.config.resolved_retention);
+        let max = self.config.max_resolved_per_service;
+        let records = &self.table.records;
+        let mut keep = vec![true; records.len()];
+        let mut resolved: HashMap<ServiceId, usize> = HashMap::new();
+        for (i, r) in records.iter().enumerate().rev() {
+            if let Some(at) = r.resolved_at {
+                let n = resolved.entry(r.key.svc).or_default();
+                *n += 1;
+                keep[i] = at >= cutoff && *n <= max;
+            }
+        }
+        for e in &self.events {
+            if let Event::Divergence { index, .. } = e {
+                keep[*index] = true;
+            }
+        }
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        let mut moved = vec![u32::MAX; keep.len()];
+        let mut next = 0u32;
+        for (i, &k) in keep.iter().enumerate() {
+            if k {
+                moved[i] = next;
+                next += 1;
+            }
+        }
+        let mut i = 0;
+        self.table.records.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.table.latest.retain(|_, at| {
+            *at = moved[*at as usize];
+            *at != u32::MAX
+        });
+        for e in self.events.iter_mut() {
+            if let Event::Divergence { index, .. } = e {
+                *index = moved[*index] as usize;
+            }
+        }
     }
 
     fn member_divs_changed(&mut self, key: &DivKey, delta: i32) {

@@ -311,3 +311,56 @@ fn reports_near_the_end_of_time_do_not_overflow() {
     f.driver.tick(Time::MAX);
     assert!(f.engine_mut().service_slis("web").is_some());
 }
+
+/// Resolved episodes are kept for `resolved_retention` and at most
+/// `max_resolved_per_service` per service; open ones always stay.
+#[test]
+fn resolved_episodes_are_pruned_by_age_and_count() {
+    let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
+        resolved_retention: std::time::Duration::from_secs(3600),
+        max_resolved_per_service: 2,
+        ..coherd_engine::EngineConfig::default()
+    });
+    let mut f = Harness::with_engine(engine);
+    f.set_intent("0s", INTENT);
+    // w1..w4 go silent (30 s), then report once more as stopped and leave;
+    // w5 goes silent and stays.
+    for m in ["w1", "w2", "w3", "w4", "w5"] {
+        f.report("0s", rep("web", m, 1, json!({"phase": "ready"})));
+    }
+    f.tick("40s");
+    for (i, m) in ["w1", "w2", "w3", "w4"].into_iter().enumerate() {
+        f.report(
+            &format!("{}s", 41 + i),
+            rep("web", m, 2, json!({"phase": "stopped"})),
+        );
+    }
+    assert_eq!(f.of(Kind::Silent).len(), 5);
+    // Past the count bound (ten minutes on, the next prune): the two newest resolved stay.
+    f.tick("11m");
+    let left: Vec<&str> = f
+        .of(Kind::Silent)
+        .iter()
+        .map(|d| d.subjects[0].as_str())
+        .collect();
+    assert_eq!(
+        left,
+        ["w3", "w4", "w5"],
+        "the open one and the newest two resolved"
+    );
+    // Past the age bound: only the open one.
+    f.tick("2h");
+    let left: Vec<&str> = f
+        .of(Kind::Silent)
+        .iter()
+        .map(|d| d.subjects[0].as_str())
+        .collect();
+    assert_eq!(left, ["w5"]);
+    assert!(f.of(Kind::Silent)[0].is_open());
+    // w5 comes back, then goes silent again: a reopen of the same id.
+    f.report("2h 1s", rep("web", "w5", 2, json!({"phase": "ready"})));
+    f.tick("2h 1m");
+    let episodes = f.by_id("silent:web:w5");
+    assert_eq!(episodes.len(), 2);
+    assert_eq!(episodes[1].reopens, 1);
+}

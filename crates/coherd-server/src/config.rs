@@ -49,6 +49,11 @@ pub struct ServerConfig {
     pub max_services: usize,
     /// Members coherd tracks across all services; reports that would add more are refused (422).
     pub max_members: usize,
+    /// How long a resolved divergence episode is kept after it resolved.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub divergence_retention: Duration,
+    /// Resolved divergence episodes kept per service, newest first.
+    pub max_resolved_per_service: usize,
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// Connections open at once from one peer address.
@@ -85,6 +90,8 @@ impl Default for ServerConfig {
             ingest_queue: 1024,
             max_services: 10_000,
             max_members: 2_000_000,
+            divergence_retention: Duration::from_secs(7 * 86_400),
+            max_resolved_per_service: 10_000,
             max_connections: 2048,
             max_connections_per_peer: 256,
             header_read_timeout: Duration::from_secs(10),

@@ -65,6 +65,8 @@ impl AppState {
         let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
             max_services: config.max_services,
             max_members: config.max_members,
+            resolved_retention: config.divergence_retention,
+            max_resolved_per_service: config.max_resolved_per_service,
             ..coherd_engine::EngineConfig::default()
         });
         let shared = Shared::new(engine, config.clock_grace);

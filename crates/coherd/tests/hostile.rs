@@ -269,6 +269,22 @@ async fn connect_from(ip: [u8; 4], url: &str) -> std::io::Result<tokio::net::Tcp
     socket.connect(addr).await
 }
 
+/// One report from an ordinary client on 127.0.0.1, off the async threads.
+async fn ordinary_report(url: &str) -> (u16, String) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || {
+        request(
+            "POST",
+            &format!("{url}/v1/observations"),
+            &[("Content-Type", "application/json")],
+            br#"{"service":"api","member":"a"}"#,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slowloris_peers_do_not_shut_out_others() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -299,19 +315,8 @@ async fn idle_and_slowloris_peers_do_not_shut_out_others() {
         slow.push(c);
     }
     // Meanwhile an ordinary client is served.
-    let url = s.url.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        request(
-            "POST",
-            &format!("{url}/v1/observations"),
-            &[("Content-Type", "application/json")],
-            br#"{"service":"api","member":"a"}"#,
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(ok.0, 200, "{}", ok.1);
+    let (status, body) = ordinary_report(&s.url).await;
+    assert_eq!(status, 200, "{body}");
     // The slow heads are cut off at the deadline: the server closes them.
     for c in &mut slow {
         let mut rest = Vec::new();
@@ -340,19 +345,8 @@ async fn a_slow_upload_times_out_without_holding_ingest() {
             .unwrap();
         slow.push(c);
     }
-    let url = s.url.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        request(
-            "POST",
-            &format!("{url}/v1/observations"),
-            &[("Content-Type", "application/json")],
-            br#"{"service":"api","member":"a"}"#,
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(ok.0, 200, "{}", ok.1);
+    let (status, body) = ordinary_report(&s.url).await;
+    assert_eq!(status, 200, "{body}");
     // Each slow upload is answered 408 once its body deadline passes.
     let mut head = [0u8; 12];
     let read = tokio::time::timeout(Duration::from_secs(20), slow[0].read_exact(&mut head)).await;

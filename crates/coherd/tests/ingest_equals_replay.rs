@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Server, request, temp_dir};
+use common::{Server, replay_divergences, request, temp_dir};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -173,24 +173,11 @@ fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Val
         .map(key)
         .collect();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["replay", "--json", "--intent"])
-        .arg(dir.join("intent.yaml"))
-        .arg(dir.join("stream.ndjson"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut replayed: Vec<Value> = replayed["divergences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(key)
-        .collect();
+    let mut replayed: Vec<Value> =
+        replay_divergences(&dir.join("intent.yaml"), &dir.join("stream.ndjson"))
+            .iter()
+            .map(key)
+            .collect();
     let order = |v: &mut Vec<Value>| v.sort_by_key(|k| (k[3].to_string(), k[0].to_string()));
     order(&mut served);
     order(&mut replayed);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, get_json, post_json, request, temp_dir};
+use common::{Server, get_json, post_json, replay_divergences, request, temp_dir};
 use serde_json::{Value, json};
 
 const INTENT: &str = "services:\n  checkout:\n    facets:\n      version: {target: \"1.4.2\", compatible: [\"1.4.1\"], rollout_window: 30m}\n    leases:\n      scheduler: {exclusive: true}\n";
@@ -484,21 +484,7 @@ fn a_stream_posted_over_http_matches_replay() {
         .iter()
         .map(key)
         .collect();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["replay", "--json", "--intent"])
-        .arg(dir.join("intent.yaml"))
-        .arg(dir.join("stream.ndjson"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let replayed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let replayed: Vec<_> = replayed["divergences"]
-        .as_array()
-        .unwrap()
+    let replayed: Vec<_> = replay_divergences(&dir.join("intent.yaml"), &dir.join("stream.ndjson"))
         .iter()
         .map(key)
         .collect();

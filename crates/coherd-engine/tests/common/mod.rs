@@ -60,8 +60,13 @@ impl Harness {
 
     /// An engine with no intent at all (every service gets the defaults).
     pub(crate) fn bare() -> Harness {
+        Harness::with_engine(Engine::default())
+    }
+
+    /// Drives `engine`, which has no intent yet.
+    pub(crate) fn with_engine(engine: Engine) -> Harness {
         Harness {
-            driver: Driver::with_sink(Engine::default(), Changes::default()),
+            driver: Driver::with_sink(engine, Changes::default()),
             last: None,
         }
     }

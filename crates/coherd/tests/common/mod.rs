@@ -188,3 +188,24 @@ pub(crate) fn post_json(url: &str, body: &str) -> (u16, serde_json::Value) {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
+
+/// Runs `coherd replay --json` on a stream with an intent and returns its
+/// divergence records, failing the test when replay fails.
+pub(crate) fn replay_divergences(intent: &Path, stream: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["replay", "--json", "--intent"])
+        .arg(intent)
+        .arg(stream)
+        .output()
+        .expect("coherd runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    report["divergences"]
+        .as_array()
+        .expect("a divergence list")
+        .clone()
+}
