@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::divergence::Subject;
 use crate::engine::Engine;
-use crate::ids::ServiceId;
+use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
 use crate::sli::{Convergence, Exposure, ServiceSlis, W1H, W5M, Windowed, ratio};
 use crate::state::flag;
@@ -59,6 +59,17 @@ pub struct MemberView {
     pub coherent: bool,
     /// Member-level divergences open against it.
     pub open_divergences: u16,
+}
+
+/// `live`, `silent` or `left`.
+fn member_state(m: &crate::state::Member) -> &'static str {
+    if m.has(flag::LIVE) {
+        "live"
+    } else if m.has(flag::TERMINAL) {
+        "left"
+    } else {
+        "silent"
+    }
 }
 
 impl Engine {
@@ -136,7 +147,50 @@ impl Engine {
 
     /// Members of a service, sorted by id.
     pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
-        let s = &self.services[self.svc(service)?];
+        self.members_page(service, None, 0, usize::MAX)
+            .map(|(_, page)| page)
+    }
+
+    /// One page of a service's members sorted by id, optionally only those in
+    /// `state` (`live`, `silent` or `left`), with the number that match. Only
+    /// the page is built: the rest costs a name and a slot each.
+    pub fn members_page(
+        &self,
+        service: &str,
+        state: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Option<(usize, Vec<MemberView>)> {
+        let svc = self.svc(service)?;
+        let s = &self.services[svc];
+        let mut matching: Vec<(&str, MemberSlot)> = s
+            .members
+            .iter_enumerated()
+            .filter(|(_, m)| !m.has(flag::REMOVED) && state.is_none_or(|st| member_state(m) == st))
+            .map(|(slot, m)| (self.syms.resolve(m.name), slot))
+            .collect();
+        let total = matching.len();
+        let end = offset.saturating_add(limit).min(total);
+        if offset < end {
+            // Only the page needs to be in order, not the whole list.
+            if end < total {
+                matching.select_nth_unstable(end);
+                matching.truncate(end);
+            }
+            matching.sort_unstable();
+        }
+        let page = matching
+            .get(offset.min(end)..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|&(_, slot)| self.member_view(svc, slot))
+            .collect();
+        Some((total, page))
+    }
+
+    fn member_view(&self, svc: ServiceId, slot: MemberSlot) -> MemberView {
+        let s = &self.services[svc];
+        let m = &s.members[slot];
         let name = |x| {
             if x == NONE {
                 None
@@ -144,45 +198,32 @@ impl Engine {
                 Some(self.syms.resolve(x).to_string())
             }
         };
-        let mut out: Vec<MemberView> = s
-            .members
-            .iter_enumerated()
-            .filter(|(_, m)| !m.has(flag::REMOVED))
-            .map(|(slot, m)| MemberView {
-                member: self.syms.resolve(m.name).to_string(),
-                phase: name(m.phase),
-                state: if m.has(flag::LIVE) {
-                    "live"
-                } else if m.has(flag::TERMINAL) {
-                    "left"
-                } else {
-                    "silent"
-                },
-                facets: s
-                    .columns
-                    .iter()
-                    .filter(|c| c.values[slot] != NONE)
-                    .map(|c| {
-                        (
-                            self.syms.resolve(c.facet).to_string(),
-                            self.syms.resolve(c.values[slot]).to_string(),
-                        )
-                    })
-                    .collect(),
-                labels: self
-                    .labels_of(m.labels)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                deploy: name(m.deploy),
-                last_report: m.last_report,
-                seq: m.has(flag::HAS_SEQ).then_some(m.seq),
-                coherent: m.has(flag::COHERENT),
-                open_divergences: m.open_divs,
-            })
-            .collect();
-        out.sort_by(|a, b| a.member.cmp(&b.member));
-        Some(out)
+        MemberView {
+            member: self.syms.resolve(m.name).to_string(),
+            phase: name(m.phase),
+            state: member_state(m),
+            facets: s
+                .columns
+                .iter()
+                .filter(|c| c.values[slot] != NONE)
+                .map(|c| {
+                    (
+                        self.syms.resolve(c.facet).to_string(),
+                        self.syms.resolve(c.values[slot]).to_string(),
+                    )
+                })
+                .collect(),
+            labels: self
+                .labels_of(m.labels)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            deploy: name(m.deploy),
+            last_report: m.last_report,
+            seq: m.has(flag::HAS_SEQ).then_some(m.seq),
+            coherent: m.has(flag::COHERENT),
+            open_divergences: m.open_divs,
+        }
     }
 
     /// Brings the subjects and evidence of open `mixed` and `herd` divergences up to date

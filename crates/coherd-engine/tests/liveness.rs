@@ -364,3 +364,43 @@ fn resolved_episodes_are_pruned_by_age_and_count() {
     assert_eq!(episodes.len(), 2);
     assert_eq!(episodes[1].reopens, 1);
 }
+
+/// A page of members is the same slice of the sorted list, however it is cut.
+#[test]
+fn member_pages_are_slices_of_the_sorted_list() {
+    let mut f = Harness::new(INTENT);
+    for i in (0..50).rev() {
+        f.report(
+            "0s",
+            rep("web", &format!("m{i:02}"), 1, json!({"phase": "ready"})),
+        );
+    }
+    f.report("1s", rep("web", "m07", 2, json!({"phase": "stopped"})));
+    let all: Vec<String> = f
+        .engine()
+        .members("web")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member)
+        .collect();
+    assert_eq!(all.len(), 50);
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    for (offset, limit) in [(0, 10), (10, 10), (45, 10), (50, 10), (60, 5), (0, 1000)] {
+        let (total, page) = f.engine().members_page("web", None, offset, limit).unwrap();
+        assert_eq!(total, 50);
+        let names: Vec<String> = page.into_iter().map(|m| m.member).collect();
+        let end = (offset + limit).min(50);
+        assert_eq!(
+            names,
+            all[offset.min(end)..end],
+            "offset {offset} limit {limit}"
+        );
+    }
+    // Once nobody reports, the stopped member has left and the rest are silent.
+    f.tick("40s");
+    let (total, page) = f.engine().members_page("web", Some("left"), 0, 10).unwrap();
+    assert_eq!((total, page[0].member.as_str()), (1, "m07"));
+    let (total, page) = f.engine().members_page("web", Some("silent"), 5, 2).unwrap();
+    let names: Vec<&str> = page.iter().map(|m| m.member.as_str()).collect();
+    assert_eq!((total, names), (49, vec!["m05", "m06"]));
+}

@@ -194,21 +194,11 @@ pub(crate) async fn get_members(
         ));
     }
     let limit = q.limit.unwrap_or(100).min(1000);
-    let members = state
+    let (total, page) = state
         .shared
         .engine()
-        .members(&service)
+        .members_page(&service, q.state.as_deref(), q.offset.unwrap_or(0), limit)
         .ok_or_else(|| unknown_service(&service))?;
-    let filtered: Vec<_> = members
-        .into_iter()
-        .filter(|m| q.state.as_deref().is_none_or(|s| m.state == s))
-        .collect();
-    let total = filtered.len();
-    let page: Vec<_> = filtered
-        .into_iter()
-        .skip(q.offset.unwrap_or(0))
-        .take(limit)
-        .collect();
     Ok(Json(json!({"total": total, "members": page})).into_response())
 }
 
