@@ -400,7 +400,10 @@ fn member_pages_are_slices_of_the_sorted_list() {
     f.tick("40s");
     let (total, page) = f.engine().members_page("web", Some("left"), 0, 10).unwrap();
     assert_eq!((total, page[0].member.as_str()), (1, "m07"));
-    let (total, page) = f.engine().members_page("web", Some("silent"), 5, 2).unwrap();
+    let (total, page) = f
+        .engine()
+        .members_page("web", Some("silent"), 5, 2)
+        .unwrap();
     let names: Vec<&str> = page.iter().map(|m| m.member.as_str()).collect();
     assert_eq!((total, names), (49, vec!["m05", "m06"]));
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
 use crate::auth::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
 use crate::ingest::{ClockRules, Framing, parse_batch};
 use coherd_model::time::wall_now;
 

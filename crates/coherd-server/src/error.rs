@@ -126,3 +126,25 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+/// A query string read into `T`, refused with the same JSON error body as
+/// every other mistake (axum's own extractor answers in plain text).
+pub(crate) struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(Query(q)),
+            Err(e) => Err(ApiError::Request(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
+}

@@ -1,31 +1,464 @@
-//! A small OpenAPI description of the v1 API.
+//! The OpenAPI 3 description of every route, served at `/v1/openapi.json`:
+//! parameters, request bodies, every status a route answers with, and the
+//! error body they share.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+
+/// What a route needs from the bearer token.
+#[derive(Clone, Copy)]
+enum Auth {
+    /// Nothing: probes.
+    None,
+    /// A token with the scope (or `admin`) when tokens are configured.
+    Scope,
+}
+
+/// One operation.
+struct Op {
+    summary: &'static str,
+    auth: Auth,
+    params: Vec<Value>,
+    body: Option<Value>,
+    /// Status and description of what it answers with besides the errors every
+    /// authenticated route shares.
+    ok: Vec<(&'static str, &'static str, Value)>,
+    errors: &'static [&'static str],
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description,
+           "schema": {"type": "string", "minLength": 1}})
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+fn error_text(status: &str) -> &'static str {
+    match status {
+        "400" => "malformed request or query",
+        "401" => "missing or unknown bearer token",
+        "403" => "the token lacks the scope",
+        "404" => "no such service, member, job or silence",
+        "408" => "the body did not arrive within body_read_timeout",
+        "413" => "body or batch over its limit",
+        "415" => "unsupported Content-Type or Content-Encoding",
+        "422" => "invalid items or intent: every error with its index, field or line",
+        "503" => "overloaded, or not ready; see Retry-After",
+        _ => "error",
+    }
+}
+
+impl Op {
+    fn to_json(&self) -> Value {
+        let mut responses = Map::new();
+        for (status, description, content) in &self.ok {
+            let mut r = json!({"description": description});
+            if !content.is_null() {
+                r["content"] = content.clone();
+            }
+            responses.insert((*status).to_string(), r);
+        }
+        let mut errors: Vec<&str> = self.errors.to_vec();
+        if matches!(self.auth, Auth::Scope) {
+            errors.extend(["401", "403"]);
+        }
+        for status in errors {
+            responses.insert(
+                status.to_string(),
+                json!({"description": error_text(status),
+                       "content": json_content(json!({"$ref": "#/components/schemas/Errors"}))}),
+            );
+        }
+        let mut op = json!({"summary": self.summary, "responses": responses});
+        if !self.params.is_empty() {
+            op["parameters"] = Value::Array(self.params.clone());
+        }
+        if let Some(body) = &self.body {
+            op["requestBody"] = body.clone();
+        }
+        if matches!(self.auth, Auth::None) {
+            op["security"] = json!([]);
+        }
+        op
+    }
+}
+
+fn object() -> Value {
+    json!({"type": "object"})
+}
+
+fn list() -> Value {
+    json!({"type": "array", "items": {"type": "object"}})
+}
 
 /// The document served at `/v1/openapi.json`.
 pub(crate) fn document() -> Value {
-    let ok = |d: &str| json!({"200": {"description": d}});
+    let kinds: Vec<&str> = coherd_model::Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let service = || path_param("service", "service name");
+    let text = |t: &str| json!({t: {"schema": {"type": "string"}}});
+    let routes: Vec<(&str, &str, Op)> = vec![
+        (
+            "/v1/observations",
+            "post",
+            Op {
+                summary: "Report observations: one JSON object, an array, or NDJSON (application/x-ndjson). A batch is stored whole or not at all.",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(json!({"required": true, "content": {
+                "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Observation"},
+                    {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"$ref": "#/components/schemas/Observation"}}]}},
+                "application/x-ndjson": {"schema": {"type": "string"}}}})),
+                ok: vec![(
+                    "200",
+                    "accepted",
+                    json_content(json!({"$ref": "#/components/schemas/Ingested"})),
+                )],
+                errors: &["400", "408", "413", "415", "422", "503"],
+            },
+        ),
+        (
+            "/v1/services",
+            "get",
+            Op {
+                summary: "Every service: members, live, coherence, open divergences",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "services", json_content(list()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/services/{service}",
+            "get",
+            Op {
+                summary: "A service: facet distributions, SLIs, open divergences by kind and severity",
+                auth: Auth::Scope,
+                params: vec![service()],
+                body: None,
+                ok: vec![("200", "summary", json_content(object()))],
+                errors: &["404"],
+            },
+        ),
+        (
+            "/v1/services/{service}/members",
+            "get",
+            Op {
+                summary: "A page of a service's members, sorted by id",
+                auth: Auth::Scope,
+                params: vec![
+                    service(),
+                    query(
+                        "state",
+                        "only members in this state",
+                        json!({"type": "string", "enum": ["live", "silent", "left"]}),
+                    ),
+                    query(
+                        "limit",
+                        "page size (at most 1000)",
+                        json!({"type": "integer", "minimum": 0}),
+                    ),
+                    query(
+                        "offset",
+                        "members to skip",
+                        json!({"type": "integer", "minimum": 0}),
+                    ),
+                ],
+                body: None,
+                ok: vec![("200", "{total, members}", json_content(object()))],
+                errors: &["400", "404"],
+            },
+        ),
+        (
+            "/v1/services/{service}/members/{member}",
+            "delete",
+            Op {
+                summary: "Forget a member at once (admin)",
+                auth: Auth::Scope,
+                params: vec![service(), path_param("member", "member id")],
+                body: None,
+                ok: vec![("204", "deleted", Value::Null)],
+                errors: &["404", "503"],
+            },
+        ),
+        (
+            "/v1/divergences",
+            "get",
+            Op {
+                summary: "Divergence episodes, ordered by when they opened",
+                auth: Auth::Scope,
+                params: vec![
+                    query("service", "only this service", json!({"type": "string"})),
+                    query(
+                        "kind",
+                        "only this kind",
+                        json!({"type": "string", "enum": kinds}),
+                    ),
+                    query(
+                        "state",
+                        "open (default), resolved or all",
+                        json!({"type": "string", "enum": ["open", "resolved", "all"]}),
+                    ),
+                ],
+                body: None,
+                ok: vec![("200", "divergences", json_content(list()))],
+                errors: &["400"],
+            },
+        ),
+        (
+            "/v1/alerts",
+            "get",
+            Op {
+                summary: "Alerts known now, with whether each is silenced or inhibited",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "alerts", json_content(list()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/slos",
+            "get",
+            Op {
+                summary: "Error budget and burn rates per SLO and service",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "SLOs", json_content(list()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/silences",
+            "get",
+            Op {
+                summary: "Silences, with whether each is active",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "silences", json_content(list()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/silences",
+            "post",
+            Op {
+                summary: "Add a silence (admin)",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(
+                    json!({"required": true, "content": json_content(json!({"$ref": "#/components/schemas/NewSilence"}))}),
+                ),
+                ok: vec![("201", "{id}", json_content(object()))],
+                errors: &["400", "408", "413", "422"],
+            },
+        ),
+        (
+            "/v1/silences/{id}",
+            "delete",
+            Op {
+                summary: "Expire a silence (admin)",
+                auth: Auth::Scope,
+                params: vec![path_param("id", "silence id")],
+                body: None,
+                ok: vec![("204", "expired", Value::Null)],
+                errors: &["404"],
+            },
+        ),
+        (
+            "/v1/dephase/{service}/{job}",
+            "get",
+            Op {
+                summary: "A member's slot for a declared periodic job, from the live membership",
+                auth: Auth::Scope,
+                params: vec![
+                    service(),
+                    path_param("job", "job (event kind)"),
+                    json!({"name": "member", "in": "query", "required": true, "description": "member id", "schema": {"type": "string", "minLength": 1}}),
+                ],
+                body: None,
+                ok: vec![(
+                    "200",
+                    "{offset_seconds, next_start, period_seconds, window_seconds, spread, members}",
+                    json_content(object()),
+                )],
+                errors: &["400", "404"],
+            },
+        ),
+        (
+            "/v1/intent",
+            "get",
+            Op {
+                summary: "The intent in force, as written and as parsed",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "{source, intent}", json_content(object()))],
+                errors: &["404"],
+            },
+        ),
+        (
+            "/v1/intent",
+            "put",
+            Op {
+                summary: "Replace the intent (admin): YAML or JSON, refused whole with every error and its line",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(
+                    json!({"required": true, "content": {"application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}}}}),
+                ),
+                ok: vec![("200", "applied", json_content(object()))],
+                errors: &["400", "408", "413", "422", "503"],
+            },
+        ),
+        (
+            "/v1/stream",
+            "get",
+            Op {
+                summary: "Server-sent events: divergence and intent changes",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "event stream", text("text/event-stream"))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/openapi.json",
+            "get",
+            Op {
+                summary: "This document",
+                auth: Auth::None,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "OpenAPI 3", json_content(object()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/healthz",
+            "get",
+            Op {
+                summary: "The process answers",
+                auth: Auth::None,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "ok", text("text/plain"))],
+                errors: &[],
+            },
+        ),
+        (
+            "/readyz",
+            "get",
+            Op {
+                summary: "The engine is rebuilt and the store commits",
+                auth: Auth::None,
+                params: vec![],
+                body: None,
+                ok: vec![
+                    ("200", "ready", text("text/plain")),
+                    (
+                        "503",
+                        "not ready: rebuilding, or the store cannot commit",
+                        text("text/plain"),
+                    ),
+                ],
+                errors: &[],
+            },
+        ),
+        (
+            "/metrics",
+            "get",
+            Op {
+                summary: "Metrics: OpenMetrics when asked for in Accept, else the Prometheus text format",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![(
+                    "200",
+                    "metrics",
+                    json!({"text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}}}),
+                )],
+                errors: &[],
+            },
+        ),
+    ];
+    let mut paths = Map::new();
+    for (path, method, op) in routes {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        entry[method] = op.to_json();
+    }
     json!({
         "openapi": "3.0.3",
-        "info": {"title": "coherd", "version": env!("CARGO_PKG_VERSION"), "description": "Fleet coherence: observations in, divergences and SLIs out."},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "info": {"title": "coherd", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Fleet coherence: observations in, divergences and SLIs out."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Errors": {"type": "object", "required": ["errors"], "properties": {"errors": {"type": "array", "items": {
+                    "type": "object", "required": ["message"], "properties": {
+                        "message": {"type": "string"}, "index": {"type": "integer"}, "field": {"type": "string"},
+                        "line": {"type": "integer"}, "column": {"type": "integer"}, "path": {"type": "string"}}}}}},
+                "Ingested": {"type": "object", "required": ["accepted", "duplicates"], "properties": {
+                    "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}}},
+                "Observation": {"type": "object", "required": ["service", "member"], "properties": {
+                    "service": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"},
+                    "member": {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,253}$"},
+                    "seq": {"type": "integer", "minimum": 0},
+                    "time": {"type": "string", "format": "date-time"}, "deploy": {"type": "string"},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "facets": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "views": {"type": "object", "additionalProperties": {"type": "object"}},
+                    "leases": {"type": "array", "items": {"type": "object"}},
+                    "checksums": {"type": "array", "items": {"type": "object"}},
+                    "counters": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    "events": {"type": "array", "items": {"type": "object"}}},
+                    "additionalProperties": false},
+                "NewSilence": {"type": "object", "required": ["matchers"], "properties": {
+                    "matchers": {"type": "array", "items": {"type": "string"}},
+                    "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"},
+                    "duration": {"type": "string"}, "comment": {"type": "string"}, "created_by": {"type": "string"}},
+                    "additionalProperties": false}
+            }
+        },
         "security": [{"bearer": []}],
-        "paths": {
-            "/v1/observations": {"post": {"summary": "Report observations: one JSON object, an array, or NDJSON (application/x-ndjson). Atomic per request.",
-                "responses": {"200": {"description": "{\"accepted\":n,\"duplicates\":d}"}, "400": {"description": "malformed"}, "413": {"description": "too large"},
-                "415": {"description": "wrong content type"}, "422": {"description": "{\"errors\":[{\"index\",\"field\",\"message\"}]}"}, "503": {"description": "overloaded; Retry-After"}}}},
-            "/v1/services": {"get": {"summary": "Every service: members, live, coherence, open divergences", "responses": ok("list")}},
-            "/v1/services/{service}": {"get": {"summary": "Facet distributions, SLIs, open divergences", "responses": ok("summary")}},
-            "/v1/services/{service}/members": {"get": {"summary": "Members; ?state=live|silent|left&limit=&offset=", "responses": ok("members")}},
-            "/v1/services/{service}/members/{member}": {"delete": {"summary": "Forget a member at once (admin)", "responses": {"204": {"description": "deleted"}, "404": {"description": "unknown"}}}},
-            "/v1/divergences": {"get": {"summary": "Divergences; ?service=&kind=&state=open|resolved|all", "responses": ok("list")}},
-            "/v1/dephase/{service}/{job}": {"get": {"summary": "A member's slot for a declared periodic job, from the live membership; ?member=ID",
-                "responses": {"200": {"description": "{\"offset_seconds\",\"next_start\",\"period_seconds\",\"window_seconds\",\"spread\",\"members\"}"}, "400": {"description": "no or invalid member"}, "404": {"description": "the service declares no such job"}}}},
-            "/v1/intent": {"get": {"summary": "The intent in force", "responses": ok("intent")}, "put": {"summary": "Replace the intent (admin); YAML or JSON", "responses": {"200": {"description": "applied"}, "422": {"description": "every error with its line"}}}},
-            "/v1/stream": {"get": {"summary": "Server-sent events: divergence and intent changes", "responses": ok("text/event-stream")}},
-            "/healthz": {"get": {"summary": "Alive", "responses": ok("ok")}},
-            "/readyz": {"get": {"summary": "Engine rebuilt and serving", "responses": ok("ready")}},
-            "/metrics": {"get": {"summary": "OpenMetrics", "responses": ok("metrics")}}
-        }
+        "paths": paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_parameter_is_declared() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let wanted: Vec<&str> = path
+                .split('/')
+                .filter_map(|p| p.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            for (method, op) in item.as_object().unwrap() {
+                let declared: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .filter(|p| p["in"] == "path")
+                            .filter_map(|p| p["name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(declared, wanted, "{method} {path}");
+            }
+        }
+    }
 }

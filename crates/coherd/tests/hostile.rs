@@ -408,3 +408,36 @@ fn services_past_the_bound_are_refused_and_metrics_stay_bounded() {
     let listed = get_json(&format!("{}/v1/services", s.url));
     assert_eq!(listed.as_array().unwrap().len(), 1050);
 }
+
+#[test]
+fn a_bad_query_string_is_a_json_error_that_names_the_parameter() {
+    let s = open_server("bad-query");
+    let (status, body) = request(
+        "GET",
+        &format!("{}/v1/divergences?state=all&stat=open", s.url),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("a JSON error body");
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("stat"),
+        "{v}"
+    );
+    let doc = get_json(&format!("{}/v1/openapi.json", s.url));
+    let members = &doc["paths"]["/v1/services/{service}/members"]["get"];
+    assert_eq!(
+        members["parameters"][0]["name"], "service",
+        "path parameters are declared"
+    );
+    assert!(
+        members["responses"]["401"].is_object(),
+        "auth errors are documented"
+    );
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["security"],
+        json!([]),
+        "probes need no token"
+    );
+}
