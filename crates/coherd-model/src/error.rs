@@ -36,8 +36,9 @@ impl FieldError {
                 format!("{field}.{name}")
             };
         }
-        // serde_json appends " at line L column C" — keep it only for syntax errors.
-        if !e.inner().is_syntax()
+        // serde_json appends " at line L column C" — keep it only for syntax
+        // errors (a body cut short included).
+        if !(e.inner().is_syntax() || e.inner().is_eof())
             && let Some(i) = message.rfind(" at line ")
         {
             message.truncate(i);

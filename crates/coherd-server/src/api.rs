@@ -3,12 +3,12 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use coherd_engine::{Divergence, Kind};
 use coherd_model::Intent;
 use futures_util::Stream;
@@ -21,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::AppState;
 use crate::auth::Scope;
 use crate::error::{ApiError, Query};
+use crate::fairness::{PeerAddr, Reporter};
 use crate::ingest::{ClockRules, Framing, parse_batch};
 use coherd_model::time::wall_now;
 
@@ -74,11 +75,12 @@ pub(crate) async fn read_body(
 /// `POST /v1/observations`.
 pub(crate) async fn post_observations(
     State(state): State<AppState>,
+    peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    state.tokens.check(&headers, Scope::Report)?;
+    let token = state.tokens.check(&headers, Scope::Report)?;
     let framing = Framing::from_content_type(
         headers
             .get(header::CONTENT_TYPE)
@@ -92,7 +94,13 @@ pub(crate) async fn post_observations(
         "body; send smaller batches: it",
     )
     .await?;
-    let Ok(_permit) = state.ingest_slots.clone().try_acquire_owned() else {
+    // Capacity is shared fairly: by token, else by peer address.
+    let reporter = match (token, peer) {
+        (Some(i), _) => Reporter::Token(i),
+        (None, Some(Extension(PeerAddr(ip)))) => Reporter::Peer(ip),
+        (None, None) => Reporter::Peer(std::net::Ipv4Addr::UNSPECIFIED.into()),
+    };
+    let Some(_slot) = state.ingest_slots.try_acquire(reporter) else {
         return Err(ApiError::Overloaded(1));
     };
     let received_at = wall_now();

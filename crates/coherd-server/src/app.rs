@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
@@ -26,7 +26,7 @@ pub struct AppState {
     /// The configuration.
     pub(crate) config: Arc<ServerConfig>,
     /// Ingest requests allowed at once.
-    pub(crate) ingest_slots: Arc<Semaphore>,
+    pub(crate) ingest_slots: Arc<crate::fairness::IngestSlots>,
     /// Becomes true when the server shuts down (ends open streams).
     pub(crate) stopping: watch::Receiver<bool>,
     /// Alerting: rules, SLOs, routing, silences.

@@ -52,10 +52,15 @@ impl Tokens {
         !self.0.is_empty()
     }
 
-    /// Checks the request's bearer token for `scope`.
-    pub(crate) fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+    /// Checks the request's bearer token for `scope`; the position of the
+    /// token that matched (none when tokens are off).
+    pub(crate) fn check(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Result<Option<usize>, ApiError> {
         if self.0.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -63,15 +68,15 @@ impl Tokens {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
         let mut found = None;
-        for t in &self.0 {
+        for (i, t) in self.0.iter().enumerate() {
             // Compare against every token so timing does not reveal which one matched.
             if bool::from(t.token.as_bytes().ct_eq(given.trim().as_bytes())) {
-                found = Some(t);
+                found = Some((i, t));
             }
         }
-        let t = found.ok_or(ApiError::Unauthorized)?;
+        let (i, t) = found.ok_or(ApiError::Unauthorized)?;
         if t.scopes.contains(&scope) || t.scopes.contains(&Scope::Admin) {
-            Ok(())
+            Ok(Some(i))
         } else {
             Err(ApiError::Forbidden(scope))
         }

@@ -121,9 +121,10 @@ pub(crate) fn parse_batch(
                     }
                 }
                 Some(b'{') => {
-                    let item: &serde_json::value::RawValue = serde_json::from_str(text)
-                        .map_err(|e| malformed(format!("malformed JSON: {e}")))?;
-                    check(0, Observation::from_json(item.get(), limits), &mut out)
+                    // One pass: a syntax error is placed in the body like NDJSON's.
+                    let parsed = Observation::from_json(text, limits)
+                        .map_err(|errs| errs.into_iter().map(at_position).collect());
+                    check(0, parsed, &mut out)
                 }
                 _ => {
                     return Err(malformed(
@@ -165,6 +166,16 @@ fn at_line(e: coherd_model::FieldError, n: usize) -> coherd_model::FieldError {
         }
         None => e,
     }
+}
+
+/// A syntax error in a JSON body, placed the same way: `line L, column C: ...`.
+fn at_position(e: coherd_model::FieldError) -> coherd_model::FieldError {
+    let Some(i) = e.message.rfind(" at line ") else {
+        return e;
+    };
+    let place = e.message[i + " at line ".len()..].replacen(" column ", ", column ", 1);
+    let message = format!("line {place}: malformed JSON: {}", &e.message[..i]);
+    coherd_model::FieldError::new(e.field, message)
 }
 
 fn too_many(n: usize, limits: &Limits) -> ApiError {

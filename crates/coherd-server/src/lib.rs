@@ -28,6 +28,7 @@ mod auth;
 mod config;
 mod dephase;
 mod error;
+mod fairness;
 mod ingest;
 mod listener;
 mod metrics;

@@ -109,7 +109,11 @@ pub(crate) async fn serve(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::fairness::PeerAddr(ip))),
+        );
         let peers = peers.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {

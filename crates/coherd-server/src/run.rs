@@ -7,7 +7,7 @@ use std::time::Duration;
 use coherd_model::Intent;
 use coherd_model::time::wall_now;
 use coherd_store::SqliteStore;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::app::{AppState, app};
 use crate::auth::Tokens;
@@ -95,7 +95,7 @@ impl AppState {
             shared,
             writer,
             tokens: Arc::new(Tokens::new(config.tokens.clone())),
-            ingest_slots: Arc::new(Semaphore::new(config.ingest_concurrency)),
+            ingest_slots: crate::fairness::IngestSlots::new(config.ingest_concurrency),
             stopping,
             alerts: alerting::AlertState::new(
                 config.alerting.clone(),
