@@ -87,13 +87,7 @@ pub(crate) async fn post_observations(
             .and_then(|v| v.to_str().ok()),
     )?;
     // The body first: a slow upload holds its own connection, not an ingest slot.
-    let body = read_body(
-        &state,
-        body,
-        state.config.limits.body_bytes,
-        "body; send smaller batches: it",
-    )
-    .await?;
+    let body = read_body(&state, body, state.config.limits.body_bytes, "batch").await?;
     // Capacity is shared fairly: by token, else by peer address.
     let reporter = match (token, peer) {
         (Some(i), _) => Reporter::Token(i),
