@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
@@ -109,11 +109,14 @@ pub(crate) async fn serve(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .layer(axum::Extension(crate::fairness::PeerAddr(ip))),
-        );
+        // Every request carries the peer address (for fair ingest), put on
+        // as it arrives rather than by layering the router per connection.
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(crate::fairness::PeerAddr(ip));
+            tower::ServiceExt::oneshot(router.clone(), req)
+        });
         let peers = peers.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
@@ -143,4 +146,51 @@ pub(crate) async fn serve(
         slots.acquire_many(all),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::fairness::PeerAddr;
+
+    #[tokio::test]
+    async fn every_request_knows_its_peer_address() {
+        let router =
+            Router::new().route(
+                "/peer",
+                get(
+                    |axum::Extension(PeerAddr(ip)): axum::Extension<PeerAddr>| async move {
+                        ip.to_string()
+                    },
+                ),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max: 8,
+            per_peer: 8,
+            header_read_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(1),
+        };
+        let server = tokio::spawn(serve(listener, router, limits, stop));
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, 7], 0)))
+            .unwrap();
+        let mut c = socket.connect(addr).await.unwrap();
+        c.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.ends_with("127.0.0.7"), "{reply}");
+        stop_tx.send(true).unwrap();
+        server.await.unwrap();
+    }
 }
