@@ -92,7 +92,7 @@ pub(crate) fn parse_batch(
             }
             for (i, &(n, line)) in items.iter().enumerate() {
                 let parsed = Observation::from_json(line, limits)
-                    .map_err(|errs| errs.into_iter().map(|e| at_line(e, n)).collect());
+                    .map_err(|errs| errs.into_iter().map(|e| placed(e, Some(n))).collect());
                 check(i, parsed, &mut out);
             }
         }
@@ -123,7 +123,7 @@ pub(crate) fn parse_batch(
                 Some(b'{') => {
                     // One pass: a syntax error is placed in the body like NDJSON's.
                     let parsed = Observation::from_json(text, limits)
-                        .map_err(|errs| errs.into_iter().map(at_position).collect());
+                        .map_err(|errs| errs.into_iter().map(|e| placed(e, None)).collect());
                     check(0, parsed, &mut out)
                 }
                 _ => {
@@ -155,26 +155,21 @@ pub(crate) fn parse_batch(
     }
 }
 
-/// A syntax error in one NDJSON line names the line of the body, not the
-/// line within the line serde saw.
-fn at_line(e: coherd_model::FieldError, n: usize) -> coherd_model::FieldError {
-    match e.message.rfind(" at line 1 column ") {
-        Some(i) => {
-            let column = &e.message[i + " at line 1 column ".len()..];
-            let message = format!("line {n}, column {column}: {}", &e.message[..i]);
-            coherd_model::FieldError::new(e.field, message)
-        }
-        None => e,
-    }
-}
-
-/// A syntax error in a JSON body, placed the same way: `line L, column C: ...`.
-fn at_position(e: coherd_model::FieldError) -> coherd_model::FieldError {
+/// Places a JSON syntax error the way every body's errors are placed:
+/// `line L, column C: malformed JSON: ...`. `line` is the line of the body
+/// when serde saw only that line (NDJSON); otherwise serde's own line stands.
+fn placed(e: coherd_model::FieldError, line: Option<usize>) -> coherd_model::FieldError {
     let Some(i) = e.message.rfind(" at line ") else {
         return e;
     };
-    let place = e.message[i + " at line ".len()..].replacen(" column ", ", column ", 1);
-    let message = format!("line {place}: malformed JSON: {}", &e.message[..i]);
+    let (seen_line, column) = e.message[i + " at line ".len()..]
+        .split_once(" column ")
+        .unwrap_or(("?", "?"));
+    let line = line.map_or(seen_line.to_string(), |n| n.to_string());
+    let message = format!(
+        "line {line}, column {column}: malformed JSON: {}",
+        &e.message[..i]
+    );
     coherd_model::FieldError::new(e.field, message)
 }
 

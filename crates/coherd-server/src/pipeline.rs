@@ -48,6 +48,10 @@ impl Sink for Publisher {
             if self.alerts.try_send(d.clone()).is_err() {
                 self.alerts_lost.store(true, Ordering::SeqCst);
             }
+            if self.stream.receiver_count() == 0 {
+                // Nobody watches the stream: no need to write the event out.
+                return;
+            }
             let change = match change {
                 Change::Opened => "opened",
                 Change::Escalated => "escalated",
