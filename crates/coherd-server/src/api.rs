@@ -97,17 +97,15 @@ pub(crate) async fn post_observations(
     let Some(_slot) = state.ingest_slots.try_acquire(reporter) else {
         return Err(ApiError::Overloaded(1));
     };
-    let received_at = wall_now();
     let clock = ClockRules {
         max_skew: state.config.max_clock_skew,
         max_age: state.config.max_report_age,
     };
-    let observations = parse_batch(&body, framing, &state.config.limits, clock, received_at)?;
+    let observations = parse_batch(&body, framing, &state.config.limits, clock, wall_now())?;
     let (tx, rx) = oneshot::channel();
     submit(
         &state,
         Work::Observations {
-            received_at,
             observations,
             reply: tx,
         },
@@ -220,7 +218,6 @@ pub(crate) async fn delete_member(
     submit(
         &state,
         Work::DeleteMember {
-            at: wall_now(),
             service: service.clone(),
             member: member.clone(),
             reply: tx,
@@ -329,7 +326,6 @@ pub(crate) async fn apply_intent(
     submit(
         state,
         Work::Intent {
-            at: wall_now(),
             source,
             intent: Box::new(intent),
             reply: tx,

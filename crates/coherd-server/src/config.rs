@@ -31,13 +31,6 @@ pub struct ServerConfig {
     /// Reports older than this are refused.
     #[serde(deserialize_with = "deserialize_duration")]
     pub max_report_age: Duration,
-    /// How far the engine clock may trail the wall clock when reports carry
-    /// older times. Reports set the clock by their `time`; with none arriving,
-    /// it follows the wall clock this far behind, so a fleet that stops
-    /// reporting altogether is silent after 3 x report_interval plus this.
-    /// Default: max_report_age, so any acceptable stream replays exactly.
-    #[serde(deserialize_with = "deserialize_duration")]
-    pub clock_grace: Duration,
     /// Raw observations older than this are pruned (each member's latest state is kept).
     #[serde(deserialize_with = "deserialize_duration")]
     pub retention: Duration,
@@ -84,7 +77,6 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_clock_skew: Duration::from_secs(30),
             max_report_age: Duration::from_secs(600),
-            clock_grace: Duration::from_secs(600),
             retention: Duration::from_secs(24 * 3600),
             ingest_concurrency: 64,
             ingest_queue: 1024,

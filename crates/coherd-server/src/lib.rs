@@ -2,8 +2,8 @@
 //!
 //! One writer thread owns the store: it group-commits ingest (many requests,
 //! one transaction, one fsync), then applies each batch to the engine in
-//! commit order and only then acknowledges. A timer ticks the engine at its
-//! deadlines. Handlers only translate: they parse, call the core and map the
+//! commit order and only then acknowledges; between batches it lets time
+//! pass, firing the engine's deadlines as the wall clock reaches them. Handlers only translate: they parse, call the core and map the
 //! result; reads lock the engine briefly. On start the engine is rebuilt by
 //! replaying the store, so divergences and SLIs survive a restart.
 //!

@@ -1,5 +1,15 @@
 //! The one writer: group-commits ingest to the store, then applies it to the
-//! engine in commit order. Readers lock the engine briefly for snapshots.
+//! engine in commit order, and lets time pass between batches. Readers lock
+//! the engine briefly for snapshots.
+//!
+//! The engine's clock is the wall clock. The writer stamps each stored entry
+//! with the instant it is applied at (never earlier than the one before), and
+//! fires the engine's deadlines as the wall clock reaches them, so a member
+//! is `silent` 3 x `report_interval` after its last report whatever the rest
+//! of the fleet does. Reports' own `time`s are checked (skew, age) but do not
+//! move the clock. A rebuild applies the stored entries at their stamps, so
+//! it reaches the state the live server had; `coherd capture export` writes
+//! the same stamps, so `coherd replay` gives what the server gave.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -96,14 +106,12 @@ pub(crate) struct Shared {
     pub(crate) alert_feed: Mutex<Option<mpsc::Receiver<Divergence>>>,
     /// Set when a change could not be queued for alerting.
     pub(crate) alerts_lost: Arc<AtomicBool>,
-    /// How far the engine clock may trail the wall clock (see [`Shared::watermark`]).
-    grace: Duration,
 }
 
 impl Shared {
     /// A new shared state around an empty engine, whose events are not
     /// published until [`Shared::go_live`].
-    pub(crate) fn new(engine: Engine, grace: Duration) -> Arc<Shared> {
+    pub(crate) fn new(engine: Engine) -> Arc<Shared> {
         let stream = broadcast::channel(4096).0;
         let metrics = Arc::new(Metrics::default());
         let (alerts, feed) = mpsc::sync_channel(ALERT_QUEUE);
@@ -117,7 +125,6 @@ impl Shared {
             live: false,
         };
         Arc::new(Shared {
-            grace,
             driver: Mutex::new(Driver::with_sink(engine, publisher)),
             alert_feed: Mutex::new(Some(feed)),
             alerts_lost,
@@ -144,13 +151,6 @@ impl Shared {
         self.driver().sink_mut().live = true;
     }
 
-    /// The engine's clock follows the reports' own times (so a stream posted
-    /// quickly gives what `coherd replay` gives), and never trails the wall
-    /// clock by more than the grace (so silence is noticed when reports stop).
-    pub(crate) fn watermark(&self, engine: &Engine) -> Time {
-        engine.now().max(wall_now().sub(self.grace))
-    }
-
     /// The intent in force, if any.
     pub(crate) fn intent(&self) -> Option<Arc<IntentInForce>> {
         self.intent
@@ -165,18 +165,34 @@ impl Shared {
             Some(Arc::new(IntentInForce { source, intent }));
     }
 
-    /// Fires the deadlines that are due at the watermark.
-    pub(crate) fn tick(&self) -> Option<Time> {
+    /// Lets time pass to the wall clock: fires the deadlines due by now, and
+    /// says how long until the next one (at most a second).
+    pub(crate) fn tick(&self) -> Duration {
         let mut driver = self.driver();
-        if !driver.started() {
-            // Nothing has happened yet: an intent waits for the first report.
-            return None;
+        if driver.started() {
+            let now = wall_now().max(driver.engine().now());
+            driver.tick(now);
         }
-        let now = self.watermark(driver.engine());
-        driver.tick(now);
-        driver.engine().poll_timeout()
+        let now = wall_now();
+        driver
+            .engine()
+            .poll_timeout()
+            .map_or(TICK, |t| {
+                Duration::from_nanos(u64::try_from(t.as_nanos().saturating_sub(now.as_nanos())).unwrap_or(0))
+            })
+            .min(TICK)
+    }
+
+    /// The instant the next stored entry is applied at: the wall clock, and
+    /// always after `previous` (the engine's clock or the entry before), so
+    /// each entry is an instant of its own.
+    fn stamp_after(&self, previous: Time) -> Time {
+        wall_now().max(previous.add(Duration::from_nanos(1)))
     }
 }
+
+/// The longest the writer waits before letting time pass.
+const TICK: Duration = Duration::from_secs(1);
 
 /// What an ingest request got.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -200,20 +216,17 @@ pub(crate) enum WorkError {
 pub(crate) enum Work {
     /// Observations received together.
     Observations {
-        received_at: Time,
         observations: Vec<Observation>,
         reply: oneshot::Sender<Result<Ingested, WorkError>>,
     },
     /// A new intent, already validated.
     Intent {
-        at: Time,
         source: String,
         intent: Box<Intent>,
         reply: oneshot::Sender<Result<(), WorkError>>,
     },
     /// An operator's delete.
     DeleteMember {
-        at: Time,
         service: String,
         member: String,
         reply: oneshot::Sender<Result<bool, WorkError>>,
@@ -269,7 +282,13 @@ enum Reply {
 }
 
 fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mpsc::Receiver<Work>) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        // Time passes between batches: deadlines fire as the wall clock reaches them.
+        let first = match rx.recv_timeout(shared.tick()) {
+            Ok(work) => work,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < 1024 {
             match rx.try_recv() {
@@ -284,10 +303,14 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
         let mut prune = None;
         let engine = shared.engine();
         let mut admission = Admission::new(&engine);
+        let mut at = engine.now();
+        let mut next_stamp = || {
+            at = shared.stamp_after(at);
+            at
+        };
         for work in batch {
             match work {
                 Work::Observations {
-                    received_at,
                     observations,
                     reply,
                 } => {
@@ -296,28 +319,26 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                         continue;
                     }
                     entries.push(NewEntry::Observations {
-                        received_at,
+                        received_at: next_stamp(),
                         observations,
                     });
                     replies.push(Reply::Observations(reply));
                 }
                 Work::Intent {
-                    at,
                     source,
                     intent,
                     reply,
                 } => {
-                    entries.push(NewEntry::Intent { at, source });
+                    entries.push(NewEntry::Intent { at: next_stamp(), source });
                     replies.push(Reply::Intent(reply, intent));
                 }
                 Work::DeleteMember {
-                    at,
                     service,
                     member,
                     reply,
                 } => {
                     entries.push(NewEntry::DeleteMember {
-                        at,
+                        at: next_stamp(),
                         service,
                         member,
                     });
@@ -402,35 +423,24 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
     }
 }
 
-/// The server's clock policy on top of the engine [`Driver`]: each report at
-/// its own `time` (the receive time when it has none), never more than the
-/// grace before it was received. Live ingest and the rebuild on start both
-/// come here, in store order, so they reach the same state.
-pub(crate) struct Applier {
-    grace: Duration,
-}
+/// Applies stored entries to the engine [`Driver`], each at the instant the
+/// writer stamped it with: the reports of one request together. Live ingest
+/// and the rebuild on start both come here, in store order, so they reach the
+/// same state.
+pub(crate) struct Applier;
 
 impl Applier {
-    /// An applier whose clock may trail receive times by `grace`.
-    pub(crate) fn new(grace: Duration) -> Applier {
-        Applier { grace }
-    }
-
-    /// The reports of one request, each at its own time.
+    /// The reports of one request, together at `at`.
     pub(crate) fn observations<S: Sink>(
         &self,
         driver: &mut Driver<S>,
-        received_at: Time,
+        at: Time,
         observations: &[Observation],
     ) -> Result<Ingested, WorkError> {
-        let floor = received_at.sub(self.grace);
-        let batch: Vec<(Time, &Observation)> = observations
-            .iter()
-            .map(|o| (o.time.unwrap_or(received_at).max(floor), o))
-            .collect();
+        let batch: Vec<&Observation> = observations.iter().collect();
         let mut got = Ingested::default();
         let mut refused = Vec::new();
-        for (i, r) in driver.observe_batch(&batch).into_iter().enumerate() {
+        for (i, r) in driver.observe_instant(at, &batch).into_iter().enumerate() {
             match r {
                 Ok(Outcome::Applied) => got.accepted += 1,
                 Ok(Outcome::Duplicate) => got.duplicates += 1,
@@ -444,14 +454,9 @@ impl Applier {
         }
     }
 
-    /// A new intent, in force from the engine's clock (or from the first report).
+    /// A new intent, in force from `at`.
     pub(crate) fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
-        if driver.started() {
-            let at = driver.engine().now().max(at.sub(self.grace));
-            driver.set_intent(at, intent);
-        } else {
-            driver.intent_from_first_input(intent);
-        }
+        driver.set_intent(at, intent);
     }
 
     /// An operator's delete.
@@ -462,7 +467,6 @@ impl Applier {
         service: &str,
         member: &str,
     ) -> bool {
-        let at = driver.engine().now().max(at.sub(self.grace));
         driver.remove_member(at, service, member)
     }
 }
@@ -502,25 +506,6 @@ pub(crate) fn rebuild<S: Sink>(
         Ok(())
     })?;
     Ok((count, in_force))
-}
-
-/// Ticks the engine at its deadlines (at least every second) until shutdown.
-pub(crate) async fn timer(shared: Arc<Shared>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let next = shared.tick();
-        let wait = next
-            .map(|t| {
-                Duration::from_nanos(
-                    t.as_nanos().saturating_sub(wall_now().as_nanos()).max(0) as u64
-                )
-            })
-            .unwrap_or(Duration::from_secs(1))
-            .min(Duration::from_secs(1));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
 }
 
 /// Marks the server ready.

@@ -56,12 +56,12 @@ impl AppState {
     /// Start-up without a socket: opens the store, rebuilds the engine from
     /// it, starts the writer and applies the intent file. The router
     /// ([`app`]) then serves requests; [`serve`] adds the listener and the
-    /// background tasks (timer, alerting, intent reload, pruning).
+    /// background tasks (alerting, intent reload, pruning).
     pub async fn open(config: ServerConfig) -> Result<(AppState, Running), ServerError> {
         config.validate()?;
         let mut store = SqliteStore::open(&config.db)?;
         let started = std::time::Instant::now();
-        let applier = pipeline::Applier::new(config.clock_grace);
+        let applier = pipeline::Applier;
         let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
             max_services: config.max_services,
             max_members: config.max_members,
@@ -69,16 +69,11 @@ impl AppState {
             max_resolved_per_service: config.max_resolved_per_service,
             ..coherd_engine::EngineConfig::default()
         });
-        let shared = Shared::new(engine, config.clock_grace);
-        let (observations, stored_intent) = {
-            let mut driver = shared.driver();
-            let got = pipeline::rebuild(&mut store, &mut driver, &applier)?;
-            if driver.started() {
-                let now = shared.watermark(driver.engine());
-                driver.tick(now);
-            }
-            got
-        };
+        let shared = Shared::new(engine);
+        let (observations, stored_intent) =
+            pipeline::rebuild(&mut store, &mut shared.driver(), &applier)?;
+        // What fell due while the server was down fires now, before anything new.
+        shared.tick();
         shared.go_live();
         tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
         if let Some((source, intent)) = stored_intent {
@@ -139,7 +134,6 @@ pub async fn serve(
     }
 
     let shared = state.shared.clone();
-    tokio::spawn(pipeline::timer(shared.clone(), running.stopping()));
     tokio::spawn(alerting::run(
         shared,
         state.alerts.clone(),

@@ -5,9 +5,9 @@ use coherd_model::{Observation, Time};
 /// One thing to append to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewEntry {
-    /// Observations received together at one time (one HTTP request or part of it).
+    /// Observations received together (one HTTP request), applied at one instant.
     Observations {
-        /// When the server received them.
+        /// The instant the server applied them at: its clock when it took them.
         received_at: Time,
         /// The observations, already validated, in the order received.
         observations: Vec<Observation>,

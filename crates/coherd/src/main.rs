@@ -48,6 +48,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
     Replay(cmd::replay::Args),
+    /// Export what a server stored as a stream `coherd replay` takes.
+    Capture(cmd::capture::Args),
     /// Run a simulated fleet with injected faults and score detection.
     Simulate(cmd::simulate::Args),
     /// Sleep a stable or random offset inside a window, then run a command.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Silence(args) => cmd::silence::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Capture(args) => cmd::capture::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Splay(args) => cmd::splay::run(args),
         Command::Offsets(args) => cmd::offsets::run(args),

@@ -1,30 +1,36 @@
-//! Property: any stream posted to `coherd serve` over HTTP, in requests that
-//! each hold whole instants in any order, gives the divergences `coherd
-//! replay` gives on the same stream. Both feed the engine through one driver;
-//! this pins that the server's batching and clock policy add nothing.
+//! Property: whatever is posted to `coherd serve` over HTTP, in requests of
+//! any size and order, the divergences the server gives are the ones `coherd
+//! replay` gives on `coherd capture export` of its database, and the ones the
+//! server gives again after a restart rebuilt it from that database. All three
+//! feed the engine through one driver at the instants the server stamped;
+//! this pins that the server's batching and clock add nothing.
 
 #![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
 
 mod common;
 
+use std::process::Command;
+
 use common::{Server, replay_divergences, request, temp_dir};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+// Every timeout is far longer than a case takes, so no deadline falls between
+// the last report and the reads that are compared.
 const INTENT: &str = "
 services:
   web:
-    report_interval: 10s
+    report_interval: 60s
     facets:
-      version: {target: \"2\", compatible: [\"1\"], rollout_window: 20s}
+      version: {target: \"2\", compatible: [\"1\"], rollout_window: 5m}
     phases:
-      agreement_timeout: 5s
+      agreement_timeout: 5m
       max_flips_per_hour: 2
-      hold: 30s
+      hold: 5m
     leases:
       leader: {exclusive: true}
   lb:
-    report_interval: 10s
+    report_interval: 60s
 ";
 
 const MEMBERS: [(&str, &str); 4] = [("web", "w1"), ("web", "w2"), ("web", "w3"), ("lb", "lb1")];
@@ -34,8 +40,6 @@ const PHASES: [&str; 4] = ["starting", "ready", "draining", "stopped"];
 /// One random report.
 #[derive(Debug, Clone)]
 struct Step {
-    /// Seconds after the previous step (0: the same instant).
-    dt: u8,
     member: usize,
     version: Option<usize>,
     phase: Option<usize>,
@@ -45,14 +49,12 @@ struct Step {
 
 fn step() -> impl Strategy<Value = Step> {
     (
-        prop_oneof![Just(0u8), 1u8..4, Just(12u8)],
         0..MEMBERS.len(),
         proptest::option::of(0..VERSIONS.len()),
         proptest::option::of(0..PHASES.len()),
         proptest::option::of((0..3usize, 0..PHASES.len())),
     )
-        .prop_map(|(dt, member, version, phase, extra)| Step {
-            dt,
+        .prop_map(|(member, version, phase, extra)| Step {
             member,
             version,
             phase,
@@ -60,15 +62,13 @@ fn step() -> impl Strategy<Value = Step> {
         })
 }
 
-/// The stream as NDJSON lines with times from `base` (seconds since the epoch).
-fn lines(steps: &[Step], base: i64) -> Vec<(i64, String)> {
-    let time = |s: i64| jiff::Timestamp::from_second(base + s).unwrap().to_string();
+/// The stream as NDJSON lines; lease expiries an hour on, so leases are held.
+fn lines(steps: &[Step]) -> Vec<String> {
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
     let mut seq = [0u64; MEMBERS.len()];
-    let mut t = 0i64;
     steps
         .iter()
         .map(|s| {
-            t += i64::from(s.dt);
             seq[s.member] += 1;
             let (service, member) = MEMBERS[s.member];
             let mut facets = serde_json::Map::new();
@@ -79,19 +79,18 @@ fn lines(steps: &[Step], base: i64) -> Vec<(i64, String)> {
                 facets.insert("phase".into(), PHASES[p].into());
             }
             let mut o = json!({
-                "service": service, "member": member, "seq": seq[s.member],
-                "time": time(t), "facets": facets,
+                "service": service, "member": member, "seq": seq[s.member], "facets": facets,
             });
             match (service, s.extra) {
                 ("lb", Some((m, p))) => {
                     o["views"] = json!({format!("web/w{}", m + 1): {"phase": PHASES[p]}});
                 }
                 ("web", Some((_, epoch))) => {
-                    o["leases"] = json!([{"resource": "leader", "epoch": epoch + 1, "expires": time(t + 15)}]);
+                    o["leases"] = json!([{"resource": "leader", "epoch": epoch + 1, "expires": expires}]);
                 }
                 _ => {}
             }
-            (t, o.to_string())
+            o.to_string()
         })
         .collect()
 }
@@ -108,44 +107,42 @@ fn key(d: &Value) -> Value {
     ])
 }
 
-fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Value>) {
-    // Within max_report_age (10m) of now, and never ahead of it: 40 steps of at most 12 s.
-    let base = jiff::Timestamp::now().as_second() - 520;
-    let mut stream = lines(steps, base);
-    // A last report of another service half a second on, so the server's clock
-    // moves past the stream's end the way replay's final tick does. Every
-    // deadline here falls on a whole second, so none is due at exactly its time.
-    let end = stream.last().map_or(0, |l| l.0) + 1;
-    let sentinel = json!({"service": "sentinel", "member": "s", "time":
-        jiff::Timestamp::from_millisecond((base + end) * 1000 - 500).unwrap().to_string()});
-    stream.push((end, sentinel.to_string()));
-
-    let dir = temp_dir("ingest-replay");
-    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
-    std::fs::write(
-        dir.join("stream.ndjson"),
-        stream
-            .iter()
-            .map(|l| l.1.clone() + "\n")
-            .collect::<String>(),
+/// Every episode the server gives, ordered.
+fn divergences(server: &Server) -> Vec<Value> {
+    let (status, text) = request(
+        "GET",
+        &format!("{}/v1/divergences?state=all", server.url),
+        &[],
+        b"",
     )
     .unwrap();
-    let intent = dir.join("intent.yaml").display().to_string();
-    let server = Server::start(&dir, &["--intent", &intent]);
+    assert_eq!(status, 200, "{text}");
+    ordered(serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap())
+}
 
-    // Whole instants per request, a few instants in one, in a shuffled order.
-    let instants: Vec<&[(i64, String)]> = stream.chunk_by(|a, b| a.0 == b.0).collect();
+fn ordered(list: &[Value]) -> Vec<Value> {
+    let mut keys: Vec<Value> = list.iter().map(key).collect();
+    keys.sort_by_key(|k| (k[3].to_string(), k[0].to_string()));
+    keys
+}
+
+/// (served, served after a restart, replayed from the export).
+fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let stream = lines(steps);
+    let dir = temp_dir("ingest-replay");
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    let mut server = Server::start(&dir, &["--intent", &intent]);
+
+    // Requests of a few reports each, shuffled within the request.
     let mut rng = fastrand::Rng::with_seed(shuffle);
     let mut i = 0;
     for &size in sizes.iter().cycle() {
-        if i >= instants.len() {
+        if i >= stream.len() {
             break;
         }
-        let take = size.min(instants.len() - i);
-        let mut body: Vec<&str> = instants[i..i + take]
-            .iter()
-            .flat_map(|inst| inst.iter().map(|l| l.1.as_str()))
-            .collect();
+        let take = size.min(stream.len() - i);
+        let mut body: Vec<&str> = stream[i..i + take].iter().map(String::as_str).collect();
         rng.shuffle(&mut body);
         let (status, text) = request(
             "POST",
@@ -157,32 +154,23 @@ fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Val
         assert_eq!(status, 200, "{text}");
         i += take;
     }
-    let (status, text) = request(
-        "GET",
-        &format!("{}/v1/divergences?state=all", server.url),
-        &[],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{text}");
-    let mut served: Vec<Value> = serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(key)
-        .collect();
+    let served = divergences(&server);
+    server.kill_and_restart();
+    let restarted = divergences(&server);
+    drop(server);
 
-    let mut replayed: Vec<Value> =
-        replay_divergences(&dir.join("intent.yaml"), &dir.join("stream.ndjson"))
-            .iter()
-            .map(key)
-            .collect();
-    let order = |v: &mut Vec<Value>| v.sort_by_key(|k| (k[3].to_string(), k[0].to_string()));
-    order(&mut served);
-    order(&mut replayed);
+    let export = dir.join("export.ndjson");
+    let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["capture", "export", "--db"])
+        .arg(dir.join("coherd.db"))
+        .arg("--output")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replayed = ordered(&replay_divergences(None, &export));
     let _ = std::fs::remove_dir_all(&dir);
-    (served, replayed)
+    (served, restarted, replayed)
 }
 
 proptest! {
@@ -193,10 +181,11 @@ proptest! {
     #[test]
     fn http_ingest_gives_what_replay_gives(
         steps in proptest::collection::vec(step(), 10..40),
-        sizes in proptest::collection::vec(1usize..4, 1..4),
+        sizes in proptest::collection::vec(1usize..6, 1..4),
         shuffle in any::<u64>(),
     ) {
-        let (served, replayed) = served(&steps, &sizes, shuffle);
+        let (served, restarted, replayed) = served(&steps, &sizes, shuffle);
+        prop_assert_eq!(&served, &restarted);
         prop_assert_eq!(served, replayed);
     }
 }

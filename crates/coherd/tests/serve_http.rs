@@ -384,91 +384,50 @@ fn sigkill_loses_no_acknowledged_observation() {
     assert_eq!(open(&s), before);
 }
 
-/// A stream posted over HTTP gives the divergences `coherd replay` gives on it.
+/// What a server applied, exported with `coherd capture export`, replays to
+/// the divergences the server gave: every kind the stream raises, at the
+/// instants the server's clock gave them.
 #[test]
-fn a_stream_posted_over_http_matches_replay() {
-    let base = jiff::Timestamp::now().as_second() - 240;
-    let t = |s: i64| jiff::Timestamp::from_second(base + s).unwrap().to_string();
-    let obs = |s: i64, body: &str| format!(r#"{{"time":"{}",{body}}}"#, t(s));
-    let lines = vec![
-        obs(
-            0,
-            r#""service":"checkout","member":"a","seq":1,"facets":{"version":"1.4.2","phase":"ready"},"counters":{"requests":1}"#,
-        ),
-        obs(
-            0,
-            r#""service":"checkout","member":"b","seq":1,"facets":{"version":"1.4.2","phase":"ready"}"#,
-        ),
-        obs(
-            0,
-            r#""service":"checkout","member":"c","seq":1,"facets":{"version":"0.9.0","phase":"ready"}"#,
-        ),
-        obs(
-            0,
-            r#""service":"lb","member":"lb1","seq":1,"views":{"checkout/a":{"phase":"ready"}}"#,
-        ),
-        obs(
-            5,
-            r#""service":"checkout","member":"a","seq":2,"facets":{"phase":"draining"},"counters":{"requests":5}"#,
-        ),
-        obs(
-            10,
-            r#""service":"lb","member":"lb1","seq":2,"views":{"checkout/a":{"phase":"ready"}}"#,
-        ),
-        obs(
-            11,
-            r#""service":"checkout","member":"a","seq":3,"counters":{"requests":9},"leases":[{"resource":"scheduler","epoch":2,"expires":"EXP40"}]"#,
-        ),
-        obs(
-            12,
-            r#""service":"checkout","member":"b","seq":2,"leases":[{"resource":"scheduler","epoch":1,"expires":"EXP30"}]"#,
-        ),
-        obs(
-            15,
-            r#""service":"checkout","member":"c","seq":2,"facets":{"version":"1.4.2"}"#,
-        ),
-        obs(20, r#""service":"checkout","member":"b","seq":3"#),
-        obs(
-            25,
-            r#""service":"lb","member":"lb1","seq":3,"views":{"checkout/a":{"phase":"draining"}}"#,
-        ),
-        obs(
-            30,
-            r#""service":"checkout","member":"a","seq":4,"facets":{"phase":"stopped"}"#,
-        ),
-        obs(
-            30,
-            r#""service":"checkout","member":"b","seq":4,"facets":{"phase":"starting"}"#,
-        ),
+fn an_exported_capture_replays_to_what_the_server_gave() {
+    let intent = format!("{INTENT}    phases:\n      agreement_timeout: 1s\n  lb: {{}}\n");
+    let expires = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)).to_string();
+    let requests = [
+        vec![
+            r#"{"service":"checkout","member":"a","seq":1,"facets":{"version":"1.4.2","phase":"ready"},"counters":{"requests":1}}"#.to_string(),
+            r#"{"service":"checkout","member":"b","seq":1,"facets":{"version":"1.4.2","phase":"ready"}}"#.into(),
+            r#"{"service":"checkout","member":"c","seq":1,"facets":{"version":"0.9.0","phase":"ready"}}"#.into(),
+            r#"{"service":"lb","member":"lb1","seq":1,"views":{"checkout/a":{"phase":"ready"}}}"#.into(),
+        ],
+        vec![r#"{"service":"checkout","member":"a","seq":2,"facets":{"phase":"draining"},"counters":{"requests":5}}"#.into()],
+        // After the agreement timeout: the balancer still routes to a draining member.
+        vec![r#"{"service":"lb","member":"lb1","seq":2,"views":{"checkout/a":{"phase":"ready"}}}"#.into()],
+        vec![
+            format!(r#"{{"service":"checkout","member":"a","seq":3,"counters":{{"requests":9}},"leases":[{{"resource":"scheduler","epoch":2,"expires":"{expires}"}}]}}"#),
+            format!(r#"{{"service":"checkout","member":"b","seq":2,"leases":[{{"resource":"scheduler","epoch":1,"expires":"{expires}"}}]}}"#),
+        ],
+        vec![r#"{"service":"checkout","member":"c","seq":2,"facets":{"version":"1.4.2"}}"#.into()],
+        vec![
+            r#"{"service":"checkout","member":"a","seq":4,"facets":{"phase":"stopped"}}"#.into(),
+            r#"{"service":"checkout","member":"b","seq":3,"facets":{"phase":"starting"}}"#.into(),
+        ],
     ];
-    let stream: Vec<String> = lines
-        .iter()
-        .map(|l| l.replace("EXP40", &t(40)).replace("EXP30", &t(30)))
-        .collect();
-    let dir = temp_dir("http-replay");
-    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
-    std::fs::write(dir.join("stream.ndjson"), stream.join("\n") + "\n").unwrap();
-    let intent = dir.join("intent.yaml").display().to_string();
-    let s = Server::start(&dir, &["--intent", &intent]);
-    let mut i = 0;
-    while i < stream.len() {
-        let time = |l: &str| serde_json::from_str::<Value>(l).unwrap()["time"].clone();
-        let n = stream[i..]
-            .iter()
-            .take_while(|l| time(l) == time(&stream[i]))
-            .count();
-        let body = stream[i..i + n].join("\n");
+    let dir = temp_dir("capture-replay");
+    std::fs::write(dir.join("intent.yaml"), intent).unwrap();
+    let path = dir.join("intent.yaml").display().to_string();
+    let s = Server::start(&dir, &["--intent", &path]);
+    for (i, body) in requests.iter().enumerate() {
+        if i == 2 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
         let (status, text) = request(
             "POST",
             &format!("{}/v1/observations", s.url),
             &[("Content-Type", "application/x-ndjson")],
-            body.as_bytes(),
+            body.join("\n").as_bytes(),
         )
         .unwrap();
         assert_eq!(status, 200, "{text}");
-        i += n;
     }
-    std::thread::sleep(Duration::from_millis(1200)); // a tick of the server's timer
     let key = |d: &Value| {
         (
             d["opened_at"].as_str().unwrap().to_string(),
@@ -484,10 +443,16 @@ fn a_stream_posted_over_http_matches_replay() {
         .iter()
         .map(key)
         .collect();
-    let replayed: Vec<_> = replay_divergences(&dir.join("intent.yaml"), &dir.join("stream.ndjson"))
-        .iter()
-        .map(key)
-        .collect();
+    let export = dir.join("export.ndjson");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["capture", "export", "--db"])
+        .arg(dir.join("coherd.db"))
+        .args(["-o"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replayed: Vec<_> = replay_divergences(None, &export).iter().map(key).collect();
     let kinds: Vec<&str> = replayed
         .iter()
         .map(|k| k.1.split(':').next().unwrap())
@@ -506,6 +471,49 @@ fn a_stream_posted_over_http_matches_replay() {
         );
     }
     assert_eq!(served, replayed);
+}
+
+/// When the whole fleet stops reporting at once, the wall clock still moves
+/// the server's: every member is `silent` 3 x `report_interval` after its last
+/// report, not after a grace period.
+#[test]
+fn a_fleet_that_stops_at_once_goes_silent_on_the_wall_clock() {
+    let dir = temp_dir("wall-silent");
+    std::fs::write(
+        dir.join("intent.yaml"),
+        "services:\n  api:\n    report_interval: 1s\n",
+    )
+    .unwrap();
+    let path = dir.join("intent.yaml").display().to_string();
+    let s = Server::start(&dir, &["--intent", &path]);
+    let body = (1..=3)
+        .map(|i| format!(r#"{{"service":"api","member":"m{i}","seq":1}}"#))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (status, text) = request(
+        "POST",
+        &format!("{}/v1/observations", s.url),
+        &[("Content-Type", "application/x-ndjson")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    // Nothing else reports. Silence is due 3 s on; wait up to 30 s for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let silent = loop {
+        let open = get_json(&format!("{}/v1/divergences?kind=silent", s.url));
+        let members: Vec<String> = open
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["subjects"][0]["member"].as_str().unwrap_or("").to_string())
+            .collect();
+        if members.len() == 3 || std::time::Instant::now() > deadline {
+            break members;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(silent.len(), 3, "every member should be silent: {silent:?}");
 }
 
 /// SIGTERM ends open event streams and the server exits, rather than

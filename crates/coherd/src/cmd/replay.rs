@@ -14,8 +14,11 @@ use super::output;
 
 /// Replay a captured stream against an intent and print what coherd would have flagged.
 ///
-/// Each line of the stream is an observation (DESIGN 2.1, with a `time`), or an intent
-/// change written as {"time": "...", "intent": {...}}. Lines must not go back in time.
+/// Each line of the stream is an observation (DESIGN 2.1, with a `time`), an intent
+/// change written as {"time": "...", "intent": {...}} (the intent as JSON, or its YAML
+/// text as a string), or a member deletion written as
+/// {"time": "...", "delete": {"service": "...", "member": "..."}}, as `coherd capture
+/// export` writes them. Lines must not go back in time.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  coherd replay capture.ndjson --intent intent.yaml\n  \
@@ -48,6 +51,7 @@ pub(crate) struct Report {
 enum Line {
     Observation(Box<Observation>),
     Intent(Intent),
+    Delete { service: String, member: String },
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
@@ -119,6 +123,10 @@ pub(crate) fn replay(
                 flush(&mut driver, time, &mut instant)?;
                 driver.set_intent(time, new);
             }
+            Line::Delete { service, member } => {
+                flush(&mut driver, time, &mut instant)?;
+                driver.remove_member(time, &service, &member);
+            }
         }
     }
     let Some(last) = last else {
@@ -157,19 +165,19 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
     let serde_json::Value::Object(mut map) = value else {
         bail!("line {n}: expected a JSON object")
     };
-    if map.contains_key("intent") {
+    for (field, parse) in [("intent", intent_line as LineParser), ("delete", delete_line)] {
+        let Some(value) = map.remove(field) else {
+            continue;
+        };
         let time = map
             .remove("time")
-            .context(format!("line {n}: an intent line needs a \"time\""))?;
-        let intent = map.remove("intent").expect("checked");
+            .context(format!("line {n}: {field} line needs a \"time\""))?;
         if let Some(k) = map.keys().next() {
             bail!(
-                "line {n}: unknown field `{k}` in an intent line; expected only `time` and `intent`"
+                "line {n}: unknown field `{k}` in {field} line; expected only `time` and `{field}`"
             );
         }
-        let time = parse_time_value(&time, n)?;
-        let intent = Intent::from_json(&intent, n).map_err(|e| anyhow::anyhow!("line {n}: {e}"))?;
-        return Ok((time, Line::Intent(intent)));
+        return Ok((parse_time_value(&time, n)?, parse(value, n)?));
     }
     let obs = Observation::from_value(serde_json::Value::Object(map), limits).map_err(|errs| {
         let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
@@ -179,6 +187,32 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
         "line {n}: every replayed observation needs a \"time\""
     ))?;
     Ok((time, Line::Observation(Box::new(obs))))
+}
+
+type LineParser = fn(serde_json::Value, usize) -> Result<Line>;
+
+/// An intent as JSON, or its YAML text as a string.
+fn intent_line(value: serde_json::Value, n: usize) -> Result<Line> {
+    let intent = match &value {
+        serde_json::Value::String(text) => Intent::from_yaml(text),
+        _ => Intent::from_json(&value, n),
+    };
+    Ok(Line::Intent(
+        intent.map_err(|e| anyhow::anyhow!("line {n}: {e}"))?,
+    ))
+}
+
+fn delete_line(value: serde_json::Value, n: usize) -> Result<Line> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Delete {
+        service: String,
+        member: String,
+    }
+    let Delete { service, member } = serde_json::from_value(value).map_err(|e| {
+        anyhow::anyhow!("line {n}: a delete line needs {{\"service\": ..., \"member\": ...}}: {e}")
+    })?;
+    Ok(Line::Delete { service, member })
 }
 
 fn parse_time_value(v: &serde_json::Value, n: usize) -> Result<Time> {
