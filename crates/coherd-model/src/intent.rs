@@ -426,4 +426,17 @@ services:
             errs[2]
         );
     }
+
+    #[test]
+    fn an_intent_must_list_its_services_even_to_clear_them() {
+        for src in ["{}\n", "{\"services\": {}, \"x\": 1}"] {
+            let errs = Intent::from_yaml(src).unwrap_err().0;
+            assert!(!errs.is_empty(), "{src}");
+        }
+        let errs = Intent::from_yaml("{}").unwrap_err().0;
+        assert_eq!(errs[0].path, "services");
+        assert!(errs[0].message.contains("services: {}"), "{}", errs[0]);
+        assert!(Intent::from_yaml("services: {}\n").unwrap().services.is_empty());
+        assert!(Intent::from_yaml("services:\n").unwrap().services.is_empty());
+    }
 }

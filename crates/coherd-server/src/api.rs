@@ -173,9 +173,12 @@ pub(crate) async fn get_service(
 #[serde(deny_unknown_fields)]
 pub(crate) struct MembersQuery {
     state: Option<String>,
-    limit: Option<usize>,
-    offset: Option<usize>,
+    limit: Option<u16>,
+    offset: Option<u32>,
 }
+
+/// The most members one page holds.
+const MAX_MEMBERS_PAGE: u16 = 1000;
 
 /// `GET /v1/services/{service}/members`.
 pub(crate) async fn get_members(
@@ -193,11 +196,18 @@ pub(crate) async fn get_members(
             format!("state={s:?}: use live, silent or left"),
         ));
     }
-    let limit = q.limit.unwrap_or(100).min(1000);
+    let limit = q.limit.unwrap_or(100);
+    if limit > MAX_MEMBERS_PAGE {
+        return Err(ApiError::Request(
+            StatusCode::BAD_REQUEST,
+            format!("limit={limit}: a page holds at most {MAX_MEMBERS_PAGE} members; follow with offset"),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0) as usize;
     let (total, page) = state
         .shared
         .engine()
-        .members_page(&service, q.state.as_deref(), q.offset.unwrap_or(0), limit)
+        .members_page(&service, q.state.as_deref(), offset, usize::from(limit))
         .ok_or_else(|| unknown_service(&service))?;
     Ok(Json(json!({"total": total, "members": page})).into_response())
 }
@@ -270,6 +280,10 @@ pub(crate) async fn get_divergences(
             ));
         }
     };
+    if let Some(service) = &q.service {
+        coherd_model::names::service(service)
+            .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
+    }
     let mut engine = state.shared.engine();
     engine.refresh_open_subjects();
     let mut list: Vec<&Divergence> = engine

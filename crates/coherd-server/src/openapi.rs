@@ -25,9 +25,28 @@ struct Op {
     errors: &'static [&'static str],
 }
 
-fn path_param(name: &str, description: &str) -> Value {
+/// Service names (`names::service`).
+const SERVICE: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
+/// Member ids (`names::member`).
+const MEMBER: &str = "^[A-Za-z0-9._:/-]{1,253}$";
+/// Facet, job and other names (`names::name`).
+const NAME: &str = "^[A-Za-z][A-Za-z0-9._:-]{0,63}$";
+/// RFC 3339 times coherd can hold (1970 to 2259 here, to keep the pattern simple).
+const TIME: &str = "^(19[7-9][0-9]|2[01][0-9]{2}|22[0-5][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$";
+
+fn path_param(name: &str, description: &str, pattern: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description,
-           "schema": {"type": "string", "minLength": 1}})
+           "schema": {"type": "string", "pattern": pattern}})
+}
+
+fn time() -> Value {
+    json!({"type": "string", "pattern": TIME})
+}
+
+/// An optional field that may also be given as `null`.
+fn nullable(mut schema: Value) -> Value {
+    schema["nullable"] = true.into();
+    schema
 }
 
 fn query(name: &str, description: &str, schema: Value) -> Value {
@@ -99,7 +118,7 @@ fn list() -> Value {
 /// The document served at `/v1/openapi.json`.
 pub(crate) fn document() -> Value {
     let kinds: Vec<&str> = coherd_model::Kind::ALL.iter().map(|k| k.as_str()).collect();
-    let service = || path_param("service", "service name");
+    let service = || path_param("service", "service name", SERVICE);
     let text = |t: &str| json!({t: {"schema": {"type": "string"}}});
     let routes: Vec<(&str, &str, Op)> = vec![
         (
@@ -160,13 +179,13 @@ pub(crate) fn document() -> Value {
                     ),
                     query(
                         "limit",
-                        "page size (at most 1000)",
-                        json!({"type": "integer", "minimum": 0}),
+                        "page size (default 100)",
+                        json!({"type": "integer", "minimum": 0, "maximum": 1000}),
                     ),
                     query(
                         "offset",
                         "members to skip",
-                        json!({"type": "integer", "minimum": 0}),
+                        json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295u32}),
                     ),
                 ],
                 body: None,
@@ -180,7 +199,7 @@ pub(crate) fn document() -> Value {
             Op {
                 summary: "Forget a member at once (admin)",
                 auth: Auth::Scope,
-                params: vec![service(), path_param("member", "member id")],
+                params: vec![service(), path_param("member", "member id", MEMBER)],
                 body: None,
                 ok: vec![("204", "deleted", Value::Null)],
                 errors: &["404", "503"],
@@ -193,7 +212,11 @@ pub(crate) fn document() -> Value {
                 summary: "Divergence episodes, ordered by when they opened",
                 auth: Auth::Scope,
                 params: vec![
-                    query("service", "only this service", json!({"type": "string"})),
+                    query(
+                        "service",
+                        "only this service",
+                        json!({"type": "string", "pattern": SERVICE}),
+                    ),
                     query(
                         "kind",
                         "only this kind",
@@ -266,7 +289,7 @@ pub(crate) fn document() -> Value {
             Op {
                 summary: "Expire a silence (admin)",
                 auth: Auth::Scope,
-                params: vec![path_param("id", "silence id")],
+                params: vec![path_param("id", "silence id", "^[A-Za-z0-9-]{1,64}$")],
                 body: None,
                 ok: vec![("204", "expired", Value::Null)],
                 errors: &["404"],
@@ -280,8 +303,8 @@ pub(crate) fn document() -> Value {
                 auth: Auth::Scope,
                 params: vec![
                     service(),
-                    path_param("job", "job (event kind)"),
-                    json!({"name": "member", "in": "query", "required": true, "description": "member id", "schema": {"type": "string", "minLength": 1}}),
+                    path_param("job", "job (event kind)", NAME),
+                    json!({"name": "member", "in": "query", "required": true, "description": "member id", "schema": {"type": "string", "pattern": MEMBER}}),
                 ],
                 body: None,
                 ok: vec![(
@@ -312,8 +335,8 @@ pub(crate) fn document() -> Value {
                 auth: Auth::Scope,
                 params: vec![],
                 body: Some(
-                    json!({"required": true, "content": {"application/yaml": {"schema": {"type": "string"}},
-                "application/json": {"schema": {"type": "object"}}}}),
+                    json!({"required": true, "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/Intent"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/Intent"}}}}),
                 ),
                 ok: vec![("200", "applied", json_content(object()))],
                 errors: &["400", "408", "413", "422", "503"],
@@ -411,10 +434,10 @@ pub(crate) fn document() -> Value {
                 "Ingested": {"type": "object", "required": ["accepted", "duplicates"], "properties": {
                     "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}}},
                 "Observation": {"type": "object", "required": ["service", "member"], "properties": {
-                    "service": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"},
-                    "member": {"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,253}$"},
-                    "seq": {"type": "integer", "minimum": 0},
-                    "time": {"type": "string", "format": "date-time"}, "deploy": {"type": "string"},
+                    "service": {"type": "string", "pattern": SERVICE},
+                    "member": {"type": "string", "pattern": MEMBER},
+                    "seq": {"nullable": true, "type": "integer", "minimum": 0},
+                    "time": nullable(time()), "deploy": {"nullable": true, "type": "string"},
                     "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                     "facets": {"type": "object", "additionalProperties": {"type": "string"}},
                     "views": {"type": "object", "additionalProperties": {"type": "object"}},
@@ -423,9 +446,14 @@ pub(crate) fn document() -> Value {
                     "counters": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
                     "events": {"type": "array", "items": {"type": "object"}}},
                     "additionalProperties": false},
+                "Intent": {"type": "object", "required": ["services"], "properties": {
+                    "services": {"type": "object", "nullable": true, "propertyNames": {"pattern": SERVICE},
+                        "additionalProperties": {"type": "object", "nullable": true}}},
+                    "additionalProperties": false},
                 "NewSilence": {"type": "object", "required": ["matchers"], "properties": {
-                    "matchers": {"type": "array", "items": {"type": "string"}},
-                    "starts_at": {"type": "string", "format": "date-time"}, "ends_at": {"type": "string", "format": "date-time"},
+                    "matchers": {"type": "array", "minItems": 1, "items": {"type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"}},
+                    "starts_at": time(), "ends_at": time(),
                     "duration": {"type": "string"}, "comment": {"type": "string"}, "created_by": {"type": "string"}},
                     "additionalProperties": false}
             }

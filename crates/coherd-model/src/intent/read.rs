@@ -134,7 +134,15 @@ impl Reader {
 
     pub(super) fn intent(&mut self, node: &Node) -> Intent {
         let mut intent = Intent::default();
-        for (key, v) in self.map(node, "", Some(&["services"])) {
+        let top = self.map(node, "", Some(&["services"]));
+        if top.is_empty() && matches!(node.kind, NodeKind::Map(_)) {
+            self.err(
+                node,
+                "services",
+                "missing: an intent lists its services; to clear it, write `services: {}`",
+            );
+        }
+        for (key, v) in top {
             debug_assert_eq!(key, "services");
             for (name, svc) in self.map(v, "services", None) {
                 let path = join("services", name);
