@@ -361,6 +361,16 @@ impl Router {
         self.alerts.values().map(|e| &e.alert)
     }
 
+    /// The alerts whose fingerprint sorts after `after` (all without it), in
+    /// fingerprint order: a page of alerts costs the page, not every alert.
+    pub fn alerts_after(&self, after: Option<&str>) -> impl Iterator<Item = &Alert> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_string()));
+        self.alerts
+            .range((from, Bound::Unbounded))
+            .map(|(_, e)| &e.alert)
+    }
+
     /// Whether an alert is silenced at `now`.
     pub fn silenced(&self, now: Time, labels: &Labels) -> bool {
         self.silences

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use coherd_alert::{AlertConfig, Alerting, Matcher, Notification, Silence};
 use coherd_engine::Severity;
@@ -25,7 +25,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::AppState;
 use crate::auth::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, Query};
+use crate::page;
 use coherd_model::time::wall_now;
 
 use crate::pipeline::Shared;
@@ -489,21 +490,43 @@ pub(crate) async fn delete_silence(
 pub(crate) async fn get_alerts(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<AlertsQuery>,
 ) -> Result<Response, ApiError> {
     state.tokens.check(&headers, Scope::Read)?;
+    let limit = page::limit(q.limit)?;
+    if let Some(c) = &q.cursor
+        && (c.len() != 16 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(page::bad("cursor: not one this server gave; start again without it"));
+    }
     let now = wall_now();
-    let mut alerting = state.alerts.lock();
-    let router = alerting.router();
-    let list: Vec<Value> = router
-        .alerts()
-        .map(|a| {
-            json!({
-                "labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
-                "fingerprint": a.fingerprint(), "silenced": router.silenced(now, &a.labels), "inhibited": router.inhibited(&a.labels),
+    // A page is copied out under the lock and written after it is released.
+    let list: Vec<Value> = {
+        let mut alerting = state.alerts.lock();
+        let router = alerting.router();
+        router
+            .alerts_after(q.cursor.as_deref())
+            .take(limit + 1)
+            .map(|a| {
+                json!({
+                    "labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at, "ends_at": a.ends_at,
+                    "fingerprint": a.fingerprint(), "silenced": router.silenced(now, &a.labels), "inhibited": router.inhibited(&a.labels),
+                })
             })
-        })
-        .collect();
-    Ok(Json(list).into_response())
+            .collect()
+    };
+    Ok(page::respond(&uri, list, limit, |a| {
+        a["fingerprint"].as_str().unwrap_or_default().to_string()
+    }))
+}
+
+/// Query of `GET /v1/alerts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertsQuery {
+    limit: Option<u16>,
+    cursor: Option<String>,
 }
 
 /// `GET /v1/slos`: error budget and burn rates per SLO and service.

@@ -1,16 +1,18 @@
 //! HTTP handlers: parse, call the core, map the result. No detection logic here.
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use coherd_engine::{Divergence, Kind};
-use coherd_model::Intent;
+use coherd_engine::{Divergence, Kind, Severity};
+use coherd_model::{Intent, Time};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -25,6 +27,7 @@ use crate::fairness::{PeerAddr, Reporter};
 use crate::ingest::{ClockRules, Framing, parse_batch};
 use coherd_model::time::wall_now;
 
+use crate::page;
 use crate::pipeline::{SubmitError, Work, WorkError};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -135,6 +138,10 @@ fn unknown_service(service: &str) -> ApiError {
     ))
 }
 
+/// The open divergences `GET /v1/services/{service}` lists, most severe first;
+/// `/v1/divergences?service=` pages through all of them.
+const SERVICE_TOP_DIVERGENCES: usize = 100;
+
 /// `GET /v1/services/{service}`.
 pub(crate) async fn get_service(
     State(state): State<AppState>,
@@ -151,11 +158,31 @@ pub(crate) async fn get_service(
         .ok_or_else(|| unknown_service(&service))?;
     let facets = engine.facet_distributions(&service).unwrap_or_default();
     let slis = engine.service_slis(&service);
-    let mut open: Vec<&Divergence> = engine
-        .open_divergences()
-        .filter(|d| d.service == service)
+    // Counted whole; listed only the most severe, oldest first.
+    let mut counts: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut top: BinaryHeap<(Reverse<Severity>, Time, &str, usize)> = BinaryHeap::new();
+    for (i, d) in engine.divergences().iter().enumerate() {
+        if d.service != service || !d.is_open() {
+            continue;
+        }
+        *counts
+            .entry(d.kind.as_str())
+            .or_default()
+            .entry(d.severity.as_str())
+            .or_default() += 1;
+        let key = (Reverse(d.severity), d.opened_at, d.id.as_str(), i);
+        if top.len() < SERVICE_TOP_DIVERGENCES {
+            top.push(key);
+        } else if top.peek().is_some_and(|worst| key < *worst) {
+            top.pop();
+            top.push(key);
+        }
+    }
+    let open: Vec<&Divergence> = top
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(.., i)| &engine.divergences()[i])
         .collect();
-    open.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
     let body = json!({
         "service": summary.service,
         "members": summary.members,
@@ -163,8 +190,10 @@ pub(crate) async fn get_service(
         "coherence": summary.coherence,
         "facets": facets,
         "slis": slis,
+        "open_counts": counts,
         "open_divergences": open,
     });
+    drop(engine);
     Ok(Json(body).into_response())
 }
 
@@ -247,12 +276,27 @@ pub(crate) struct DivergencesQuery {
     service: Option<String>,
     kind: Option<String>,
     state: Option<String>,
+    limit: Option<u16>,
+    cursor: Option<String>,
+}
+
+/// Where a divergence page continues: after this `opened_at` and id.
+fn divergence_cursor(d: &Divergence) -> String {
+    format!("{}.{}", d.opened_at.as_nanos(), d.id)
+}
+
+fn parse_divergence_cursor(cursor: &str) -> Result<(Time, &str), ApiError> {
+    cursor
+        .split_once('.')
+        .and_then(|(nanos, id)| Some((Time::from_nanos(nanos.parse().ok()?), id)))
+        .ok_or_else(|| page::bad("cursor: not one this server gave; start again without it"))
 }
 
 /// `GET /v1/divergences`.
 pub(crate) async fn get_divergences(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<DivergencesQuery>,
 ) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
@@ -284,19 +328,36 @@ pub(crate) async fn get_divergences(
         coherd_model::names::service(service)
             .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
     }
+    let limit = page::limit(q.limit)?;
+    let after = q.cursor.as_deref().map(parse_divergence_cursor).transpose()?;
     let mut engine = state.shared.engine();
     engine.refresh_open_subjects();
-    let mut list: Vec<&Divergence> = engine
-        .divergences()
-        .iter()
-        .filter(|d| {
-            want(d)
-                && kind.is_none_or(|k| d.kind == k)
-                && q.service.as_deref().is_none_or(|s| d.service == s)
-        })
+    // The page's items are picked in one pass holding at most a page, copied
+    // out, and written after the engine is released.
+    let mut picked: BinaryHeap<(Time, &str, usize)> = BinaryHeap::with_capacity(limit + 1);
+    for (i, d) in engine.divergences().iter().enumerate() {
+        let key = (d.opened_at, d.id.as_str());
+        if !want(d)
+            || kind.is_some_and(|k| d.kind != k)
+            || q.service.as_deref().is_some_and(|s| d.service != s)
+            || after.is_some_and(|a| key <= a)
+        {
+            continue;
+        }
+        if picked.len() <= limit {
+            picked.push((key.0, key.1, i));
+        } else if picked.peek().is_some_and(|top| key < (top.0, top.1)) {
+            picked.pop();
+            picked.push((key.0, key.1, i));
+        }
+    }
+    let list: Vec<Divergence> = picked
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(_, _, i)| engine.divergences()[i].clone())
         .collect();
-    list.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then_with(|| a.id.cmp(&b.id)));
-    Ok(Json(list).into_response())
+    drop(engine);
+    Ok(page::respond(&uri, list, limit, divergence_cursor))
 }
 
 /// `GET /v1/intent`.

@@ -33,6 +33,7 @@ mod ingest;
 mod listener;
 mod metrics;
 mod openapi;
+mod page;
 mod pipeline;
 mod run;
 

@@ -53,6 +53,22 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
+/// `limit` and `cursor` (of the shape the endpoint gives), for endpoints that page.
+fn paging(cursor: &str) -> [Value; 2] {
+    [
+        query(
+            "limit",
+            "page size (default 500)",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+        query(
+            "cursor",
+            "where the page starts: from the previous page's Link header",
+            json!({"type": "string", "pattern": cursor}),
+        ),
+    ]
+}
+
 fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
@@ -75,10 +91,15 @@ fn error_text(status: &str) -> &'static str {
 impl Op {
     fn to_json(&self) -> Value {
         let mut responses = Map::new();
+        let paged = self.params.iter().any(|p| p["name"] == "cursor");
         for (status, description, content) in &self.ok {
             let mut r = json!({"description": description});
             if !content.is_null() {
                 r["content"] = content.clone();
+            }
+            if paged {
+                r["headers"] = json!({"Link": {"description": "the next page: <URL>; rel=\"next\", absent on the last page",
+                                              "schema": {"type": "string"}}});
             }
             responses.insert((*status).to_string(), r);
         }
@@ -156,7 +177,7 @@ pub(crate) fn document() -> Value {
             "/v1/services/{service}",
             "get",
             Op {
-                summary: "A service: facet distributions, SLIs, open divergences by kind and severity",
+                summary: "A service: facet distributions, SLIs, open divergences counted by kind and severity and the 100 most severe",
                 auth: Auth::Scope,
                 params: vec![service()],
                 body: None,
@@ -209,7 +230,7 @@ pub(crate) fn document() -> Value {
             "/v1/divergences",
             "get",
             Op {
-                summary: "Divergence episodes, ordered by when they opened",
+                summary: "Divergence episodes, ordered by when they opened, a page at a time",
                 auth: Auth::Scope,
                 params: vec![
                     query(
@@ -227,7 +248,10 @@ pub(crate) fn document() -> Value {
                         "open (default), resolved or all",
                         json!({"type": "string", "enum": ["open", "resolved", "all"]}),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(paging("^-?[0-9]{1,18}[.][!-~]{1,300}$"))
+                .collect(),
                 body: None,
                 ok: vec![("200", "divergences", json_content(list()))],
                 errors: &["400"],
@@ -237,12 +261,12 @@ pub(crate) fn document() -> Value {
             "/v1/alerts",
             "get",
             Op {
-                summary: "Alerts known now, with whether each is silenced or inhibited",
+                summary: "Alerts known now, with whether each is silenced or inhibited, by fingerprint",
                 auth: Auth::Scope,
-                params: vec![],
+                params: paging("^[0-9a-f]{16}$").to_vec(),
                 body: None,
                 ok: vec![("200", "alerts", json_content(list()))],
-                errors: &[],
+                errors: &["400"],
             },
         ),
         (

@@ -323,6 +323,32 @@ impl Client {
         self.decode(path, &body)
     }
 
+    /// `GET path?query` of a list endpoint, following its `Link: <...>;
+    /// rel="next"` headers page by page until the last.
+    pub(crate) async fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<T>, ClientError> {
+        let mut url = self.url(path, query);
+        let mut all = Vec::new();
+        loop {
+            let resp = self.start(self.request(Method::GET, url.clone()), READ).await?;
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .and_then(|link| url.join(link).ok());
+            let body = resp.text().await.map_err(|e| self.transport(e))?;
+            all.extend(self.decode::<Vec<T>>(path, &body)?);
+            match next {
+                Some(n) => url = n,
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// Parses a JSON answer to `path`.
     pub(crate) fn decode<T: DeserializeOwned>(
         &self,
@@ -574,9 +600,34 @@ pub(crate) struct DivergenceRecord {
     pub reopens: u64,
 }
 
+/// The target of a `Link` header's `rel="next"`.
+pub(crate) fn next_link(header: &str) -> Option<&str> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        params
+            .split(';')
+            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
+            .then(|| target.trim().strip_prefix('<')?.strip_suffix('>'))
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_page_is_the_link_with_rel_next() {
+        assert_eq!(
+            next_link(r#"</v1/divergences?cursor=1.a>; rel="next""#),
+            Some("/v1/divergences?cursor=1.a")
+        );
+        assert_eq!(
+            next_link(r#"</p?x=1>; rel="prev", </p?x=3>; rel="next""#),
+            Some("/p?x=3")
+        );
+        assert_eq!(next_link(r#"</p?x=1>; rel="prev""#), None);
+    }
 
     #[test]
     fn base_url_trims_and_refuses_what_it_cannot_speak() {

@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Server, get_json, post_json, request, temp_dir};
+use common::{Server, get_json, post_json, request, request_with_head, temp_dir};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -440,4 +440,54 @@ fn a_bad_query_string_is_a_json_error_that_names_the_parameter() {
         json!([]),
         "probes need no token"
     );
+}
+
+/// Lists are paged: a page never holds more than `limit`, the `Link` header
+/// leads to the next page with the same filters, and following it yields
+/// every item once, in order.
+#[test]
+fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
+    let s = open_server("paging");
+    let intent = "services:\n  api:\n    facets:\n      version: {target: \"2\"}\n";
+    let (status, body) = put_intent(&s, intent.as_bytes(), None);
+    assert_eq!(status, 200, "{body}");
+    let batch: Vec<String> = (0..1200)
+        .map(|i| format!(r#"{{"service":"api","member":"m{i:04}","facets":{{"version":"1"}}}}"#))
+        .collect();
+    let (status, body) = post_json(
+        &format!("{}/v1/observations", s.url),
+        &format!("[{}]", batch.join(",")),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = Some("/v1/divergences?kind=drift&limit=500".to_string());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let (status, head, body) =
+            request_with_head("GET", &format!("{}{path}", s.url), &[], b"").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let page: Vec<Value> = serde_json::from_str(&body).unwrap();
+        assert!(page.len() <= 500, "a page over its limit: {}", page.len());
+        seen.extend(page.iter().map(|d| d["id"].as_str().unwrap().to_string()));
+        next = head
+            .lines()
+            .find_map(|l| l.strip_prefix("link: ").or_else(|| l.strip_prefix("Link: ")))
+            .map(|l| l.split('>').next().unwrap().trim_start_matches('<').to_string());
+        if let Some(n) = &next {
+            assert!(n.contains("kind=drift") && n.contains("limit=500"), "{n}");
+        }
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 1200, "every divergence once");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 1200, "no divergence twice");
+
+    for bad in ["/v1/divergences?limit=0", "/v1/divergences?limit=5000", "/v1/divergences?cursor=nonsense", "/v1/alerts?cursor=zz"] {
+        let (status, body) = request("GET", &format!("{}{bad}", s.url), &[], b"").unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
 }

@@ -288,7 +288,7 @@ async fn summarize(
             .json()
             .await?;
         let open: Value = client
-            .get(format!("{base}/v1/divergences?state=open"))
+            .get(format!("{base}/v1/divergences?state=open&limit=1000"))
             .send()
             .await?
             .json()

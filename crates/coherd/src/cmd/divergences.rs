@@ -51,12 +51,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         ("kind", args.kind.as_deref().unwrap_or("")),
         ("state", state),
     ];
-    let raw: Value = runtime()?.block_on(client.get_json("/v1/divergences", &query))?;
+    let raw: Vec<Value> = runtime()?.block_on(client.get_all("/v1/divergences", &query))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let divs: Vec<DivergenceRecord> = client.decode("/v1/divergences", &raw.to_string())?;
+    let divs: Vec<DivergenceRecord> =
+        client.decode("/v1/divergences", &Value::Array(raw).to_string())?;
     if divs.is_empty() {
         let what = if state == "all" { "" } else { state };
         println!(

@@ -101,16 +101,20 @@ async fn drive(
         "{server}/v1/divergences?state=all&service={}",
         scenario.name()
     );
-    let list: serde_json::Value = auth(client.get(&url))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let mut list: Vec<serde_json::Value> = Vec::new();
+    let mut next = Some(url);
+    while let Some(url) = next.take() {
+        let resp = auth(client.get(&url)).send().await?.error_for_status()?;
+        next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::client::next_link)
+            .map(|path| format!("{server}{path}"));
+        list.extend(resp.json::<Vec<serde_json::Value>>().await?);
+    }
     let found: Vec<Found> = list
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter_map(|d| {
             Some(Found {
                 id: d["id"].as_str()?.to_string(),

@@ -114,7 +114,7 @@ async fn open_divergences(
     service: &str,
 ) -> Result<Vec<DivergenceRecord>, ClientError> {
     client
-        .get_json(
+        .get_all(
             "/v1/divergences",
             &[("service", service), ("state", "open")],
         )

@@ -117,6 +117,16 @@ pub(crate) fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    request_with_head(method, url, headers, body).map(|(status, _, body)| (status, body))
+}
+
+/// [`request`], with the response head (status line and headers) as well.
+pub(crate) fn request_with_head(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
@@ -147,7 +157,7 @@ pub(crate) fn request(
     } else {
         body.to_string()
     };
-    Ok((status, body))
+    Ok((status, head.to_string(), body))
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -1,0 +1,89 @@
+//! Cursor paging for list endpoints: a page holds at most `limit` items after
+//! `cursor`, and when more follow, the answer's `Link: <...>; rel="next"`
+//! header gives the same request with the cursor of the next page. The body
+//! stays a plain JSON array.
+
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Json, Response};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// Items a page holds unless `limit` says otherwise.
+pub(crate) const DEFAULT_LIMIT: u16 = 500;
+/// The most items a page holds.
+pub(crate) const MAX_LIMIT: u16 = 1000;
+
+/// The page size asked for, checked.
+pub(crate) fn limit(asked: Option<u16>) -> Result<usize, ApiError> {
+    match asked.unwrap_or(DEFAULT_LIMIT) {
+        0 => Err(bad("limit=0: ask for at least one item")),
+        n if n > MAX_LIMIT => Err(bad(&format!(
+            "limit={n}: a page holds at most {MAX_LIMIT} items; follow the Link header for more"
+        ))),
+        n => Ok(usize::from(n)),
+    }
+}
+
+/// A query-string mistake in paging.
+pub(crate) fn bad(message: &str) -> ApiError {
+    ApiError::Request(StatusCode::BAD_REQUEST, message.to_string())
+}
+
+/// Answers with up to `limit` of `items` (given in order, at most one more
+/// than `limit`), and a `Link` to the next page when there is one; `cursor`
+/// gives the cursor that continues after an item.
+pub(crate) fn respond<T: Serialize>(
+    uri: &Uri,
+    mut items: Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> String,
+) -> Response {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    let mut response = Json(items).into_response();
+    if let Some(next) = next
+        && let Ok(value) = format!("<{}>; rel=\"next\"", with_cursor(uri, &next)).parse()
+    {
+        response.headers_mut().insert(header::LINK, value);
+    }
+    response
+}
+
+/// The request's path and query with `cursor` set.
+fn with_cursor(uri: &Uri, cursor: &str) -> String {
+    let mut pairs: Vec<(String, String)> = uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str(q).ok())
+        .unwrap_or_default();
+    pairs.retain(|(k, _)| k != "cursor");
+    pairs.push(("cursor".into(), cursor.into()));
+    let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
+    format!("{}?{query}", uri.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_link_keeps_the_filters_and_replaces_the_cursor() {
+        let uri: Uri = "/v1/divergences?state=all&cursor=old&kind=drift".parse().unwrap();
+        assert_eq!(
+            with_cursor(&uri, "12.drift:a b"),
+            "/v1/divergences?state=all&kind=drift&cursor=12.drift%3Aa+b"
+        );
+    }
+
+    #[test]
+    fn limits_outside_one_to_the_maximum_are_refused() {
+        assert_eq!(limit(None).unwrap(), 500);
+        assert_eq!(limit(Some(1000)).unwrap(), 1000);
+        assert!(limit(Some(0)).is_err());
+        assert!(limit(Some(1001)).is_err());
+    }
+}
