@@ -436,7 +436,17 @@ services:
         let errs = Intent::from_yaml("{}").unwrap_err().0;
         assert_eq!(errs[0].path, "services");
         assert!(errs[0].message.contains("services: {}"), "{}", errs[0]);
-        assert!(Intent::from_yaml("services: {}\n").unwrap().services.is_empty());
-        assert!(Intent::from_yaml("services:\n").unwrap().services.is_empty());
+        assert!(
+            Intent::from_yaml("services: {}\n")
+                .unwrap()
+                .services
+                .is_empty()
+        );
+        assert!(
+            Intent::from_yaml("services:\n")
+                .unwrap()
+                .services
+                .is_empty()
+        );
     }
 }

@@ -229,7 +229,9 @@ pub(crate) async fn get_members(
     if limit > MAX_MEMBERS_PAGE {
         return Err(ApiError::Request(
             StatusCode::BAD_REQUEST,
-            format!("limit={limit}: a page holds at most {MAX_MEMBERS_PAGE} members; follow with offset"),
+            format!(
+                "limit={limit}: a page holds at most {MAX_MEMBERS_PAGE} members; follow with offset"
+            ),
         ));
     }
     let offset = q.offset.unwrap_or(0) as usize;
@@ -329,7 +331,11 @@ pub(crate) async fn get_divergences(
             .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
     }
     let limit = page::limit(q.limit)?;
-    let after = q.cursor.as_deref().map(parse_divergence_cursor).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(parse_divergence_cursor)
+        .transpose()?;
     let mut engine = state.shared.engine();
     engine.refresh_open_subjects();
     // The page's items are picked in one pass holding at most a page, copied

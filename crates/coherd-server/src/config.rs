@@ -61,6 +61,15 @@ pub struct ServerConfig {
     /// Time limit for one request.
     #[serde(deserialize_with = "deserialize_duration")]
     pub request_timeout: Duration,
+    /// TLS certificate chain (PEM); with `tls_key`, the listener speaks HTTPS.
+    /// Both files are read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP with tokens on an address other than loopback (behind a
+    /// proxy that terminates TLS, say). Off: such a setup is refused, so tokens
+    /// never cross the network in clear by accident.
+    pub allow_insecure_http: bool,
     /// Alert rules, SLOs, routing, silencing and inhibition.
     pub alerting: coherd_alert::AlertConfig,
     /// Where notifications go.
@@ -89,6 +98,9 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
+            allow_insecure_http: false,
             alerting: coherd_alert::AlertConfig::default(),
             notify: crate::alerting::NotifyConfig::default(),
         }
@@ -131,6 +143,17 @@ impl ServerConfig {
         if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
             return Err(ServerError::Config(format!(
                 "refusing to listen on {} without tokens: configure tokens (config file `tokens:` or COHERD_TOKEN_* variables) or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ServerError::Config(
+                "TLS needs both tls_cert and tls_key (--tls-cert and --tls-key)".into(),
+            ));
+        }
+        if !self.listen.ip().is_loopback() && self.tls_cert.is_none() && !self.allow_insecure_http {
+            return Err(ServerError::Config(format!(
+                "refusing to serve tokens in clear on {}: give --tls-cert and --tls-key, or, behind a proxy that terminates TLS, --allow-insecure-http",
                 self.listen
             )));
         }

@@ -36,6 +36,7 @@ mod openapi;
 mod page;
 mod pipeline;
 mod run;
+mod tls;
 
 pub use alerting::NotifyConfig;
 pub use app::{AppState, app};

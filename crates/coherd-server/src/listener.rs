@@ -3,7 +3,8 @@
 //! request head (which also closes idle keep-alive connections and
 //! header-dribbling "slowloris" clients), a back-off when the process runs
 //! out of file descriptors, and a graceful shutdown that gives up after a
-//! deadline instead of waiting on slow clients forever.
+//! deadline instead of waiting on slow clients forever. With TLS, the
+//! handshake must finish within the same deadline as a request head.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,6 +16,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+
+use crate::tls::Tls;
 
 /// How the listener bounds its connections.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +75,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max));
@@ -118,21 +122,19 @@ pub(crate) async fn serve(
             tower::ServiceExt::oneshot(router.clone(), req)
         });
         let peers = peers.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let stopping = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopping => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(limits.drain, conn.as_mut()).await;
+            match acceptor {
+                None => serve_connection(stream, service, limits, stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve_connection(tls, service, limits, stop).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, %ip, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%ip, "TLS handshake timed out"),
+                    }
                 }
             }
             peers.leave(ip);
@@ -146,6 +148,37 @@ pub(crate) async fn serve(
         slots.acquire_many(all),
     )
     .await;
+}
+
+/// Serves one connection until it ends, or until shutdown and the drain.
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    limits: ConnectionLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopping => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limits.drain, conn.as_mut()).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -178,7 +211,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(5),
             drain: Duration::from_secs(1),
         };
-        let server = tokio::spawn(serve(listener, router, limits, stop));
+        let server = tokio::spawn(serve(listener, router, limits, None, stop));
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket
             .bind(std::net::SocketAddr::from(([127, 0, 0, 7], 0)))

@@ -72,7 +72,9 @@ mod tests {
 
     #[test]
     fn the_next_link_keeps_the_filters_and_replaces_the_cursor() {
-        let uri: Uri = "/v1/divergences?state=all&cursor=old&kind=drift".parse().unwrap();
+        let uri: Uri = "/v1/divergences?state=all&cursor=old&kind=drift"
+            .parse()
+            .unwrap();
         assert_eq!(
             with_cursor(&uri, "12.drift:a b"),
             "/v1/divergences?state=all&kind=drift&cursor=12.drift%3Aa+b"

@@ -178,7 +178,9 @@ impl Shared {
             .engine()
             .poll_timeout()
             .map_or(TICK, |t| {
-                Duration::from_nanos(u64::try_from(t.as_nanos().saturating_sub(now.as_nanos())).unwrap_or(0))
+                Duration::from_nanos(
+                    u64::try_from(t.as_nanos().saturating_sub(now.as_nanos())).unwrap_or(0),
+                )
             })
             .min(TICK)
     }
@@ -329,7 +331,10 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     intent,
                     reply,
                 } => {
-                    entries.push(NewEntry::Intent { at: next_stamp(), source });
+                    entries.push(NewEntry::Intent {
+                        at: next_stamp(),
+                        source,
+                    });
                     replies.push(Reply::Intent(reply, intent));
                 }
                 Work::DeleteMember {

@@ -13,6 +13,7 @@ use crate::app::{AppState, app};
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
 use crate::listener::ConnectionLimits;
+use crate::tls::Tls;
 
 /// How long shutdown waits for requests in flight before it closes them.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -119,6 +120,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let listen = config.listen;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+        _ => None,
+    };
     let (state, running) = AppState::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -127,8 +132,9 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if state.tokens.enabled() {
-        tracing::info!(%addr, "coherd listening; bearer tokens required");
+        tracing::info!(%addr, scheme, "coherd listening; bearer tokens required");
     } else {
         tracing::warn!(%addr, "coherd listening without tokens: anyone on this machine can read and write; loopback only");
     }
@@ -145,6 +151,9 @@ pub async fn serve(
         running.stopping(),
     ));
     tokio::spawn(watch_intent(state.clone(), running.stopping()));
+    if let Some(tls) = &tls {
+        tokio::spawn(reload_tls(tls.clone(), running.stopping()));
+    }
     tokio::spawn(prune(
         state.writer.clone(),
         state.config.retention,
@@ -163,7 +172,14 @@ pub async fn serve(
         header_read_timeout: state.config.header_read_timeout,
         drain: DRAIN,
     };
-    crate::listener::serve(listener, app(state.clone()), limits, running.stopping()).await;
+    crate::listener::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        tls,
+        running.stopping(),
+    )
+    .await;
     running.stop(state).await;
     tracing::info!("coherd stopped");
     Ok(())
@@ -213,6 +229,25 @@ async fn watch_intent(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok((source, intent)) => reload(&state, source, intent).await,
             Err(e) => {
                 tracing::error!(error = %e, "the intent file is invalid; the running intent stays in force")
+            }
+        }
+    }
+}
+
+/// Reads the TLS certificate and key again on SIGHUP (after a renewal).
+async fn reload_tls(tls: Arc<Tls>, mut stop: watch::Receiver<bool>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = stop.changed() => return,
+        }
+        match tls.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; the one in use stays")
             }
         }
     }

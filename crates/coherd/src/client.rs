@@ -333,7 +333,9 @@ impl Client {
         let mut url = self.url(path, query);
         let mut all = Vec::new();
         loop {
-            let resp = self.start(self.request(Method::GET, url.clone()), READ).await?;
+            let resp = self
+                .start(self.request(Method::GET, url.clone()), READ)
+                .await?;
             let next = resp
                 .headers()
                 .get(reqwest::header::LINK)

@@ -472,8 +472,17 @@ fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
         seen.extend(page.iter().map(|d| d["id"].as_str().unwrap().to_string()));
         next = head
             .lines()
-            .find_map(|l| l.strip_prefix("link: ").or_else(|| l.strip_prefix("Link: ")))
-            .map(|l| l.split('>').next().unwrap().trim_start_matches('<').to_string());
+            .find_map(|l| {
+                l.strip_prefix("link: ")
+                    .or_else(|| l.strip_prefix("Link: "))
+            })
+            .map(|l| {
+                l.split('>')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches('<')
+                    .to_string()
+            });
         if let Some(n) = &next {
             assert!(n.contains("kind=drift") && n.contains("limit=500"), "{n}");
         }
@@ -486,7 +495,12 @@ fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
     sorted.dedup();
     assert_eq!(sorted.len(), 1200, "no divergence twice");
 
-    for bad in ["/v1/divergences?limit=0", "/v1/divergences?limit=5000", "/v1/divergences?cursor=nonsense", "/v1/alerts?cursor=zz"] {
+    for bad in [
+        "/v1/divergences?limit=0",
+        "/v1/divergences?limit=5000",
+        "/v1/divergences?cursor=nonsense",
+        "/v1/alerts?cursor=zz",
+    ] {
         let (status, body) = request("GET", &format!("{}{bad}", s.url), &[], b"").unwrap();
         assert_eq!(status, 400, "{bad}: {body}");
     }

@@ -86,7 +86,8 @@ fn lines(steps: &[Step]) -> Vec<String> {
                     o["views"] = json!({format!("web/w{}", m + 1): {"phase": PHASES[p]}});
                 }
                 ("web", Some((_, epoch))) => {
-                    o["leases"] = json!([{"resource": "leader", "epoch": epoch + 1, "expires": expires}]);
+                    o["leases"] =
+                        json!([{"resource": "leader", "epoch": epoch + 1, "expires": expires}]);
                 }
                 _ => {}
             }
@@ -117,7 +118,12 @@ fn divergences(server: &Server) -> Vec<Value> {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    ordered(serde_json::from_str::<Value>(&text).unwrap().as_array().unwrap())
+    ordered(
+        serde_json::from_str::<Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap(),
+    )
 }
 
 fn ordered(list: &[Value]) -> Vec<Value> {
@@ -167,7 +173,11 @@ fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Val
         .arg(&export)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let replayed = ordered(&replay_divergences(None, &export));
     let _ = std::fs::remove_dir_all(&dir);
     (served, restarted, replayed)

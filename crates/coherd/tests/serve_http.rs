@@ -451,7 +451,11 @@ fn an_exported_capture_replays_to_what_the_server_gave() {
         .arg(&export)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let replayed: Vec<_> = replay_divergences(None, &export).iter().map(key).collect();
     let kinds: Vec<&str> = replayed
         .iter()
@@ -506,7 +510,12 @@ fn a_fleet_that_stops_at_once_goes_silent_on_the_wall_clock() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|d| d["subjects"][0]["member"].as_str().unwrap_or("").to_string())
+            .map(|d| {
+                d["subjects"][0]["member"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
         if members.len() == 3 || std::time::Instant::now() > deadline {
             break members;

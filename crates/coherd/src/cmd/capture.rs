@@ -62,9 +62,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut store =
         SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
     let out: Box<dyn Write> = match &output {
-        Some(p) => Box::new(
-            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        ),
+        Some(p) => {
+            Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut export = Export {

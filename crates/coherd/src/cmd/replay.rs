@@ -165,7 +165,10 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
     let serde_json::Value::Object(mut map) = value else {
         bail!("line {n}: expected a JSON object")
     };
-    for (field, parse) in [("intent", intent_line as LineParser), ("delete", delete_line)] {
+    for (field, parse) in [
+        ("intent", intent_line as LineParser),
+        ("delete", delete_line),
+    ] {
         let Some(value) = map.remove(field) else {
             continue;
         };

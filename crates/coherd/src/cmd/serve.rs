@@ -11,11 +11,12 @@ use coherd_server::ServerConfig;
 ///
 /// Without tokens the server listens on loopback only. Tokens come from the config file
 /// (`tokens: [{token, scopes: [report, read, admin]}]`) or from COHERD_TOKEN_REPORT,
-/// COHERD_TOKEN_READ and COHERD_TOKEN_ADMIN (comma-separated).
+/// COHERD_TOKEN_READ and COHERD_TOKEN_ADMIN (comma-separated). Off loopback it speaks
+/// HTTPS (--tls-cert, --tls-key; reloaded on SIGHUP) unless told --allow-insecure-http.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  coherd serve --intent intent.yaml\n  \
     coherd serve --config coherd.yaml --db /var/lib/coherd/coherd.db --listen 127.0.0.1:7070\n  \
-    COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070")]
+    COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070 \\\n      --tls-cert /etc/coherd/tls.crt --tls-key /etc/coherd/tls.key")]
 pub(crate) struct Args {
     /// Configuration file (YAML); flags override it.
     #[arg(long)]
@@ -29,6 +30,15 @@ pub(crate) struct Args {
     /// Address to listen on [default: 127.0.0.1:7070].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP off loopback (behind a proxy that terminates TLS).
+    #[arg(long)]
+    pub allow_insecure_http: bool,
 }
 
 /// Builds the configuration from the file, the environment and the flags.
@@ -46,6 +56,11 @@ pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
     if let Some(intent) = &args.intent {
         config.intent = Some(intent.clone());
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+    }
+    config.allow_insecure_http |= args.allow_insecure_http;
     config.add_env_tokens();
     Ok(config)
 }

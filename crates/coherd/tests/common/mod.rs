@@ -34,8 +34,16 @@ fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Starts a server with a database in `dir` and extra arguments.
+    /// Starts a server with a database in `dir` and extra arguments, and
+    /// waits until it is ready.
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server::spawn(dir, extra);
+        s.wait_ready();
+        s
+    }
+
+    /// Starts a server without waiting for it (one that speaks HTTPS, say).
+    pub(crate) fn spawn(dir: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let mut args = vec![
             "serve".to_string(),
@@ -45,14 +53,12 @@ impl Server {
             format!("127.0.0.1:{port}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut s = Server {
+        Server {
             child: spawn(&args, dir),
             url: format!("http://127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
             args,
-        };
-        s.wait_ready();
-        s
+        }
     }
 
     /// Kills with SIGKILL and starts again on the same port and database.
