@@ -265,6 +265,8 @@ pub(crate) async fn deliver(
     if notify.webhooks.is_empty() && notify.alertmanagers.is_empty() {
         return;
     }
+    // https:// receivers: ring's primitives, unless the process chose others.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -39,6 +39,9 @@ pub(crate) struct ServerArgs {
     /// How long to wait for the answer to one request.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+    /// A CA certificate (PEM) to trust for an https:// server, besides the system's.
+    #[arg(long, env = "COHERD_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Parses `10s`, `500ms`, `2m` for clap.
@@ -209,6 +212,14 @@ impl Client {
             .connect_timeout(args.timeout)
             .tcp_nodelay(true)
             .user_agent(concat!("coherd/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--ca-cert {}: {e}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!("--ca-cert {}: not a PEM certificate: {e}", path.display())
+            })?;
+            builder = builder.tls_certs_merge([cert]);
+        }
         builder = match total {
             Some(t) => builder.timeout(t),
             // A stream may be quiet for long; keepalive notices a dead peer.
@@ -390,11 +401,10 @@ fn base_url(server: &str) -> anyhow::Result<String> {
         anyhow::anyhow!("--server {server:?} is not a URL ({e}); write it like {DEFAULT_SERVER}")
     })?;
     match url.scheme() {
-        "http" => {}
-        "https" => anyhow::bail!(
-            "--server {server}: this coherd client speaks plain HTTP; use an http:// URL (reach a remote server through a TLS-terminating proxy or tunnel)"
+        "http" | "https" => {}
+        other => anyhow::bail!(
+            "--server {server}: unsupported scheme {other:?}; use http:// or https://"
         ),
-        other => anyhow::bail!("--server {server}: unsupported scheme {other:?}; use http://"),
     }
     if url.host_str().is_none_or(str::is_empty) {
         anyhow::bail!("--server {server} has no host; write it like {DEFAULT_SERVER}");
@@ -638,11 +648,12 @@ mod tests {
             "http://127.0.0.1:7070"
         );
         assert_eq!(base_url("http://h:1/coherd/").unwrap(), "http://h:1/coherd");
+        assert_eq!(base_url("https://h:1/").unwrap(), "https://h:1");
         assert!(
-            base_url("https://h")
+            base_url("ftp://h")
                 .unwrap_err()
                 .to_string()
-                .contains("plain HTTP")
+                .contains("https://")
         );
         assert!(base_url("127.0.0.1:7070").is_err());
     }

@@ -66,6 +66,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // TLS (https:// servers, webhooks, the listener) uses ring's primitives.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Serve(args) => cmd::serve::run(args),

@@ -208,3 +208,43 @@ fn tokens_off_loopback_need_tls_or_an_explicit_yes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The CLI speaks HTTPS too, trusting a CA certificate it is given.
+#[test]
+fn the_cli_reads_over_https_with_a_given_ca_certificate() {
+    let dir = temp_dir("tls-cli");
+    let cert = write_cert(&dir);
+    let (_server, addr) = tls_server(&dir);
+    assert!(
+        eventually(|| https(&addr, &cert, &get("/readyz"))
+            .ok()
+            .filter(|r| r.0 == 200))
+        .is_some()
+    );
+    let status = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_coherd"))
+            .args([
+                "status",
+                "--json",
+                "--server",
+                &format!("https://{addr}"),
+                "--token",
+                TOKEN,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let trusted = status(&["--ca-cert", &dir.join("tls.crt").display().to_string()]);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let untrusted = status(&[]);
+    assert!(
+        !untrusted.status.success(),
+        "an unknown certificate must not be trusted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
