@@ -232,26 +232,33 @@ fn resync(
     known: &mut BTreeMap<String, (Time, Severity)>,
     now: Time,
 ) {
-    let engine = shared.engine();
-    let mut alerting = alerts.lock();
-    let mut open: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
-    for d in engine.open_divergences() {
-        open.insert(d.id.clone(), (d.opened_at, d.severity));
-        if known.get(&d.id) != Some(&(d.opened_at, d.severity)) {
-            alerting.on_divergence(now, d);
-        }
-    }
-    if known.keys().any(|id| !open.contains_key(id)) {
-        // One pass over the records finds the latest of each id that left.
-        let mut latest: BTreeMap<&str, &coherd_engine::Divergence> = BTreeMap::new();
-        for d in engine.divergences() {
-            if known.contains_key(&d.id) && !open.contains_key(&d.id) {
-                latest.insert(&d.id, d);
+    // What changed is copied out under the engine lock, and fed to alerting
+    // after it is released: ingest never waits on alert routing.
+    let (open, changed) = {
+        let engine = shared.engine();
+        let mut open: BTreeMap<String, (Time, Severity)> = BTreeMap::new();
+        let mut changed: Vec<coherd_engine::Divergence> = Vec::new();
+        for d in engine.open_divergences() {
+            open.insert(d.id.clone(), (d.opened_at, d.severity));
+            if known.get(&d.id) != Some(&(d.opened_at, d.severity)) {
+                changed.push(d.clone());
             }
         }
-        for d in latest.values() {
-            alerting.on_divergence(now, d);
+        if known.keys().any(|id| !open.contains_key(id)) {
+            // One pass over the records finds the latest of each id that left.
+            let mut latest: BTreeMap<&str, &coherd_engine::Divergence> = BTreeMap::new();
+            for d in engine.divergences() {
+                if known.contains_key(&d.id) && !open.contains_key(&d.id) {
+                    latest.insert(&d.id, d);
+                }
+            }
+            changed.extend(latest.into_values().cloned());
         }
+        (open, changed)
+    };
+    let mut alerting = alerts.lock();
+    for d in &changed {
+        alerting.on_divergence(now, d);
     }
     *known = open;
 }
