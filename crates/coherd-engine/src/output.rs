@@ -147,45 +147,55 @@ impl Engine {
 
     /// Members of a service, sorted by id.
     pub fn members(&self, service: &str) -> Option<Vec<MemberView>> {
-        self.members_page(service, None, 0, usize::MAX)
-            .map(|(_, page)| page)
+        self.members_page(service, None, None, usize::MAX)
+            .map(|page| page.members)
     }
 
-    /// One page of a service's members sorted by id, optionally only those in
-    /// `state` (`live`, `silent` or `left`), with the number that match. Only
-    /// the page is built: the rest costs a name and a slot each.
+    /// One page of a service's members sorted by id: at most `limit` whose
+    /// id sorts after `after`, optionally only those in `state` (`live`,
+    /// `silent` or `left`), with the number that match in all and whether more
+    /// follow the page. Memory is the page's: one pass keeps the `limit`
+    /// smallest ids, and only those become views.
     pub fn members_page(
         &self,
         service: &str,
         state: Option<&str>,
-        offset: usize,
+        after: Option<&str>,
         limit: usize,
-    ) -> Option<(usize, Vec<MemberView>)> {
+    ) -> Option<MembersPage> {
         let svc = self.svc(service)?;
         let s = &self.services[svc];
-        let mut matching: Vec<(&str, MemberSlot)> = s
-            .members
-            .iter_enumerated()
-            .filter(|(_, m)| !m.has(flag::REMOVED) && state.is_none_or(|st| member_state(m) == st))
-            .map(|(slot, m)| (self.syms.resolve(m.name), slot))
-            .collect();
-        let total = matching.len();
-        let end = offset.saturating_add(limit).min(total);
-        if offset < end {
-            // Only the page needs to be in order, not the whole list.
-            if end < total {
-                matching.select_nth_unstable(end);
-                matching.truncate(end);
+        let mut total = 0;
+        let mut following = 0;
+        let mut page: std::collections::BinaryHeap<(&str, MemberSlot)> =
+            std::collections::BinaryHeap::with_capacity(limit.min(1024));
+        for (slot, m) in s.members.iter_enumerated() {
+            if m.has(flag::REMOVED) || state.is_some_and(|st| member_state(m) != st) {
+                continue;
             }
-            matching.sort_unstable();
+            total += 1;
+            let name = self.syms.resolve(m.name);
+            if after.is_some_and(|a| name <= a) {
+                continue;
+            }
+            following += 1;
+            if page.len() < limit {
+                page.push((name, slot));
+            } else if page.peek().is_some_and(|top| (name, slot) < *top) {
+                page.pop();
+                page.push((name, slot));
+            }
         }
-        let page = matching
-            .get(offset.min(end)..end)
-            .unwrap_or_default()
-            .iter()
-            .map(|&(_, slot)| self.member_view(svc, slot))
+        let members: Vec<MemberView> = page
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(_, slot)| self.member_view(svc, slot))
             .collect();
-        Some((total, page))
+        Some(MembersPage {
+            total,
+            more: following > members.len(),
+            members,
+        })
     }
 
     fn member_view(&self, svc: ServiceId, slot: MemberSlot) -> MemberView {
@@ -351,4 +361,16 @@ impl Engine {
         }
         n
     }
+}
+
+/// A page of a service's members ([`Engine::members_page`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct MembersPage {
+    /// Members matching the filter, on every page.
+    pub total: usize,
+    /// This page's members, sorted by id.
+    pub members: Vec<MemberView>,
+    /// Whether members follow this page.
+    #[serde(skip)]
+    pub more: bool,
 }

@@ -203,16 +203,14 @@ pub(crate) async fn get_service(
 pub(crate) struct MembersQuery {
     state: Option<String>,
     limit: Option<u16>,
-    offset: Option<u32>,
+    cursor: Option<String>,
 }
-
-/// The most members one page holds.
-const MAX_MEMBERS_PAGE: u16 = 1000;
 
 /// `GET /v1/services/{service}/members`.
 pub(crate) async fn get_members(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: Uri,
     Path(service): Path<String>,
     Query(q): Query<MembersQuery>,
 ) -> ApiResult<Response> {
@@ -225,22 +223,21 @@ pub(crate) async fn get_members(
             format!("state={s:?}: use live, silent or left"),
         ));
     }
-    let limit = q.limit.unwrap_or(100);
-    if limit > MAX_MEMBERS_PAGE {
-        return Err(ApiError::Request(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "limit={limit}: a page holds at most {MAX_MEMBERS_PAGE} members; follow with offset"
-            ),
-        ));
+    let limit = page::limit(q.limit)?;
+    if let Some(c) = &q.cursor {
+        coherd_model::names::member(c)
+            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?;
     }
-    let offset = q.offset.unwrap_or(0) as usize;
-    let (total, page) = state
+    let found = state
         .shared
         .engine()
-        .members_page(&service, q.state.as_deref(), offset, usize::from(limit))
+        .members_page(&service, q.state.as_deref(), q.cursor.as_deref(), limit)
         .ok_or_else(|| unknown_service(&service))?;
-    Ok(Json(json!({"total": total, "members": page})).into_response())
+    let next = found
+        .more
+        .then(|| found.members.last().map(|m| m.member.clone()))
+        .flatten();
+    Ok(page::with_next(&uri, Json(found).into_response(), next))
 }
 
 /// `DELETE /v1/services/{service}/members/{member}`.

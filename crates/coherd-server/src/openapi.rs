@@ -189,7 +189,7 @@ pub(crate) fn document() -> Value {
             "/v1/services/{service}/members",
             "get",
             Op {
-                summary: "A page of a service's members, sorted by id",
+                summary: "A page of a service's members, sorted by id, with how many match in all",
                 auth: Auth::Scope,
                 params: vec![
                     service(),
@@ -198,17 +198,10 @@ pub(crate) fn document() -> Value {
                         "only members in this state",
                         json!({"type": "string", "enum": ["live", "silent", "left"]}),
                     ),
-                    query(
-                        "limit",
-                        "page size (default 100)",
-                        json!({"type": "integer", "minimum": 0, "maximum": 1000}),
-                    ),
-                    query(
-                        "offset",
-                        "members to skip",
-                        json!({"type": "integer", "minimum": 0, "maximum": 4_294_967_295u32}),
-                    ),
-                ],
+                ]
+                .into_iter()
+                .chain(paging(MEMBER))
+                .collect(),
                 body: None,
                 ok: vec![("200", "{total, members}", json_content(object()))],
                 errors: &["400", "404"],

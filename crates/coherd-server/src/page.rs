@@ -45,7 +45,11 @@ pub(crate) fn respond<T: Serialize>(
     } else {
         None
     };
-    let mut response = Json(items).into_response();
+    with_next(uri, Json(items).into_response(), next)
+}
+
+/// Adds the `Link` to the page after `next`, when there is one.
+pub(crate) fn with_next(uri: &Uri, mut response: Response, next: Option<String>) -> Response {
     if let Some(next) = next
         && let Ok(value) = format!("<{}>; rel=\"next\"", with_cursor(uri, &next)).parse()
     {
