@@ -112,6 +112,9 @@ struct Group {
     next_flush: Time,
     last_sent: Option<Time>,
     dirty: bool,
+    /// The router's generation and active silences at the last flush: while
+    /// both stay and the group is not dirty, a flush has nothing to look at.
+    seen: Option<(u64, u64)>,
 }
 
 /// Firing alerts that match each inhibition rule's source, counted by the
@@ -211,6 +214,9 @@ pub struct Router {
     resolutions: BTreeMap<String, VecDeque<Time>>,
     out: VecDeque<Notification>,
     next_silence: u64,
+    /// Bumped whenever what any group would send may change: an alert starts
+    /// or stops firing (inhibition may follow), a silence is added or ended.
+    generation: u64,
 }
 
 fn plus(t: Time, d: std::time::Duration) -> Time {
@@ -232,7 +238,18 @@ impl Router {
             resolutions: BTreeMap::new(),
             out: VecDeque::new(),
             next_silence: 1,
+            generation: 0,
         }
+    }
+
+    /// The silences active at `now`, as one number (they are few).
+    fn active_silences(&self, now: Time) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for s in self.silences.iter().filter(|s| s.active(now)) {
+            s.id.hash(&mut h);
+        }
+        h.finish()
     }
 
     fn group_of(&self, labels: &Labels) -> (String, Labels) {
@@ -263,6 +280,7 @@ impl Router {
             next_flush: plus(now, group_wait),
             last_sent: None,
             dirty: false,
+            seen: None,
         });
         match self.alerts.get_mut(&fp) {
             Some(e) if e.alert.is_firing() => {
@@ -276,6 +294,7 @@ impl Router {
                 self.inhibitors.update(&self.inhibit, &alert.labels, 1);
                 e.alert = alert;
                 group.dirty = true;
+                self.generation += 1;
             }
             None => {
                 self.inhibitors.update(&self.inhibit, &alert.labels, 1);
@@ -290,6 +309,7 @@ impl Router {
                     },
                 );
                 group.dirty = true;
+                self.generation += 1;
             }
         }
     }
@@ -323,6 +343,7 @@ impl Router {
         if let Some(g) = self.groups.get_mut(&e.group) {
             g.dirty = true;
         }
+        self.generation += 1;
     }
 
     /// Adds a silence; returns its id.
@@ -334,6 +355,7 @@ impl Router {
         let id = s.id.clone();
         self.silences.retain(|x| x.id != id);
         self.silences.push(s);
+        self.generation += 1;
         id
     }
 
@@ -348,6 +370,7 @@ impl Router {
         for g in self.groups.values_mut() {
             g.dirty = true;
         }
+        self.generation += 1;
         true
     }
 
@@ -414,6 +437,7 @@ impl Router {
                     if let Some(g) = self.groups.get_mut(&e.group) {
                         g.dirty = true;
                     }
+                    self.generation += 1;
                 }
             }
         }
@@ -429,6 +453,17 @@ impl Router {
     }
 
     fn flush(&mut self, now: Time, key: &str) {
+        let seen = Some((self.generation, self.active_silences(now)));
+        let g = self.groups.get_mut(key).expect("due group exists");
+        let repeat_due = g
+            .last_sent
+            .is_some_and(|t| t.add(self.route.repeat_interval) <= now);
+        if !g.dirty && !repeat_due && g.seen == seen {
+            // Nothing it holds, nothing that mutes it, changed: nothing to send.
+            g.next_flush = now.add(self.route.group_interval);
+            return;
+        }
+        g.seen = seen;
         let members: Vec<String> = self.groups[key].members.iter().cloned().collect();
         let mut firing: Vec<String> = Vec::new();
         let mut resolved: Vec<String> = Vec::new();

@@ -182,6 +182,31 @@ fn silences_hold_alerts_back_until_they_expire() {
 }
 
 #[test]
+fn a_silence_that_runs_out_lets_its_alerts_through_at_the_next_group_tick() {
+    // Nothing changes in the group while the silence lasts (its flushes have
+    // nothing to look at); the silence's end alone must bring the alert out.
+    let mut r = router();
+    r.add_silence(
+        t(0),
+        Silence {
+            id: String::new(),
+            matchers: vec![Matcher::parse("member=m1").unwrap()],
+            starts_at: t(0),
+            ends_at: t(1000),
+            comment: "maintenance".into(),
+            created_by: "sre".into(),
+        },
+    );
+    r.fire(
+        t(0),
+        alert(&[("service", "a"), ("kind", "drift"), ("member", "m1")], 0),
+    );
+    let out = run(&mut r, 1400);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].at, t(1230), "the first group tick after t=1000");
+}
+
+#[test]
 fn a_silent_member_inhibits_drift_on_that_member_only() {
     let mut r = router();
     r.fire(
