@@ -35,6 +35,8 @@ pub fn read_intent(path: &std::path::Path) -> Result<(String, Intent), ServerErr
 pub struct Running {
     stop: watch::Sender<bool>,
     writer_thread: std::thread::JoinHandle<()>,
+    /// The database's lock, held until the process ends.
+    _db_lock: std::fs::File,
 }
 
 impl Running {
@@ -60,6 +62,7 @@ impl AppState {
     /// background tasks (alerting, intent reload, pruning).
     pub async fn open(config: ServerConfig) -> Result<(AppState, Running), ServerError> {
         config.validate()?;
+        let db_lock = lock_database(&config.db)?;
         let mut store = SqliteStore::open(&config.db)?;
         let started = std::time::Instant::now();
         let applier = pipeline::Applier;
@@ -109,9 +112,53 @@ impl AppState {
             Running {
                 stop,
                 writer_thread,
+                _db_lock: db_lock,
             },
         ))
     }
+}
+
+/// Takes the database for this process alone: an exclusive lock on
+/// `<db>.lock`, held for the server's lifetime and released by the OS when the
+/// process ends (so a SIGKILL leaves no stale lock). A second server on the
+/// same database would acknowledge writes the first one never sees.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    use std::io::{Read, Seek, Write};
+    let path = std::path::PathBuf::from(format!("{}.lock", db.display()));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| ServerError::Config(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("process {holder}")
+            };
+            return Err(ServerError::Config(format!(
+                "database {} is in use by {who} (a coherd serve); stop it, or give this server its own --db",
+                db.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(ServerError::Config(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 /// Runs the server until `shutdown` completes, then drains and exits.

@@ -598,3 +598,26 @@ fn intent_file_reloads_on_change_and_sighup() {
     .unwrap();
     wait_for(next);
 }
+
+/// One server per database: a second one refuses to start and names the
+/// process that holds it; once that process is killed, the lock is gone.
+#[test]
+fn a_second_server_on_a_database_in_use_refuses_to_start() {
+    let dir = temp_dir("db-lock");
+    let mut first = Server::start(&dir, &[]);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("coherd.db"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("in use by process") && err.contains(&first.child.id().to_string()),
+        "{err}"
+    );
+    // SIGKILL leaves no stale lock: the same server starts again.
+    first.kill_and_restart();
+    let listed = get_json(&format!("{}/v1/services", first.url));
+    assert!(listed.is_array());
+}
