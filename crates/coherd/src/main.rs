@@ -9,7 +9,7 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// coherd keeps a fleet coherent: it compares what every member reports with
 /// the other members and with the operators' intent, and opens divergences
@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "coherd",
-    version,
+    version = env!("COHERD_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -62,9 +62,14 @@ enum Command {
     Rules(cmd::rules::Args),
     /// Export dashboards for other tools: Grafana executive, on-call and debug.
     Dashboards(cmd::dashboards::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Print the man page.
+    Man(cmd::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     // TLS (https:// servers, webhooks, the listener) uses ring's primitives.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -86,12 +91,42 @@ fn main() -> ExitCode {
         Command::Herd(args) => cmd::herd::run(args),
         Command::Rules(args) => cmd::rules::run(args),
         Command::Dashboards(args) => cmd::dashboards::run(args),
+        Command::Completions(args) => cmd::completions::completions(args, Cli::command()),
+        Command::Man(args) => cmd::completions::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`coherd ... | head`): nothing more to say.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Output piped into a command that stops reading (`coherd offsets ... | head`)
+/// ends the program quietly with exit 0, as `ripgrep` or `ls` do, instead of a
+/// panic from `println!`.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") || message.contains("BrokenPipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod capture;
+pub(crate) mod completions;
 pub(crate) mod dashboards;
 pub(crate) mod demo;
 pub(crate) mod divergences;

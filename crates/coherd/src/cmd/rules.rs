@@ -71,6 +71,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = to_yaml(&groups);
     match &e.output {
         Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("could not create the folder {}", dir.display()))?;
+            }
             std::fs::write(path, text)
                 .with_context(|| format!("could not write {}", path.display()))?;
             let rules: usize = groups.iter().map(|g| g.rules.len()).sum();

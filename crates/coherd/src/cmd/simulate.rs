@@ -36,7 +36,8 @@ pub(crate) struct Args {
     pub json: bool,
     /// Send the scenario to this running server over HTTP instead of the in-process
     /// engine, in real time. It replaces the server's intent: use a test server.
-    #[arg(long, env = "COHERD_SERVER")]
+    /// Only this flag sends anything: COHERD_SERVER is ignored here.
+    #[arg(long)]
     pub server: Option<String>,
     /// Bearer token for --server (needs report and admin).
     #[arg(long, env = "COHERD_TOKEN", hide_env_values = true)]

@@ -1,0 +1,95 @@
+//! The CLI behaves like the tools people like: quiet when the reader of its
+//! output goes away, completions and a man page from the same definitions as
+//! `--help`, a version that names its commit, folders made for what it
+//! writes, and offline commands that never reach for a server by themselves.
+
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use common::{Server, get_json, temp_dir};
+
+fn coherd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_coherd"))
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_exit_0() {
+    let dir = temp_dir("pipe");
+    let members: String = (0..50_000).map(|i| format!("m-{i}\n")).collect();
+    std::fs::write(dir.join("members.txt"), members).unwrap();
+    let mut child = coherd()
+        .args(["offsets", "--window", "1h", "--members-file"])
+        .arg(dir.join("members.txt"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one chunk, then hang up, as `| head -1` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let _ = stdout.read(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
+    assert!(!err.contains("panicked"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = coherd().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in ["serve", "divergences", "capture"] {
+            assert!(text.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let man = coherd().arg("man").output().unwrap();
+    let text = String::from_utf8_lossy(&man.stdout);
+    assert!(man.status.success() && text.contains(".TH coherd 1"), "{text}");
+    assert!(text.contains("serve"), "the man page lists the commands");
+}
+
+#[test]
+fn the_version_names_its_commit() {
+    let out = coherd().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("coherd 0."), "{text}");
+    assert!(text.contains("commit "), "{text}");
+}
+
+#[test]
+fn rules_export_makes_the_folder_it_writes_into() {
+    let dir = temp_dir("rules-dir");
+    let target = dir.join("not/there/yet/coherd.rules.yml");
+    let out = coherd()
+        .args(["rules", "export", "--format", "prometheus", "--output"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&target).unwrap().contains("groups:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_ignores_coherd_server_and_stays_offline() {
+    let s = Server::start(&temp_dir("simulate-offline"), &[]);
+    let out = coherd()
+        .args(["simulate", "--scenario", "silent", "--members", "20", "--seed", "1", "--json"])
+        .env("COHERD_SERVER", &s.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let services = get_json(&format!("{}/v1/services", s.url));
+    assert_eq!(services, serde_json::json!([]), "nothing may reach the server");
+    let (status, _) =
+        common::request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
+    assert_eq!(status, 404, "the server's intent is untouched");
+}
