@@ -43,4 +43,4 @@ pub use app::{AppState, app};
 pub use auth::{Scope, TokenEntry};
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use run::{Running, read_intent, serve, shutdown_signal};
+pub use run::{Running, read_intent, serve, serve_on, shutdown_signal};

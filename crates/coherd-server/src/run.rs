@@ -166,18 +166,29 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Bind first: an address in use is reported before anything else is done.
     let listen = config.listen;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
-        _ => None,
-    };
-    let (state, running) = AppState::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServerError::Listen {
             addr: listen,
             source,
         })?;
+    serve_on(listener, config, shutdown).await
+}
+
+/// [`serve`] on a listener the caller bound (to learn the port of
+/// `127.0.0.1:0`, or to be sure it speaks to its own server).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+        _ => None,
+    };
+    let (state, running) = AppState::open(config).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     if state.tokens.enabled() {

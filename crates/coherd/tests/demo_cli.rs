@@ -2,7 +2,29 @@
 
 #![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
 
+mod common;
+
 use std::process::Command;
+
+use common::{Server, get_json, request, temp_dir};
+
+/// A demo pointed at an address another server holds says so and sends it
+/// nothing: that server's fleet and intent are untouched.
+#[test]
+fn demo_on_an_occupied_address_leaves_the_server_there_untouched() {
+    let s = Server::start(&temp_dir("demo-occupied"), &[]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["demo", "--duration", "5s", "--plain", "--members", "20", "--listen", &addr])
+        .output()
+        .expect("coherd runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen") && err.contains("--listen"), "{err}");
+    assert_eq!(get_json(&format!("{}/v1/services", s.url)), serde_json::json!([]));
+    let (status, _) = request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
+    assert_eq!(status, 404, "the other server's intent is untouched");
+}
 
 #[test]
 fn demo_runs_a_server_and_a_fleet_then_stops() {

@@ -64,11 +64,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .build()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let result = rt.block_on(async move {
+        // Our own listener first: if the address is taken, say so before
+        // anything is sent, rather than feeding someone else's server.
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is a server already there? pass --listen 127.0.0.1:PORT (port 0 picks a free one)",
+                    args.listen
+                )
+            })?;
+        let base = format!("http://{}", listener.local_addr()?);
         let mut stop = stop_rx.clone();
-        let server = tokio::spawn(coherd_server::serve(config, async move {
+        let server = tokio::spawn(coherd_server::serve_on(listener, config, async move {
             let _ = stop.changed().await;
         }));
-        let base = format!("http://{}", args.listen);
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         wait_ready(&client, &base, &server).await?;
         let header = format!(
@@ -113,9 +123,7 @@ async fn wait_ready(
 ) -> Result<()> {
     for _ in 0..100 {
         if server.is_finished() {
-            anyhow::bail!(
-                "the server stopped at once; is {base} already in use? pass --listen 127.0.0.1:PORT"
-            );
+            anyhow::bail!("the server at {base} stopped at once; see the log above");
         }
         if client
             .get(format!("{base}/readyz"))
