@@ -374,7 +374,14 @@ pub(crate) async fn get_intent(
             "no intent is set; PUT /v1/intent or start with --intent".into(),
         ));
     };
-    Ok(Json(json!({"source": current.source, "intent": current.intent})).into_response())
+    Ok(Json(json!({
+        "source": current.source,
+        "intent": current.intent,
+        "revision": current.revision,
+        "origin": current.origin,
+        "at": current.at,
+    }))
+    .into_response())
 }
 
 /// `PUT /v1/intent`: YAML or JSON; refused whole with every error. The body
@@ -384,14 +391,30 @@ pub(crate) async fn put_intent(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    state.tokens.check(&headers, Scope::Admin)?;
+    let token = state.tokens.check(&headers, Scope::Admin)?;
+    if let Some(path) = &state.config.intent
+        && !state.config.intent_api
+    {
+        return Err(ApiError::Request(
+            StatusCode::CONFLICT,
+            format!(
+                "the intent is managed by the file {}: edit it (it is reloaded on change and on SIGHUP), or start coherd with intent_api: true to accept it over the API too",
+                path.display()
+            ),
+        ));
+    }
     let body = read_body(&state, body, coherd_model::yaml::MAX_BYTES, "intent").await?;
     let source = String::from_utf8(body.to_vec()).map_err(|_| {
         ApiError::Request(StatusCode::BAD_REQUEST, "the intent is not UTF-8".into())
     })?;
     let intent = Intent::from_yaml(&source).map_err(|e| ApiError::Intent(e.0))?;
-    apply_intent(&state, source, intent).await?;
-    Ok(Json(json!({"applied": true})).into_response())
+    let origin = match token {
+        Some(i) => format!("PUT /v1/intent with token #{}", i + 1),
+        None => "PUT /v1/intent (no tokens configured)".to_string(),
+    };
+    apply_intent(&state, source, intent, origin).await?;
+    let revision = state.shared.intent().map(|c| c.revision);
+    Ok(Json(json!({"applied": true, "revision": revision})).into_response())
 }
 
 /// Stores and applies a validated intent.
@@ -399,6 +422,7 @@ pub(crate) async fn apply_intent(
     state: &AppState,
     source: String,
     intent: Intent,
+    origin: String,
 ) -> ApiResult<()> {
     let (tx, rx) = oneshot::channel();
     submit(
@@ -406,6 +430,7 @@ pub(crate) async fn apply_intent(
         Work::Intent {
             source,
             intent: Box::new(intent),
+            origin,
             reply: tx,
         },
     )?;

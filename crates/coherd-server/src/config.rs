@@ -21,6 +21,9 @@ pub struct ServerConfig {
     pub db: PathBuf,
     /// Intent file, reloaded on SIGHUP and when it changes.
     pub intent: Option<PathBuf>,
+    /// With an intent file: accept `PUT /v1/intent` too (the file wins again
+    /// when it changes). Off: such a PUT answers 409 naming the file.
+    pub intent_api: bool,
     /// Bearer tokens and their scopes.
     pub tokens: Vec<TokenEntry>,
     /// Per-observation and per-request limits.
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             db: PathBuf::from("coherd.db"),
             intent: None,
+            intent_api: false,
             tokens: Vec::new(),
             limits: Limits::default(),
             max_clock_skew: Duration::from_secs(30),

@@ -30,6 +30,13 @@ pub(crate) struct IntentInForce {
     pub source: String,
     /// The validated intent.
     pub intent: Intent,
+    /// 1 for the first intent the database holds, one more for each change.
+    pub revision: u64,
+    /// Where it came from: the file, `PUT /v1/intent` with which token, or
+    /// the database (after a restart).
+    pub origin: String,
+    /// When it took force.
+    pub at: Time,
 }
 
 /// Sends the engine's events to the stream and counts them in the metrics,
@@ -159,10 +166,29 @@ impl Shared {
             .clone()
     }
 
-    /// Records the intent in force.
-    pub(crate) fn set_intent(&self, source: String, intent: Intent) {
-        *self.intent.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Arc::new(IntentInForce { source, intent }));
+    /// Records the intent in force, the next revision.
+    pub(crate) fn set_intent(&self, source: String, intent: Intent, origin: String, at: Time) {
+        let mut current = self.intent.lock().unwrap_or_else(|e| e.into_inner());
+        let revision = current.as_ref().map_or(1, |c| c.revision + 1);
+        tracing::info!(revision, origin = %origin, "intent changed");
+        *current = Some(Arc::new(IntentInForce {
+            source,
+            intent,
+            revision,
+            origin,
+            at,
+        }));
+    }
+
+    /// Records the intent a rebuild found in force, with its revision.
+    fn restore_intent(&self, source: String, intent: Intent, revision: u64, at: Time) {
+        *self.intent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(IntentInForce {
+            source,
+            intent,
+            revision,
+            origin: "the database (set before the last start)".into(),
+            at,
+        }));
     }
 
     /// Lets time pass to the wall clock: fires the deadlines due by now, and
@@ -225,6 +251,8 @@ pub(crate) enum Work {
     Intent {
         source: String,
         intent: Box<Intent>,
+        /// Who or what changed it, for the log and `GET /v1/intent`.
+        origin: String,
         reply: oneshot::Sender<Result<(), WorkError>>,
     },
     /// An operator's delete.
@@ -279,7 +307,7 @@ impl Writer {
 
 enum Reply {
     Observations(oneshot::Sender<Result<Ingested, WorkError>>),
-    Intent(oneshot::Sender<Result<(), WorkError>>, Box<Intent>),
+    Intent(oneshot::Sender<Result<(), WorkError>>, Box<Intent>, String),
     Delete(oneshot::Sender<Result<bool, WorkError>>),
 }
 
@@ -329,13 +357,14 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                 Work::Intent {
                     source,
                     intent,
+                    origin,
                     reply,
                 } => {
                     entries.push(NewEntry::Intent {
                         at: next_stamp(),
                         source,
                     });
-                    replies.push(Reply::Intent(reply, intent));
+                    replies.push(Reply::Intent(reply, intent, origin));
                 }
                 Work::DeleteMember {
                     service,
@@ -371,7 +400,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
             for r in replies {
                 match r {
                     Reply::Observations(tx) => drop(tx.send(Err(WorkError::Store))),
-                    Reply::Intent(tx, _) => drop(tx.send(Err(WorkError::Store))),
+                    Reply::Intent(tx, ..) => drop(tx.send(Err(WorkError::Store))),
                     Reply::Delete(tx) => drop(tx.send(Err(WorkError::Store))),
                 }
             }
@@ -399,8 +428,8 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     }
                     answers.push(Box::new(move || drop(tx.send(got))) as Box<dyn FnOnce()>);
                 }
-                (NewEntry::Intent { at, source }, Reply::Intent(tx, intent)) => {
-                    shared.set_intent(source.clone(), (*intent).clone());
+                (NewEntry::Intent { at, source }, Reply::Intent(tx, intent, origin)) => {
+                    shared.set_intent(source.clone(), (*intent).clone(), origin, *at);
                     applier.intent(&mut driver, *at, *intent);
                     let _ = shared
                         .stream
@@ -477,13 +506,17 @@ impl Applier {
 }
 
 /// Rebuilds an engine from everything the store holds, in store order.
+/// Returns the observations applied, and records the intent in force with
+/// its revision in `shared`.
 pub(crate) fn rebuild<S: Sink>(
     store: &mut dyn Store,
     driver: &mut Driver<S>,
     applier: &Applier,
-) -> Result<(u64, Option<(String, Intent)>), StoreError> {
+    shared: &Shared,
+) -> Result<u64, StoreError> {
     let mut count = 0;
     let mut in_force = None;
+    let mut revision = 0;
     store.load(&mut |Entry { body, .. }| {
         match body {
             NewEntry::Observations {
@@ -495,7 +528,8 @@ pub(crate) fn rebuild<S: Sink>(
             }
             NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
                 Ok(intent) => {
-                    in_force = Some((source, intent.clone()));
+                    revision += 1;
+                    in_force = Some((source, intent.clone(), at));
                     applier.intent(driver, at, intent);
                 }
                 Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
@@ -510,7 +544,10 @@ pub(crate) fn rebuild<S: Sink>(
         }
         Ok(())
     })?;
-    Ok((count, in_force))
+    if let Some((source, intent, at)) = in_force {
+        shared.restore_intent(source, intent, revision, at);
+    }
+    Ok(count)
 }
 
 /// Marks the server ready.

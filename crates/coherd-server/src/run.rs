@@ -74,15 +74,12 @@ impl AppState {
             ..coherd_engine::EngineConfig::default()
         });
         let shared = Shared::new(engine);
-        let (observations, stored_intent) =
-            pipeline::rebuild(&mut store, &mut shared.driver(), &applier)?;
+        let observations =
+            pipeline::rebuild(&mut store, &mut shared.driver(), &applier, &shared)?;
         // What fell due while the server was down fires now, before anything new.
         shared.tick();
         shared.go_live();
         tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
-        if let Some((source, intent)) = stored_intent {
-            shared.set_intent(source, intent);
-        }
         let (writer, writer_thread) = Writer::start(
             Box::new(store),
             applier,
@@ -104,7 +101,7 @@ impl AppState {
         };
         if let Some(path) = &state.config.intent {
             let (source, intent) = read_intent(path)?;
-            reload(&state, source, intent).await;
+            reload(&state, source, intent, path).await;
         }
         pipeline::set_ready(&state.shared);
         Ok((
@@ -243,7 +240,7 @@ pub async fn serve_on(
     Ok(())
 }
 
-async fn reload(state: &AppState, source: String, intent: Intent) {
+async fn reload(state: &AppState, source: String, intent: Intent, path: &std::path::Path) {
     if state
         .shared
         .intent()
@@ -251,7 +248,8 @@ async fn reload(state: &AppState, source: String, intent: Intent) {
     {
         return;
     }
-    match api::apply_intent(state, source, intent).await {
+    let origin = format!("file {}", path.display());
+    match api::apply_intent(state, source, intent, origin).await {
         Ok(()) => tracing::info!("intent applied"),
         Err(e) => tracing::error!(?e, "intent not applied"),
     }
@@ -284,7 +282,7 @@ async fn watch_intent(state: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         match read_intent(&path) {
-            Ok((source, intent)) => reload(&state, source, intent).await,
+            Ok((source, intent)) => reload(&state, source, intent, &path).await,
             Err(e) => {
                 tracing::error!(error = %e, "the intent file is invalid; the running intent stays in force")
             }

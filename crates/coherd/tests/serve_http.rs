@@ -175,8 +175,8 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
         b"services:\n  checkout:\n    facetz: {}\n",
     )
     .unwrap();
-    assert_eq!(status, 422, "{text}");
-    assert!(text.contains("\"line\":3"), "{text}");
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("managed by the file"), "{text}");
     assert_eq!(
         get_json(&format!("{}/v1/intent", s.url))["source"],
         INTENT,
@@ -620,4 +620,40 @@ fn a_second_server_on_a_database_in_use_refuses_to_start() {
     first.kill_and_restart();
     let listed = get_json(&format!("{}/v1/services", first.url));
     assert!(listed.is_array());
+}
+
+/// Every intent change has a revision and an origin; with an intent file the
+/// API may change it only when the server was started to accept that, and an
+/// invalid one is refused with its line.
+#[test]
+fn intent_changes_carry_a_revision_and_where_they_came_from() {
+    let dir = temp_dir("intent-origin");
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    std::fs::write(dir.join("coherd.yaml"), "intent_api: true\n").unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    let config = dir.join("coherd.yaml").display().to_string();
+    let mut s = Server::start(&dir, &["--intent", &intent, "--config", &config]);
+    let first = get_json(&format!("{}/v1/intent", s.url));
+    assert_eq!(first["revision"], 1);
+    assert!(first["origin"].as_str().unwrap().starts_with("file "), "{first}");
+
+    let put = |body: &[u8]| request("PUT", &format!("{}/v1/intent", s.url), &[], body).unwrap();
+    let (status, text) = put(b"services:\n  checkout:\n    facetz: {}\n");
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("\"line\":3"), "{text}");
+    let (status, text) = put(b"services:\n  checkout: {}\n");
+    assert_eq!(status, 200, "{text}");
+    let second = get_json(&format!("{}/v1/intent", s.url));
+    assert_eq!(second["revision"], 2);
+    assert!(second["origin"].as_str().unwrap().starts_with("PUT /v1/intent"), "{second}");
+
+    // At a restart the file is in force again, and the revision counts on
+    // from what the database holds.
+    s.kill_and_restart();
+    let restored = get_json(&format!("{}/v1/intent", s.url));
+    assert_eq!(restored["source"], INTENT);
+    assert_eq!(restored["revision"], 3);
+    assert!(restored["origin"].as_str().unwrap().starts_with("file "), "{restored}");
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("intent changed"), "intent changes are logged");
 }
