@@ -93,3 +93,15 @@ fn simulate_ignores_coherd_server_and_stays_offline() {
         common::request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
     assert_eq!(status, 404, "the server's intent is untouched");
 }
+
+#[test]
+fn serve_logs_json_lines_when_asked() {
+    let dir = temp_dir("json-logs");
+    let s = Server::start(&dir, &["--log-format", "json"]);
+    drop(s);
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    let first = log.lines().next().expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(first).expect("each line is JSON");
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert!(v["message"].is_string() && v["timestamp"].is_string(), "{v}");
+}

@@ -21,14 +21,28 @@ pub(crate) mod splay;
 pub(crate) mod status;
 pub(crate) mod watch;
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// For people: one readable line per event.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object per line.
+    Json,
+}
+
 /// Logs to standard error; `RUST_LOG` sets the level (default info).
-pub(crate) fn init_logging() {
+pub(crate) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }

@@ -39,6 +39,9 @@ pub(crate) struct Args {
     /// Serve plain HTTP off loopback (behind a proxy that terminates TLS).
     #[arg(long)]
     pub allow_insecure_http: bool,
+    /// Log lines as text, or as one JSON object each (env COHERD_LOG_FORMAT).
+    #[arg(long, env = "COHERD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: super::LogFormat,
 }
 
 /// Builds the configuration from the file, the environment and the flags.
@@ -66,7 +69,7 @@ pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
-    super::init_logging();
+    super::init_logging(args.log_format);
     raise_file_limit();
     let config = config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
