@@ -38,6 +38,8 @@ enum Command {
     Status(cmd::status::Args),
     /// List divergences: open by default.
     Divergences(cmd::divergences::Args),
+    /// Whether a server is ready (exit 0), for health checks and scripts.
+    Ready(cmd::ready::Args),
     /// Follow divergence and intent changes live.
     Watch(cmd::watch::Args),
     /// Check an intent file, or get and put the server's intent.
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cmd::status::run(args),
         Command::Divergences(args) => cmd::divergences::run(args),
         Command::Watch(args) => cmd::watch::run(args),
+        Command::Ready(args) => cmd::ready::run(args),
         Command::Intent(args) => cmd::intent::run(args),
         Command::Silence(args) => cmd::silence::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -105,3 +105,17 @@ fn serve_logs_json_lines_when_asked() {
     assert_eq!(v["level"], "INFO", "{v}");
     assert!(v["message"].is_string() && v["timestamp"].is_string(), "{v}");
 }
+
+#[test]
+fn ready_says_whether_a_server_is_ready_by_its_exit_code() {
+    let s = Server::start(&temp_dir("ready"), &[]);
+    let up = coherd().args(["ready", "--server", &s.url]).output().unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = coherd()
+        .args(["ready", "--server", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
+}

@@ -10,6 +10,7 @@ pub(crate) mod herd;
 pub(crate) mod intent;
 pub(crate) mod offsets;
 pub(crate) mod output;
+pub(crate) mod ready;
 pub(crate) mod replay;
 pub(crate) mod report;
 pub(crate) mod rules;
