@@ -66,7 +66,19 @@ impl Matcher {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(bad());
         }
-        let value = s[i + len..].trim().trim_matches('"').to_string();
+        let raw = s[i + len..].trim();
+        let value = raw.trim_matches('"').to_string();
+        if !raw.starts_with('"')
+            && let Some(rest) = value.strip_prefix(['=', '~'])
+        {
+            // `service==checkout` or `service=~~x`: a typo, not a value starting with `=`.
+            return Err(ConfigError::Matcher(format!(
+                "{s:?}: the value starts with {:?}; did you mean {name}{}{rest}? (quote a value that really starts with it: {name}{}\"{value}\")",
+                &value[..1],
+                &s[i..i + len],
+                &s[i..i + len],
+            )));
+        }
         Matcher::new(name, op, &value)
     }
 
@@ -131,6 +143,15 @@ impl<'de> Deserialize<'de> for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_doubled_operator_is_a_typo_not_a_value() {
+        let e = Matcher::parse("service==checkout").unwrap_err().to_string();
+        assert!(e.contains("did you mean service=checkout"), "{e}");
+        assert!(Matcher::parse("service=~~x").is_err());
+        let quoted = Matcher::parse(r#"service="=checkout""#).unwrap();
+        assert!(quoted.matches(&[("service".to_string(), "=checkout".to_string())].into()));
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs

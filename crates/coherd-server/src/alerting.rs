@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use coherd_alert::{AlertConfig, Alerting, Matcher, Notification, Silence};
@@ -25,7 +25,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::AppState;
 use crate::auth::Scope;
-use crate::error::{ApiError, Query};
+use crate::error::{ApiError, Path, Query};
 use crate::page;
 use coherd_model::time::wall_now;
 

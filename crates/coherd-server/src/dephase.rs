@@ -2,7 +2,7 @@
 //! The math is in the engine's getter and `coherd-dephase`; this only translates.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use coherd_engine::SlotError;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Scope;
-use crate::error::{ApiError, Query};
+use crate::error::{ApiError, Path, Query};
 use coherd_model::time::wall_now;
 
 /// Query of `GET /v1/dephase/{service}/{job}`.

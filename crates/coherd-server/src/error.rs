@@ -148,3 +148,26 @@ where
         }
     }
 }
+
+/// Path parameters read into `T`, refused with the same JSON error body as
+/// every other mistake (axum's own extractor answers a segment that is not
+/// UTF-8 once percent-decoded in plain text).
+pub(crate) struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(p)) => Ok(Path(p)),
+            Err(e) => Err(ApiError::Request(e.status(), e.body_text())),
+        }
+    }
+}

@@ -122,8 +122,11 @@ pub(crate) fn parse_batch(
                 }
                 Some(b'{') => {
                     // One pass: a syntax error is placed in the body like NDJSON's.
-                    let parsed = Observation::from_json(text, limits)
-                        .map_err(|errs| errs.into_iter().map(|e| placed(e, None)).collect());
+                    let parsed = Observation::from_json(text, limits).map_err(|errs| {
+                        errs.into_iter()
+                            .map(|e| ndjson_hint(placed(e, None), text))
+                            .collect()
+                    });
                     check(0, parsed, &mut out)
                 }
                 _ => {
@@ -153,6 +156,25 @@ pub(crate) fn parse_batch(
             errors,
         ))
     }
+}
+
+/// Objects after the first in a JSON body are NDJSON sent under the wrong
+/// type, or NDJSON whose newlines `curl -d` stripped: say which.
+fn ndjson_hint(mut e: coherd_model::FieldError, text: &str) -> coherd_model::FieldError {
+    if !e.message.contains("trailing characters") {
+        return e;
+    }
+    let rest = text.trim_start();
+    if rest.contains("}\n") && rest.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
+        e.message.push_str(
+            "; one object per line is NDJSON: send it with Content-Type: application/x-ndjson",
+        );
+    } else if rest.contains("}{") {
+        e.message.push_str(
+            "; objects back to back look like NDJSON whose newlines were stripped (curl -d does that): send the file with --data-binary and Content-Type: application/x-ndjson",
+        );
+    }
+    e
 }
 
 /// Places a JSON syntax error the way every body's errors are placed:

@@ -121,6 +121,24 @@ impl AppState {
 /// same database would acknowledge writes the first one never sees.
 fn lock_database(db: &std::path::Path) -> Result<std::fs::File, ServerError> {
     use std::io::{Read, Seek, Write};
+    if db.is_dir() {
+        return Err(ServerError::Config(format!(
+            "--db {} is a folder: give a file in it, such as {}",
+            db.display(),
+            db.join("coherd.db").display()
+        )));
+    }
+    let folder = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(ServerError::Config(format!(
+            "the folder {} for --db does not exist: create it (mkdir -p {}) or choose another --db",
+            folder.display(),
+            folder.display()
+        )));
+    }
     let path = std::path::PathBuf::from(format!("{}.lock", db.display()));
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -128,7 +146,13 @@ fn lock_database(db: &std::path::Path) -> Result<std::fs::File, ServerError> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| ServerError::Config(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ServerError::Config(format!(
+                "cannot write in {}: permission denied; run coherd as a user who may write there, or choose another --db",
+                folder.display()
+            )),
+            _ => ServerError::Config(format!("cannot create {}: {e}", path.display())),
+        })?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {

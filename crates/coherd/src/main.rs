@@ -102,10 +102,24 @@ fn main() -> ExitCode {
         // The reader went away (`coherd ... | head`): nothing more to say.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_sentence(&err));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes, each cause said once: a cause already quoted in
+/// the message above it is not repeated.
+fn one_sentence(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    message
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

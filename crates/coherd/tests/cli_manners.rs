@@ -119,3 +119,25 @@ fn ready_says_whether_a_server_is_ready_by_its_exit_code() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("not ready"));
 }
+
+#[test]
+fn a_database_path_that_cannot_work_is_one_sentence_saying_what_to_do() {
+    let dir = temp_dir("db-paths");
+    let serve = |db: &std::path::Path| {
+        let out = coherd()
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let missing = serve(&dir.join("no/such/folder/coherd.db"));
+    assert!(missing.contains("does not exist") && missing.contains("mkdir -p"), "{missing}");
+    let folder = serve(&dir);
+    assert!(folder.contains("is a folder") && folder.contains("coherd.db"), "{folder}");
+    for e in [&missing, &folder] {
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -505,3 +505,21 @@ fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
+
+/// NDJSON sent as `application/json`, or flattened by `curl -d`, gets a hint
+/// that says how to send it.
+#[test]
+fn ndjson_under_the_wrong_type_gets_a_hint() {
+    let s = open_server("ndjson-hint");
+    let url = format!("{}/v1/observations", s.url);
+    let lines = "{\"service\":\"a\",\"member\":\"m1\"}\n{\"service\":\"a\",\"member\":\"m2\"}\n";
+    let (status, body) = post_json(&url, lines);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("application/x-ndjson"), "{body}");
+    let (status, body) = post_json(&url, &lines.replace('\n', ""));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("--data-binary"), "{body}");
+    let (status, body) = post_json(&url, r#"{"service":"a"}"#);
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "member", "{body}");
+}
