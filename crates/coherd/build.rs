@@ -23,7 +23,12 @@ fn main() {
         _ => format!("{} (commit unknown)", env!("CARGO_PKG_VERSION")),
     };
     println!("cargo:rustc-env=COHERD_VERSION={version}");
-    for path in ["../../.git/HEAD", "../../.git/refs/heads", "../../.git/packed-refs", "../../.git/index"] {
+    for path in [
+        "../../.git/HEAD",
+        "../../.git/refs/heads",
+        "../../.git/packed-refs",
+        "../../.git/index",
+    ] {
         println!("cargo:rerun-if-changed={path}");
     }
 }

@@ -59,6 +59,28 @@ pub struct MemberView {
     pub coherent: bool,
     /// Member-level divergences open against it.
     pub open_divergences: u16,
+    /// Why it is not coherent, one entry per reason (empty when it is).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_coherent: Vec<Why>,
+}
+
+/// One reason a member is not coherent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Why {
+    /// `silent` or `left` (not reporting: unknown, so never coherent),
+    /// `divergence` (open against it), `unknown` (a targeted facet it does
+    /// not report), `lagging` (an older allowed value past the rollout
+    /// window) or `foreign` (a value the intent does not allow).
+    pub reason: &'static str,
+    /// The facet, for facet reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facet: Option<String>,
+    /// The member's value of the facet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The facet's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// `live`, `silent` or `left`.
@@ -143,6 +165,13 @@ impl Engine {
             return false;
         };
         self.services[svc].slot_of(m).is_some()
+    }
+
+    /// One member as the engine sees it, with why it is not coherent.
+    pub fn member(&self, service: &str, member: &str) -> Option<MemberView> {
+        let svc = self.svc(service)?;
+        let slot = self.services[svc].slot_of(self.syms.get(member)?)?;
+        Some(self.member_view(svc, slot))
     }
 
     /// Members of a service, sorted by id.
@@ -233,7 +262,54 @@ impl Engine {
             seq: m.has(flag::HAS_SEQ).then_some(m.seq),
             coherent: m.has(flag::COHERENT),
             open_divergences: m.open_divs,
+            not_coherent: if m.has(flag::COHERENT) {
+                Vec::new()
+            } else {
+                self.why_not_coherent(svc, slot)
+            },
         }
+    }
+
+    /// The reasons behind a member's `coherent: false`, in the order the
+    /// coherence rule checks them.
+    fn why_not_coherent(&self, svc: ServiceId, slot: MemberSlot) -> Vec<Why> {
+        let s = &self.services[svc];
+        let m = &s.members[slot];
+        let mut why = Vec::new();
+        let plain = |reason| Why {
+            reason,
+            facet: None,
+            value: None,
+            target: None,
+        };
+        if !m.is_counting() {
+            why.push(plain(member_state(m)));
+        }
+        if m.open_divs > 0 {
+            why.push(plain("divergence"));
+        }
+        for c in &s.columns {
+            let Some(rule) = c.rule.as_ref().filter(|r| r.targeted()) else {
+                continue;
+            };
+            let v = c.values[slot];
+            let reason = if v == NONE {
+                "unknown"
+            } else {
+                match rule.classify(v, self.now) {
+                    crate::state::Class::Lagging => "lagging",
+                    crate::state::Class::Foreign => "foreign",
+                    _ => continue,
+                }
+            };
+            why.push(Why {
+                reason,
+                facet: Some(self.syms.resolve(c.facet).to_string()),
+                value: (v != NONE).then(|| self.syms.resolve(v).to_string()),
+                target: Some(self.syms.resolve(rule.target).to_string()),
+            });
+        }
+        why
     }
 
     /// Brings the subjects and evidence of open `mixed` and `herd` divergences up to date

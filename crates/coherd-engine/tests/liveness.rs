@@ -421,3 +421,53 @@ fn member_pages_are_slices_of_the_sorted_list() {
         (49, vec!["m05", "m06"], true)
     );
 }
+
+#[test]
+fn a_member_that_is_not_coherent_says_why() {
+    let intent = "services:\n  web:\n    report_interval: 10s\n    facets:\n      version: {target: \"2\", compatible: [\"1\"], rollout_window: 1m}\n      config: {target: \"c1\"}\n";
+    let mut f = Harness::new(intent);
+    f.report(
+        "0s",
+        rep("web", "good", 1, json!({"version": "2", "config": "c1"})),
+    );
+    f.report(
+        "0s",
+        rep("web", "old", 1, json!({"version": "1", "config": "c1"})),
+    );
+    f.report("0s", rep("web", "odd", 1, json!({"version": "9"})));
+    let why = |f: &mut Harness, m: &str| -> Vec<(String, Option<String>)> {
+        f.engine()
+            .member("web", m)
+            .unwrap()
+            .not_coherent
+            .into_iter()
+            .map(|w| (w.reason.to_string(), w.facet))
+            .collect()
+    };
+    assert_eq!(why(&mut f, "good"), vec![]);
+    // Within the rollout window an allowed older version is converging: coherent.
+    assert_eq!(why(&mut f, "old"), vec![]);
+    let odd = why(&mut f, "odd");
+    assert!(
+        odd.contains(&("foreign".into(), Some("version".into()))),
+        "{odd:?}"
+    );
+    assert!(
+        odd.contains(&("unknown".into(), Some("config".into()))),
+        "{odd:?}"
+    );
+    f.report("2m", rep("web", "good", 2, json!({})));
+    f.report("2m", rep("web", "old", 2, json!({})));
+    // Past the window it lags, and the drift divergence it opened counts too.
+    assert_eq!(
+        why(&mut f, "old"),
+        vec![
+            ("divergence".into(), None),
+            ("lagging".into(), Some("version".into()))
+        ]
+    );
+    f.tick("5m");
+    let silent = why(&mut f, "good");
+    assert_eq!(silent[0].0, "silent", "{silent:?}");
+    assert!(f.engine().member("web", "nobody").is_none());
+}

@@ -240,6 +240,33 @@ pub(crate) async fn get_members(
     Ok(page::with_next(&uri, Json(found).into_response(), next))
 }
 
+/// `GET /v1/services/{service}/members/{member}`: the member, why it is not
+/// coherent, and the divergences open against it.
+pub(crate) async fn get_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((service, member)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Read)?;
+    let (view, open) = {
+        let mut engine = state.shared.engine();
+        engine.refresh_open_subjects();
+        let view = engine.member(&service, &member).ok_or_else(|| {
+            ApiError::NotFound(format!("service {service:?} has no member {member:?}"))
+        })?;
+        let open: Vec<Divergence> = engine
+            .open_divergences()
+            .filter(|d| d.service == service && d.subjects.contains(&member))
+            .take(SERVICE_TOP_DIVERGENCES)
+            .cloned()
+            .collect();
+        (view, open)
+    };
+    let mut body = serde_json::to_value(view).unwrap_or_default();
+    body["divergences"] = serde_json::to_value(open).unwrap_or_default();
+    Ok(Json(body).into_response())
+}
+
 /// `DELETE /v1/services/{service}/members/{member}`.
 pub(crate) async fn delete_member(
     State(state): State<AppState>,

@@ -46,7 +46,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/members", get(api::get_members))
         .route(
             "/v1/services/{service}/members/{member}",
-            delete(api::delete_member),
+            get(api::get_member).delete(api::delete_member),
         )
         .route("/v1/divergences", get(api::get_divergences))
         .route("/v1/alerts", get(alerting::get_alerts))

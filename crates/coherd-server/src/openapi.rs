@@ -210,6 +210,18 @@ pub(crate) fn document() -> Value {
         ),
         (
             "/v1/services/{service}/members/{member}",
+            "get",
+            Op {
+                summary: "A member: facets, phase, state, why it is not coherent, the divergences open against it",
+                auth: Auth::Scope,
+                params: vec![service(), path_param("member", "member id", MEMBER)],
+                body: None,
+                ok: vec![("200", "member", json_content(object()))],
+                errors: &["404"],
+            },
+        ),
+        (
+            "/v1/services/{service}/members/{member}",
             "delete",
             Op {
                 summary: "Forget a member at once (admin)",

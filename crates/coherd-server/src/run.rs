@@ -74,8 +74,7 @@ impl AppState {
             ..coherd_engine::EngineConfig::default()
         });
         let shared = Shared::new(engine);
-        let observations =
-            pipeline::rebuild(&mut store, &mut shared.driver(), &applier, &shared)?;
+        let observations = pipeline::rebuild(&mut store, &mut shared.driver(), &applier, &shared)?;
         // What fell due while the server was down fires now, before anything new.
         shared.tick();
         shared.go_live();

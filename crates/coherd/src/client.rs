@@ -341,6 +341,16 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<T>, ClientError> {
+        self.get_all_in(path, query, None).await
+    }
+
+    /// [`Client::get_all`] for pages that are objects holding the list under `key`.
+    pub(crate) async fn get_all_in<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        key: Option<&str>,
+    ) -> Result<Vec<T>, ClientError> {
         let mut url = self.url(path, query);
         let mut all = Vec::new();
         loop {
@@ -354,7 +364,13 @@ impl Client {
                 .and_then(next_link)
                 .and_then(|link| url.join(link).ok());
             let body = resp.text().await.map_err(|e| self.transport(e))?;
-            all.extend(self.decode::<Vec<T>>(path, &body)?);
+            match key {
+                None => all.extend(self.decode::<Vec<T>>(path, &body)?),
+                Some(key) => {
+                    let mut page: serde_json::Value = self.decode(path, &body)?;
+                    all.extend(self.decode::<Vec<T>>(path, &page[key].take().to_string())?);
+                }
+            }
             match next {
                 Some(n) => url = n,
                 None => return Ok(all),

@@ -36,6 +36,8 @@ enum Command {
     Report(cmd::report::Args),
     /// Services at a glance: members, live, coherence, mixed facets, open divergences.
     Status(cmd::status::Args),
+    /// Why members are not coherent, facet by facet.
+    Explain(cmd::explain::Args),
     /// List divergences: open by default.
     Divergences(cmd::divergences::Args),
     /// Whether a server is ready (exit 0), for health checks and scripts.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Divergences(args) => cmd::divergences::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
         Command::Watch(args) => cmd::watch::run(args),
         Command::Ready(args) => cmd::ready::run(args),
         Command::Intent(args) => cmd::intent::run(args),

@@ -52,7 +52,10 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
     }
     let man = coherd().arg("man").output().unwrap();
     let text = String::from_utf8_lossy(&man.stdout);
-    assert!(man.status.success() && text.contains(".TH coherd 1"), "{text}");
+    assert!(
+        man.status.success() && text.contains(".TH coherd 1"),
+        "{text}"
+    );
     assert!(text.contains("serve"), "the man page lists the commands");
 }
 
@@ -73,8 +76,16 @@ fn rules_export_makes_the_folder_it_writes_into() {
         .arg(&target)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::read_to_string(&target).unwrap().contains("groups:"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .contains("groups:")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -82,15 +93,31 @@ fn rules_export_makes_the_folder_it_writes_into() {
 fn simulate_ignores_coherd_server_and_stays_offline() {
     let s = Server::start(&temp_dir("simulate-offline"), &[]);
     let out = coherd()
-        .args(["simulate", "--scenario", "silent", "--members", "20", "--seed", "1", "--json"])
+        .args([
+            "simulate",
+            "--scenario",
+            "silent",
+            "--members",
+            "20",
+            "--seed",
+            "1",
+            "--json",
+        ])
         .env("COHERD_SERVER", &s.url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let services = get_json(&format!("{}/v1/services", s.url));
-    assert_eq!(services, serde_json::json!([]), "nothing may reach the server");
-    let (status, _) =
-        common::request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
+    assert_eq!(
+        services,
+        serde_json::json!([]),
+        "nothing may reach the server"
+    );
+    let (status, _) = common::request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
     assert_eq!(status, 404, "the server's intent is untouched");
 }
 
@@ -103,15 +130,29 @@ fn serve_logs_json_lines_when_asked() {
     let first = log.lines().next().expect("a log line");
     let v: serde_json::Value = serde_json::from_str(first).expect("each line is JSON");
     assert_eq!(v["level"], "INFO", "{v}");
-    assert!(v["message"].is_string() && v["timestamp"].is_string(), "{v}");
+    assert!(
+        v["message"].is_string() && v["timestamp"].is_string(),
+        "{v}"
+    );
 }
 
 #[test]
 fn ready_says_whether_a_server_is_ready_by_its_exit_code() {
     let s = Server::start(&temp_dir("ready"), &[]);
-    let up = coherd().args(["ready", "--server", &s.url]).output().unwrap();
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let up = coherd()
+        .args(["ready", "--server", &s.url])
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let down = coherd()
         .args(["ready", "--server", &format!("http://127.0.0.1:{port}")])
         .output()
@@ -133,9 +174,15 @@ fn a_database_path_that_cannot_work_is_one_sentence_saying_what_to_do() {
         String::from_utf8_lossy(&out.stderr).trim().to_string()
     };
     let missing = serve(&dir.join("no/such/folder/coherd.db"));
-    assert!(missing.contains("does not exist") && missing.contains("mkdir -p"), "{missing}");
+    assert!(
+        missing.contains("does not exist") && missing.contains("mkdir -p"),
+        "{missing}"
+    );
     let folder = serve(&dir);
-    assert!(folder.contains("is a folder") && folder.contains("coherd.db"), "{folder}");
+    assert!(
+        folder.contains("is a folder") && folder.contains("coherd.db"),
+        "{folder}"
+    );
     for e in [&missing, &folder] {
         assert_eq!(e.lines().count(), 1, "{e}");
     }

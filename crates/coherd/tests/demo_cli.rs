@@ -15,13 +15,28 @@ fn demo_on_an_occupied_address_leaves_the_server_there_untouched() {
     let s = Server::start(&temp_dir("demo-occupied"), &[]);
     let addr = s.url.trim_start_matches("http://").to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["demo", "--duration", "5s", "--plain", "--members", "20", "--listen", &addr])
+        .args([
+            "demo",
+            "--duration",
+            "5s",
+            "--plain",
+            "--members",
+            "20",
+            "--listen",
+            &addr,
+        ])
         .output()
         .expect("coherd runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot listen") && err.contains("--listen"), "{err}");
-    assert_eq!(get_json(&format!("{}/v1/services", s.url)), serde_json::json!([]));
+    assert!(
+        err.contains("cannot listen") && err.contains("--listen"),
+        "{err}"
+    );
+    assert_eq!(
+        get_json(&format!("{}/v1/services", s.url)),
+        serde_json::json!([])
+    );
     let (status, _) = request("GET", &format!("{}/v1/intent", s.url), &[], b"").unwrap();
     assert_eq!(status, 404, "the other server's intent is untouched");
 }

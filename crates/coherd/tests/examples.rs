@@ -27,7 +27,10 @@ fn every_example_intent_checks_and_is_listed() {
             String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
         );
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(readme.contains(&format!("`{name}`")), "{name} is not in examples/README.md");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not in examples/README.md"
+        );
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} examples");

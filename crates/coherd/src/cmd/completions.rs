@@ -7,9 +7,11 @@ use anyhow::Result;
 
 /// Print shell completions for coherd.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  coherd completions bash > /etc/bash_completion.d/coherd\n  \
+#[command(
+    after_help = "Examples:\n  coherd completions bash > /etc/bash_completion.d/coherd\n  \
     coherd completions zsh > \"${fpath[1]}/_coherd\"\n  \
-    coherd completions fish > ~/.config/fish/completions/coherd.fish")]
+    coherd completions fish > ~/.config/fish/completions/coherd.fish"
+)]
 pub(crate) struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
@@ -17,8 +19,10 @@ pub(crate) struct CompletionsArgs {
 
 /// Print coherd's man page (roff).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  coherd man > /usr/local/share/man/man1/coherd.1\n  \
-    coherd man | man -l -")]
+#[command(
+    after_help = "Examples:\n  coherd man > /usr/local/share/man/man1/coherd.1\n  \
+    coherd man | man -l -"
+)]
 pub(crate) struct ManArgs {}
 
 pub(crate) fn completions(args: CompletionsArgs, mut command: clap::Command) -> Result<ExitCode> {

@@ -6,6 +6,7 @@ pub(crate) mod completions;
 pub(crate) mod dashboards;
 pub(crate) mod demo;
 pub(crate) mod divergences;
+pub(crate) mod explain;
 pub(crate) mod herd;
 pub(crate) mod intent;
 pub(crate) mod offsets;

@@ -10,9 +10,11 @@ use crate::client::{Client, READ, ServerArgs, runtime};
 
 /// Exit 0 once the server answers /readyz with 200, else 1 (no token needed).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  coherd ready --server http://127.0.0.1:7070\n  \
+#[command(
+    after_help = "Examples:\n  coherd ready --server http://127.0.0.1:7070\n  \
     coherd ready --wait 30s && coherd intent put intent.yaml\n  \
-    HEALTHCHECK CMD [\"coherd\", \"ready\"]   (in a container image)")]
+    HEALTHCHECK CMD [\"coherd\", \"ready\"]   (in a container image)"
+)]
 pub(crate) struct Args {
     #[command(flatten)]
     pub server: ServerArgs,

@@ -1,0 +1,67 @@
+//! `coherd explain` says why members are not coherent, facet by facet, from
+//! a live server; the members API carries the same reasons.
+
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
+mod common;
+
+use std::process::Command;
+
+use common::{Server, get_json, post_json, temp_dir};
+
+const INTENT: &str = "services:\n  api:\n    facets:\n      version: {target: \"2\"}\n      config: {target: \"c1\"}\n";
+
+fn explain(s: &Server, what: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["explain", what, "--server", &s.url])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn explain_names_each_reason_for_a_service_and_a_member() {
+    let dir = temp_dir("explain");
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    let s = Server::start(&dir, &["--intent", &intent]);
+    let (status, body) = post_json(
+        &format!("{}/v1/observations", s.url),
+        r#"[{"service":"api","member":"a","facets":{"version":"2","config":"c1"}},
+            {"service":"api","member":"b","facets":{"version":"9","config":"c1"}},
+            {"service":"api","member":"c/1","facets":{"version":"2"}}]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let (ok, text) = explain(&s, "api", &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("api: 1 of 3 members coherent"), "{text}");
+    assert!(
+        text.contains("b: ") && text.contains("version 9 is not allowed (target 2)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("c/1: ") && text.contains("config not reported (target c1)"),
+        "{text}"
+    );
+
+    let (ok, text) = explain(&s, "api/c/1", &[]);
+    assert!(ok, "{text}");
+    assert!(text.contains("api/c/1: live, not coherent"), "{text}");
+    let (ok, text) = explain(&s, "api/b", &[]);
+    assert!(ok && text.contains("open: drift:api:b:version"), "{text}");
+
+    let member = get_json(&format!("{}/v1/services/api/members/b", s.url));
+    assert_eq!(
+        member["not_coherent"][0]["reason"], "divergence",
+        "{member}"
+    );
+    assert_eq!(member["not_coherent"][1]["reason"], "foreign", "{member}");
+
+    let (ok, text) = explain(&s, "api/nobody", &[]);
+    assert!(!ok && text.contains("knows no member"), "{text}");
+}
