@@ -21,7 +21,8 @@ const ADMIN: Need = Need {
 #[command(after_help = "Examples:\n  \
     coherd intent check intent.yaml\n  \
     coherd intent get > intent.yaml\n  \
-    coherd intent put intent.yaml --token \"$ADMIN_TOKEN\"")]
+    coherd intent put intent.yaml --token \"$ADMIN_TOKEN\"\n  \
+    coherd intent suggest > intent.yaml")]
 pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
@@ -35,6 +36,8 @@ pub(crate) enum Command {
     Get(GetArgs),
     /// Validate an intent file and make it the server's intent.
     Put(PutArgs),
+    /// Write a starting intent from what the fleet reports now.
+    Suggest(super::suggest::SuggestArgs),
 }
 
 /// Validate an intent file without a server.
@@ -80,6 +83,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         Command::Check(a) => check(a),
         Command::Get(a) => get(a),
         Command::Put(a) => put(a),
+        Command::Suggest(a) => super::suggest::suggest(a),
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) mod simulate;
 pub(crate) mod simulate_remote;
 pub(crate) mod splay;
 pub(crate) mod status;
+pub(crate) mod suggest;
 pub(crate) mod watch;
 
 /// How log lines are written.
