@@ -49,9 +49,12 @@ pub fn feed(
     let shift = start.as_nanos() - t0().as_nanos();
     let mut intents = world.intent_sources();
     intents.reverse();
+    // A fault scheduled after the run ends is never injected: not a miss.
+    let end = t0().add(scenario.duration(duration));
     let truths = world
         .truths()
         .into_iter()
+        .filter(|t| t.injected_at < end)
         .map(|t| Truth {
             injected_at: Time::from_nanos(t.injected_at.as_nanos() + shift),
             ..t

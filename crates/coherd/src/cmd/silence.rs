@@ -103,12 +103,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                         "{:<28} {:<8} {:<21} {:<36} {}",
                         s["id"].as_str().unwrap_or(""),
                         s["state"].as_str().unwrap_or(""),
-                        s["ends_at"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(20)
-                            .collect::<String>(),
+                        ends(s["ends_at"].as_str().unwrap_or("")),
                         super::output::short(&matchers.join(" "), 36),
                         s["comment"].as_str().unwrap_or("")
                     );
@@ -126,4 +121,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An end time to the second, in UTC, whole (the API gives nanoseconds).
+fn ends(at: &str) -> String {
+    match at.parse::<jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        Err(_) => at.to_string(),
+    }
 }
