@@ -185,6 +185,14 @@ impl<S: Sink> Driver<S> {
         found
     }
 
+    /// Forgets a service and its members at `at`; false when it is unknown.
+    pub fn remove_service(&mut self, at: Time, service: &str) -> bool {
+        self.advance(at);
+        let found = self.engine.remove_service(at, service);
+        self.drain();
+        found
+    }
+
     /// Lets time pass to `at` with no input: every deadline up to it fires.
     pub fn tick(&mut self, at: Time) {
         self.advance(at);

@@ -349,6 +349,35 @@ impl Engine {
         true
     }
 
+    /// Forgets a service at `now`: every member, and every divergence open in
+    /// it. It is no longer listed until a member reports again or an intent
+    /// names it. False when unknown.
+    pub fn remove_service(&mut self, now: Time, service: &str) -> bool {
+        let now = now.max(self.now);
+        self.clock = now;
+        self.run_timers(now, false);
+        self.now = now;
+        let Some(svc) = self.svc(service) else {
+            return false;
+        };
+        let slots: Vec<MemberSlot> = self.services[svc].by_name.values().copied().collect();
+        for slot in slots {
+            self.forget_member(svc, slot, now);
+        }
+        let open: Vec<crate::divergence::DivKey> = self
+            .table
+            .open()
+            .filter(|(k, _, _)| k.svc == svc)
+            .map(|(k, _, _)| *k)
+            .collect();
+        for key in open {
+            self.resolve(key, now, None);
+        }
+        self.touch_coherence(svc);
+        self.services[svc].forgotten = true;
+        true
+    }
+
     /// The current intent, if one was set.
     pub fn intent(&self) -> Option<&Intent> {
         self.intent.as_ref()
@@ -408,6 +437,7 @@ impl Engine {
     pub(crate) fn service_idx(&mut self, name: &str) -> ServiceId {
         let sym = self.syms.intern(name);
         if let Some(&i) = self.service_index.get(&sym) {
+            self.services[i].forgotten = false;
             return i;
         }
         let cfg = self.compile_cfg(name);
@@ -430,6 +460,7 @@ impl Engine {
             resources: HashMap::new(),
             jobs: HashMap::new(),
             windows: Default::default(),
+            forgotten: false,
         });
         self.service_index.insert(sym, i);
         if self.intent.is_some() {

@@ -102,11 +102,12 @@ impl Engine {
         v
     }
 
-    fn svc(&self, service: &str) -> Option<ServiceId> {
+    pub(crate) fn svc(&self, service: &str) -> Option<ServiceId> {
         self.syms
             .get(service)
             .and_then(|s| self.service_index.get(&s))
             .copied()
+            .filter(|&i| !self.services[i].forgotten)
     }
 
     /// A summary of every service, sorted by name.
@@ -118,6 +119,7 @@ impl Engine {
         let mut out: Vec<ServiceSummary> = self
             .services
             .iter_enumerated()
+            .filter(|(_, s)| !s.forgotten)
             .map(|(i, s)| ServiceSummary {
                 service: s.name_str.clone(),
                 members: s.known,

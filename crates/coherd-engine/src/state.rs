@@ -302,6 +302,9 @@ pub(crate) struct Service {
     /// Runs of periodic jobs by event kind.
     pub jobs: HashMap<Sym, crate::jobs::Job>,
     pub windows: Windows,
+    /// Deleted by an operator: not listed until a member reports again or an
+    /// intent names it.
+    pub forgotten: bool,
 }
 
 impl Service {

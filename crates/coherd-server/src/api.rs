@@ -267,6 +267,49 @@ pub(crate) async fn get_member(
     Ok(Json(body).into_response())
 }
 
+/// `DELETE /v1/services/{service}`: forget a service and its members now.
+pub(crate) async fn delete_service(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(service): Path<String>,
+) -> ApiResult<Response> {
+    state.tokens.check(&headers, Scope::Admin)?;
+    if state
+        .shared
+        .intent()
+        .is_some_and(|i| i.intent.services.contains_key(&service))
+    {
+        return Err(ApiError::Request(
+            StatusCode::CONFLICT,
+            format!(
+                "the intent names {service:?}: remove it from the intent first, then delete it"
+            ),
+        ));
+    }
+    if !state
+        .shared
+        .engine()
+        .services()
+        .iter()
+        .any(|s| s.service == service)
+    {
+        return Err(unknown_service(&service));
+    }
+    let (tx, rx) = oneshot::channel();
+    submit(
+        &state,
+        Work::DeleteService {
+            service: service.clone(),
+            reply: tx,
+        },
+    )?;
+    if wait(rx).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(unknown_service(&service))
+    }
+}
+
 /// `DELETE /v1/services/{service}/members/{member}`.
 pub(crate) async fn delete_member(
     State(state): State<AppState>,

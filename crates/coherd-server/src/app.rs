@@ -42,7 +42,10 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/observations", post(api::post_observations))
         .route("/v1/services", get(api::get_services))
-        .route("/v1/services/{service}", get(api::get_service))
+        .route(
+            "/v1/services/{service}",
+            get(api::get_service).delete(api::delete_service),
+        )
         .route("/v1/services/{service}/members", get(api::get_members))
         .route(
             "/v1/services/{service}/members/{member}",

@@ -187,6 +187,18 @@ pub(crate) fn document() -> Value {
             },
         ),
         (
+            "/v1/services/{service}",
+            "delete",
+            Op {
+                summary: "Forget a service and its members at once (admin); not one the intent names",
+                auth: Auth::Scope,
+                params: vec![service()],
+                body: None,
+                ok: vec![("204", "deleted", Value::Null)],
+                errors: &["404", "409", "503"],
+            },
+        ),
+        (
             "/v1/services/{service}/members",
             "get",
             Op {

@@ -261,6 +261,11 @@ pub(crate) enum Work {
         member: String,
         reply: oneshot::Sender<Result<bool, WorkError>>,
     },
+    /// An operator's delete of a whole service.
+    DeleteService {
+        service: String,
+        reply: oneshot::Sender<Result<bool, WorkError>>,
+    },
     /// Drop raw observations older than this.
     Prune { before: Time },
 }
@@ -378,6 +383,13 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     });
                     replies.push(Reply::Delete(reply));
                 }
+                Work::DeleteService { service, reply } => {
+                    entries.push(NewEntry::DeleteService {
+                        at: next_stamp(),
+                        service,
+                    });
+                    replies.push(Reply::Delete(reply));
+                }
                 Work::Prune { before } => prune = Some(before),
             }
         }
@@ -447,6 +459,10 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     let found = applier.delete(&mut driver, *at, service, member);
                     answers.push(Box::new(move || drop(tx.send(Ok(found)))));
                 }
+                (NewEntry::DeleteService { at, service }, Reply::Delete(tx)) => {
+                    let found = applier.delete_service(&mut driver, *at, service);
+                    answers.push(Box::new(move || drop(tx.send(Ok(found)))));
+                }
                 _ => unreachable!("entries and replies are built together"),
             }
         }
@@ -491,6 +507,16 @@ impl Applier {
     /// A new intent, in force from `at`.
     pub(crate) fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
         driver.set_intent(at, intent);
+    }
+
+    /// An operator's delete of a whole service.
+    pub(crate) fn delete_service<S: Sink>(
+        &self,
+        driver: &mut Driver<S>,
+        at: Time,
+        service: &str,
+    ) -> bool {
+        driver.remove_service(at, service)
     }
 
     /// An operator's delete.
@@ -540,6 +566,9 @@ pub(crate) fn rebuild<S: Sink>(
                 member,
             } => {
                 applier.delete(driver, at, &service, &member);
+            }
+            NewEntry::DeleteService { at, service } => {
+                applier.delete_service(driver, at, &service);
             }
         }
         Ok(())

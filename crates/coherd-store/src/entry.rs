@@ -19,6 +19,13 @@ pub enum NewEntry {
         /// The text exactly as sent, so it can be shown and parsed again.
         source: String,
     },
+    /// An operator deleted a whole service (its members with it).
+    DeleteService {
+        /// When the service was deleted.
+        at: Time,
+        /// The service.
+        service: String,
+    },
     /// An operator deleted a member.
     DeleteMember {
         /// When the member was deleted.
@@ -36,7 +43,9 @@ impl NewEntry {
     pub fn time(&self) -> Time {
         match self {
             NewEntry::Observations { received_at, .. } => *received_at,
-            NewEntry::Intent { at, .. } | NewEntry::DeleteMember { at, .. } => *at,
+            NewEntry::Intent { at, .. }
+            | NewEntry::DeleteMember { at, .. }
+            | NewEntry::DeleteService { at, .. } => *at,
         }
     }
 }

@@ -254,7 +254,7 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),

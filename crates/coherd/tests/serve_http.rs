@@ -666,3 +666,44 @@ fn intent_changes_carry_a_revision_and_where_they_came_from() {
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     assert!(log.contains("intent changed"), "intent changes are logged");
 }
+
+/// An operator can delete a whole service: it and its members are gone, also
+/// after a restart, until a member reports again; a service the intent names
+/// cannot be deleted, an unknown one is 404.
+#[test]
+fn a_service_can_be_deleted_and_stays_deleted_across_a_restart() {
+    let mut s = start_with_intent("delete-service");
+    let url = format!("{}/v1/observations", s.url);
+    let (status, body) = post_json(
+        &url,
+        r#"[{"service":"old","member":"a","seq":1},{"service":"old","member":"b","seq":1}]"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let delete = |s: &Server, name: &str| {
+        request("DELETE", &format!("{}/v1/services/{name}", s.url), &[], b"").unwrap()
+    };
+    let listed = |s: &Server| -> Vec<String> {
+        get_json(&format!("{}/v1/services", s.url))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["service"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(listed(&s).contains(&"old".to_string()));
+    assert_eq!(delete(&s, "old").0, 204);
+    assert!(!listed(&s).contains(&"old".to_string()));
+    let (status, _) = request("GET", &format!("{}/v1/services/old", s.url), &[], b"").unwrap();
+    assert_eq!(status, 404);
+    s.kill_and_restart();
+    assert!(!listed(&s).contains(&"old".to_string()), "deleted for good");
+    let (status, text) = delete(&s, "checkout");
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("intent names"), "{text}");
+    assert_eq!(delete(&s, "never").0, 404);
+    // A member reporting again brings the service back, with that member only.
+    let (status, body) = post_json(&url, r#"{"service":"old","member":"c","seq":1}"#);
+    assert_eq!(status, 200, "{body}");
+    let summary = get_json(&format!("{}/v1/services/old", s.url));
+    assert_eq!(summary["members"], 1, "{summary}");
+}

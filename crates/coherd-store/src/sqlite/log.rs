@@ -12,6 +12,7 @@ use crate::{Entry, NewEntry, StoreError};
 pub(crate) const OBSERVATIONS: &str = "observations";
 pub(crate) const INTENT: &str = "intent";
 pub(crate) const DELETE_MEMBER: &str = "delete_member";
+pub(crate) const DELETE_SERVICE: &str = "delete_service";
 
 pub(crate) fn append(
     conn: &mut Connection,
@@ -62,6 +63,19 @@ pub(crate) fn append(
                     0,
                     source.as_bytes()
                 ]),
+                NewEntry::DeleteService { service, .. } => {
+                    if service.is_empty() {
+                        return Err(invalid("a service deletion needs a service".into()));
+                    }
+                    insert.execute(params![
+                        DELETE_SERVICE,
+                        at,
+                        service,
+                        None::<&str>,
+                        0,
+                        None::<&[u8]>
+                    ])
+                }
                 NewEntry::DeleteMember {
                     service, member, ..
                 } => {
@@ -186,6 +200,10 @@ fn read_entry(path: &Path, rows: &mut Rows<'_>) -> Result<Option<Entry>, StoreEr
             at,
             service: row.get(3).map_err(read)?,
             member: row.get(4).map_err(read)?,
+        },
+        DELETE_SERVICE => NewEntry::DeleteService {
+            at,
+            service: row.get(3).map_err(read)?,
         },
         other => return Err(corrupt(path, id, format!("unknown kind {other:?}"))),
     };

@@ -49,6 +49,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX member_states_by_entry ON member_states (entry_id, position);
     ",
+    // 2: an operator may delete a whole service. SQLite cannot change a CHECK,
+    // so the log moves to a new table; ids keep counting from where they were.
+    "
+    CREATE TABLE entries_v2 (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT    NOT NULL
+                CHECK (kind IN ('observations', 'intent', 'delete_member', 'delete_service')),
+        at      INTEGER NOT NULL,
+        -- The deleted member's service, or the deleted service.
+        service TEXT    CHECK ((kind IN ('delete_member', 'delete_service'))
+                               = (service IS NOT NULL AND service <> '')),
+        member  TEXT    CHECK ((kind = 'delete_member') = (member IS NOT NULL AND member <> '')),
+        count   INTEGER NOT NULL DEFAULT 0 CHECK (count >= 0),
+        payload BLOB    CHECK ((kind IN ('delete_member', 'delete_service')) = (payload IS NULL))
+    ) STRICT;
+    INSERT INTO entries_v2 (id, kind, at, service, member, count, payload)
+        SELECT id, kind, at, service, member, count, payload FROM entries;
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'entries_v2', 0
+        WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'entries_v2');
+    UPDATE sqlite_sequence
+        SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0))
+        WHERE name = 'entries_v2';
+    DROP TABLE entries;
+    ALTER TABLE entries_v2 RENAME TO entries;
+    CREATE INDEX entries_by_time ON entries (at);
+    CREATE INDEX entries_by_kind ON entries (kind);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -157,5 +185,55 @@ fn too_new(path: &Path, found: i64) -> StoreError {
         path: path.to_path_buf(),
         found,
         supported: LATEST,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written at version 1 opens, is migrated, keeps every entry
+    /// and keeps counting ids from where they were (never reusing one, even
+    /// one pruned away), and takes the entries version 2 adds.
+    #[test]
+    fn a_version_1_database_is_migrated_without_losing_or_reusing_ids() {
+        let dir = std::env::temp_dir().join(format!("coherd-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v1.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            for i in 1..=5 {
+                conn.execute(
+                    "INSERT INTO entries (kind, at, service, member, count, payload) VALUES ('delete_member', ?1, 'api', 'm', 0, NULL)",
+                    [i],
+                )
+                .unwrap();
+            }
+            // The newest entry pruned away: its id must not come back.
+            conn.execute("DELETE FROM entries WHERE id = 5", [])
+                .unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), LATEST);
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 4);
+        conn.execute(
+            "INSERT INTO entries (kind, at, service, member, count, payload) VALUES ('delete_service', 9, 'api', NULL, 0, NULL)",
+            [],
+        )
+        .unwrap();
+        let id: i64 = conn
+            .query_row("SELECT max(id) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(id, 6, "ids go on after the pruned 5");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

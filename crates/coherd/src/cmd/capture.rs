@@ -122,6 +122,9 @@ impl<W: Write> Export<W> {
             NewEntry::Intent { at, source } => {
                 self.line(&json!({"time": at, "intent": source}))?;
             }
+            NewEntry::DeleteService { at, service } => {
+                self.line(&json!({"time": at, "delete": {"service": service}}))?;
+            }
             NewEntry::DeleteMember {
                 at,
                 service,

@@ -51,7 +51,10 @@ pub(crate) struct Report {
 enum Line {
     Observation(Box<Observation>),
     Intent(Intent),
-    Delete { service: String, member: String },
+    Delete {
+        service: String,
+        member: Option<String>,
+    },
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
@@ -125,7 +128,10 @@ pub(crate) fn replay(
             }
             Line::Delete { service, member } => {
                 flush(&mut driver, time, &mut instant)?;
-                driver.remove_member(time, &service, &member);
+                match member {
+                    Some(member) => driver.remove_member(time, &service, &member),
+                    None => driver.remove_service(time, &service),
+                };
             }
         }
     }
@@ -210,10 +216,10 @@ fn delete_line(value: serde_json::Value, n: usize) -> Result<Line> {
     #[serde(deny_unknown_fields)]
     struct Delete {
         service: String,
-        member: String,
+        member: Option<String>,
     }
     let Delete { service, member } = serde_json::from_value(value).map_err(|e| {
-        anyhow::anyhow!("line {n}: a delete line needs {{\"service\": ..., \"member\": ...}}: {e}")
+        anyhow::anyhow!("line {n}: a delete line needs {{\"service\": ...}} and, for one member, \"member\": {e}")
     })?;
     Ok(Line::Delete { service, member })
 }
