@@ -332,20 +332,109 @@ impl MarkedEventReceiver for Builder {
 pub fn from_str<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, String> {
     let node = parse(src).map_err(|e| e.to_string())?;
     check_duplicate_keys(&node).map_err(|e| e.to_string())?;
-    let value = to_json(&node);
-    let value = if value.is_null() {
-        serde_json::json!({})
-    } else {
-        value
-    };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            e.inner().to_string()
-        } else {
-            format!("{path}: {}", e.inner())
+    let mut value = to_json(&node);
+    if value.is_null() {
+        value = serde_json::json!({});
+    }
+    // serde stops at the first error: take the offending key out and go on,
+    // so every mistake is reported at once, each with its line.
+    let mut errors: Vec<(usize, String)> = Vec::new();
+    for _ in 0..MAX_REPORTED_ERRORS {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) if errors.is_empty() => return Ok(parsed),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let mut path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let inner = e.inner().to_string();
+        // An unknown key is reported at its parent: point at the key itself.
+        if let Some(name) = inner
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+            && path.last().map(String::as_str) != Some(name)
+        {
+            path.push(name.to_string());
         }
-    })
+        let at = locate(&node, &path);
+        let place = at
+            .map(|n| format!("line {}, column {}: ", n.line, n.column))
+            .unwrap_or_default();
+        let shown = if path.is_empty() {
+            inner
+        } else {
+            format!("{}: {inner}", path.join("."))
+        };
+        errors.push((at.map_or(0, |n| n.line), format!("{place}{shown}")));
+        if path.is_empty() || !remove(&mut value, &path) {
+            break;
+        }
+    }
+    errors.sort_by_key(|e| e.0);
+    let errors: Vec<String> = errors.into_iter().map(|e| e.1).collect();
+    Err(errors.join("\n  "))
+}
+
+/// Errors reported for one document at most.
+const MAX_REPORTED_ERRORS: usize = 20;
+
+/// The node at `path` (map keys and sequence indices).
+fn locate<'a>(node: &'a Node, path: &[String]) -> Option<&'a Node> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(node);
+    };
+    match &node.kind {
+        NodeKind::Map(entries) => {
+            let (k, v) = entries.iter().find(|(k, _)| k.as_str() == Some(first))?;
+            if rest.is_empty() {
+                Some(k)
+            } else {
+                locate(v, rest)
+            }
+        }
+        NodeKind::Seq(items) => locate(items.get(first.parse::<usize>().ok()?)?, rest),
+        _ => None,
+    }
+}
+
+/// Takes the value at `path` out of `value`; false when it is not there.
+fn remove(value: &mut serde_json::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut here = value;
+    for p in parents {
+        here = match here {
+            serde_json::Value::Object(m) => match m.get_mut(p) {
+                Some(v) => v,
+                None => return false,
+            },
+            serde_json::Value::Array(a) => match p.parse::<usize>().ok().and_then(|i| a.get_mut(i))
+            {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match here {
+        serde_json::Value::Object(m) => m.remove(last).is_some(),
+        serde_json::Value::Array(a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 /// Refuses a mapping that repeats a key (serde would keep the last silently).
@@ -404,6 +493,48 @@ pub fn to_json(node: &Node) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        #[serde(default)]
+        port: u16,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default)]
+        size: u8,
+    }
+
+    #[test]
+    fn every_config_mistake_is_reported_at_once_in_line_order() {
+        let src = "port: -1\nnmae: x\ninner:\n  size: 999\n  colour: red\n";
+        let err = from_str::<Cfg>(src).unwrap_err();
+        let lines: Vec<&str> = err.lines().map(str::trim).collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(lines[0].starts_with("line 1, column 1: port:"), "{err}");
+        assert!(
+            lines[1].starts_with("line 2, column 1: nmae: unknown field"),
+            "{err}"
+        );
+        assert!(
+            lines[2].starts_with("line 4, column 3: inner.size:"),
+            "{err}"
+        );
+        assert!(
+            lines[3].starts_with("line 5, column 3: inner.colour: unknown field"),
+            "{err}"
+        );
+        assert!(from_str::<Cfg>("port: 80\n").is_ok());
+    }
+
     use super::*;
 
     #[test]
