@@ -341,15 +341,17 @@ impl Client {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Vec<T>, ClientError> {
-        self.get_all_in(path, query, None).await
+        self.get_all_in(path, query, None, None).await
     }
 
-    /// [`Client::get_all`] for pages that are objects holding the list under `key`.
+    /// [`Client::get_all`] for pages that are objects holding the list under
+    /// `key`, stopping once `max` items are in.
     pub(crate) async fn get_all_in<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, &str)],
         key: Option<&str>,
+        max: Option<usize>,
     ) -> Result<Vec<T>, ClientError> {
         let mut url = self.url(path, query);
         let mut all = Vec::new();
@@ -370,6 +372,12 @@ impl Client {
                     let mut page: serde_json::Value = self.decode(path, &body)?;
                     all.extend(self.decode::<Vec<T>>(path, &page[key].take().to_string())?);
                 }
+            }
+            if let Some(max) = max
+                && all.len() >= max
+            {
+                all.truncate(max);
+                return Ok(all);
             }
             match next {
                 Some(n) => url = n,

@@ -523,3 +523,38 @@ fn ndjson_under_the_wrong_type_gets_a_hint() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "member", "{body}");
 }
+
+/// The CLI lists every page, or the first N with --limit.
+#[test]
+fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
+    let s = open_server("cli-pages");
+    let (status, body) = put_intent(
+        &s,
+        b"services:\n  api:\n    facets:\n      version: {target: \"2\"}\n",
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let batch: Vec<String> = (0..1100)
+        .map(|i| format!(r#"{{"service":"api","member":"m{i:04}","facets":{{"version":"1"}}}}"#))
+        .collect();
+    let (status, body) = post_json(
+        &format!("{}/v1/observations", s.url),
+        &format!("[{}]", batch.join(",")),
+    );
+    assert_eq!(status, 200, "{body}");
+    let list = |extra: &[&str]| -> Vec<Value> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+            .args(["divergences", "--json", "--server", &s.url])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(list(&[]).len(), 1100, "every page");
+    assert_eq!(list(&["--limit", "3"]).len(), 3);
+}

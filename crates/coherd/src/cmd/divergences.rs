@@ -32,6 +32,9 @@ pub(crate) struct Args {
     /// Only this service.
     #[arg(long, value_name = "SERVICE")]
     pub service: Option<String>,
+    /// At most this many, oldest first (0: all; pages are fetched as needed).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
     /// Print the server's JSON array.
     #[arg(long)]
     pub json: bool,
@@ -51,7 +54,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         ("kind", args.kind.as_deref().unwrap_or("")),
         ("state", state),
     ];
-    let raw: Vec<Value> = runtime()?.block_on(client.get_all("/v1/divergences", &query))?;
+    let max = (args.limit > 0).then_some(args.limit);
+    let raw: Vec<Value> =
+        runtime()?.block_on(client.get_all_in("/v1/divergences", &query, None, max))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
         return Ok(ExitCode::SUCCESS);

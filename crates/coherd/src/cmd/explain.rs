@@ -97,6 +97,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 &path,
                 &[("limit", "1000")],
                 Some("members"),
+                None,
             )) {
                 Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => bail!(
                     "coherd at {} knows no service {service:?}; `coherd status` lists the ones it knows",
