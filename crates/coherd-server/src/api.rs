@@ -465,6 +465,7 @@ pub(crate) async fn put_intent(
     if let Some(path) = &state.config.intent
         && !state.config.intent_api
     {
+        tracing::warn!(file = %path.display(), token = ?token.map(|i| i + 1), "PUT /v1/intent refused: the intent is managed by a file");
         return Err(ApiError::Request(
             StatusCode::CONFLICT,
             format!(

@@ -557,4 +557,20 @@ fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
     };
     assert_eq!(list(&[]).len(), 1100, "every page");
     assert_eq!(list(&["--limit", "3"]).len(), 3);
+
+    // `coherd divergences | head -1`: the table outgrows the pipe, the reader
+    // hangs up, and the command ends quietly with exit 0.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["divergences", "--server", &s.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let _ = stdout.read(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
 }

@@ -177,6 +177,8 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
     .unwrap();
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("managed by the file"), "{text}");
+    let log = std::fs::read_to_string(s.dir.join("serve.log")).unwrap();
+    assert!(log.contains("PUT /v1/intent refused"), "the refusal is logged");
     assert_eq!(
         get_json(&format!("{}/v1/intent", s.url))["source"],
         INTENT,
