@@ -28,20 +28,12 @@ impl Drop for Alertmanager {
 }
 
 fn start_alertmanager(dir: &std::path::Path) -> Option<Alertmanager> {
-    if Command::new("prometheus-alertmanager")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var("COHERD_SKIP_TOOL_TESTS").as_deref() == Ok("1") {
-            eprintln!(
-                "skipped: prometheus-alertmanager is not installed (COHERD_SKIP_TOOL_TESTS=1)"
-            );
-            return None;
-        }
-        panic!(
-            "prometheus-alertmanager is not installed: apt-get install prometheus-alertmanager (or set COHERD_SKIP_TOOL_TESTS=1)"
-        );
+    if !common::tool_available(
+        "prometheus-alertmanager",
+        "--version",
+        "apt-get install prometheus-alertmanager",
+    ) {
+        return None;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -14,35 +14,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Server, temp_dir};
 
 const TOKEN: &str = "admin-token-0123456789";
 
-fn schemathesis_available() -> bool {
-    let found = Command::new("st")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("COHERD_SKIP_TOOL_TESTS").as_deref() == Ok("1") {
-        eprintln!("skipped: schemathesis is not installed and COHERD_SKIP_TOOL_TESTS=1");
-        return false;
-    }
-    panic!(
-        "this test needs schemathesis: pip install schemathesis, \
-         or set COHERD_SKIP_TOOL_TESTS=1 to skip"
-    );
-}
-
 #[test]
 fn schemathesis_finds_the_server_true_to_its_openapi_document() {
-    if !schemathesis_available() {
+    if !common::tool_available("st", "--version", "pip install schemathesis") {
         return;
     }
     let dir = temp_dir("schemathesis");

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Server, get_json, temp_dir};
 
@@ -21,19 +20,11 @@ fn output_into_a_closed_pipe_ends_quietly_with_exit_0() {
     let dir = temp_dir("pipe");
     let members: String = (0..50_000).map(|i| format!("m-{i}\n")).collect();
     std::fs::write(dir.join("members.txt"), members).unwrap();
-    let mut child = coherd()
-        .args(["offsets", "--window", "1h", "--members-file"])
-        .arg(dir.join("members.txt"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read one chunk, then hang up, as `| head -1` does.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 64];
-    let _ = stdout.read(&mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
+    let out = common::hang_up_after_first_read(
+        coherd()
+            .args(["offsets", "--window", "1h", "--members-file"])
+            .arg(dir.join("members.txt")),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {err}", out.status.code());
     assert!(!err.contains("panicked"), "{err}");

@@ -560,17 +560,17 @@ fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
 
     // `coherd divergences | head -1`: the table outgrows the pipe, the reader
     // hangs up, and the command ends quietly with exit 0.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["divergences", "--server", &s.url])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 64];
-    let _ = stdout.read(&mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
+    let out = common::hang_up_after_first_read(
+        std::process::Command::new(env!("CARGO_BIN_EXE_coherd")).args([
+            "divergences",
+            "--server",
+            &s.url,
+        ]),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+    assert!(
+        out.status.success() && !err.contains("panicked"),
+        "{:?}: {err}",
+        out.status
+    );
 }

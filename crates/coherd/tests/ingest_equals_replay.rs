@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Server, replay_divergences, request, temp_dir};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -166,18 +164,7 @@ fn served(steps: &[Step], sizes: &[usize], shuffle: u64) -> (Vec<Value>, Vec<Val
     drop(server);
 
     let export = dir.join("export.ndjson");
-    let out = Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["capture", "export", "--db"])
-        .arg(dir.join("coherd.db"))
-        .arg("--output")
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::export_capture(&dir, &export);
     let replayed = ordered(&replay_divergences(None, &export));
     let _ = std::fs::remove_dir_all(&dir);
     (served, restarted, replayed)

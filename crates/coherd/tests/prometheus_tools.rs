@@ -16,24 +16,12 @@ use std::process::{Command, Output, Stdio};
 use common::{Server, post_json, request, temp_dir};
 
 /// True when promtool can run; false when the tests are asked to skip without it.
-fn promtool_available(test: &str) -> bool {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("COHERD_SKIP_TOOL_TESTS").as_deref() == Ok("1") {
-        eprintln!("{test}: skipped: promtool is not installed and COHERD_SKIP_TOOL_TESTS=1");
-        return false;
-    }
-    panic!(
-        "{test} needs promtool: install the Debian package `prometheus` \
-         (apt-get install prometheus), or set COHERD_SKIP_TOOL_TESTS=1 to skip"
-    );
+fn promtool_available() -> bool {
+    common::tool_available(
+        "promtool",
+        "--version",
+        "install the Debian package `prometheus` (apt-get install prometheus)",
+    )
 }
 
 fn coherd(args: &[&str]) -> Output {
@@ -76,7 +64,7 @@ fn rules_test_file() -> PathBuf {
 
 #[test]
 fn exported_rules_pass_promtool_check_and_the_unit_tests_in_the_repo() {
-    if !promtool_available("exported_rules_pass_promtool_check_and_the_unit_tests_in_the_repo") {
+    if !promtool_available() {
         return;
     }
     let dir = temp_dir("promtool-rules");
@@ -130,7 +118,7 @@ fn exported_rules_pass_promtool_check_and_the_unit_tests_in_the_repo() {
 
 #[test]
 fn a_rule_export_with_options_passes_promtool_check() {
-    if !promtool_available("a_rule_export_with_options_passes_promtool_check") {
+    if !promtool_available() {
         return;
     }
     let dir = temp_dir("promtool-rules-options");
@@ -170,7 +158,7 @@ const INTENT: &str = "services:\n  checkout:\n    facets:\n      version: {targe
 
 #[test]
 fn metrics_of_a_running_server_pass_promtool_check_metrics() {
-    if !promtool_available("metrics_of_a_running_server_pass_promtool_check_metrics") {
+    if !promtool_available() {
         return;
     }
     let dir = temp_dir("promtool-metrics");

@@ -178,7 +178,10 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("managed by the file"), "{text}");
     let log = std::fs::read_to_string(s.dir.join("serve.log")).unwrap();
-    assert!(log.contains("PUT /v1/intent refused"), "the refusal is logged");
+    assert!(
+        log.contains("PUT /v1/intent refused"),
+        "the refusal is logged"
+    );
     assert_eq!(
         get_json(&format!("{}/v1/intent", s.url))["source"],
         INTENT,
@@ -446,18 +449,7 @@ fn an_exported_capture_replays_to_what_the_server_gave() {
         .map(key)
         .collect();
     let export = dir.join("export.ndjson");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["capture", "export", "--db"])
-        .arg(dir.join("coherd.db"))
-        .args(["-o"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::export_capture(&dir, &export);
     let replayed: Vec<_> = replay_divergences(None, &export).iter().map(key).collect();
     let kinds: Vec<&str> = replayed
         .iter()

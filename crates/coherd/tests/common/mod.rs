@@ -226,3 +226,73 @@ pub(crate) fn replay_divergences(intent: Option<&Path>, stream: &Path) -> Vec<se
         .expect("a divergence list")
         .clone()
 }
+
+/// Whether an external tool the tests drive is installed. Without it the
+/// test fails with how to install it, unless `COHERD_SKIP_TOOL_TESTS=1` says
+/// to skip (then false).
+pub(crate) fn tool_available(program: &str, version_arg: &str, install: &str) -> bool {
+    let found = Command::new(program)
+        .arg(version_arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    if std::env::var("COHERD_SKIP_TOOL_TESTS").as_deref() == Ok("1") {
+        eprintln!("skipped: {program} is not installed and COHERD_SKIP_TOOL_TESTS=1");
+        return false;
+    }
+    panic!("{program} is not installed: {install} (or set COHERD_SKIP_TOOL_TESTS=1 to skip)");
+}
+
+/// The target of a `Link: <...>; rel="next"` header in a response head.
+pub(crate) fn next_link(head: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("link").then_some(value)
+        })
+        .filter(|v| v.contains("rel=\"next\""))
+        .map(|v| {
+            v.trim()
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+}
+
+/// `coherd capture export` of the database in `dir` into `out`.
+pub(crate) fn export_capture(dir: &Path, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["capture", "export", "--db"])
+        .arg(dir.join("coherd.db"))
+        .arg("--output")
+        .arg(out)
+        .output()
+        .expect("coherd runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// Runs `command` with its output piped to a reader that takes one chunk and
+/// hangs up (as `| head -1` does), and returns how it ended.
+pub(crate) fn hang_up_after_first_read(command: &mut Command) -> std::process::Output {
+    use std::io::Read;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coherd runs");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut first = [0u8; 64];
+    let _ = stdout.read(&mut first);
+    drop(stdout);
+    child.wait_with_output().expect("coherd ends")
+}
