@@ -569,10 +569,12 @@ pub(crate) async fn metrics(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::from_accept(accept);
     let slos = state.alerts.lock().slo_status(wall_now());
-    let text = {
+    // Gauges are read under the engine lock; rendering happens after it.
+    let fleet = {
         let mut engine = state.shared.engine();
-        state.shared.metrics.render(&mut engine, &slos, format)
+        state.shared.metrics.read_fleet(&mut engine)
     };
+    let text = state.shared.metrics.render(fleet, &slos, format);
     Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 

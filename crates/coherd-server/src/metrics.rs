@@ -185,9 +185,16 @@ impl Metrics {
 
     /// Renders every metric in `format`, reading fleet gauges from `engine`
     /// (SLIs need it mutable).
+    /// The fleet's gauges as the engine has them now: the only part of a
+    /// scrape that needs the engine, so it is released before rendering.
+    pub(crate) fn read_fleet(&self, engine: &mut Engine) -> FleetGauges {
+        FleetGauges::read(engine, &self.services)
+    }
+
+    /// The exposition, from gauges read with [`Metrics::read_fleet`].
     pub(crate) fn render(
         &self,
-        engine: &mut Engine,
+        fleet: FleetGauges,
         slos: &[(String, coherd_alert::SloStatus)],
         format: Format,
     ) -> String {
@@ -195,7 +202,7 @@ impl Metrics {
         process::register(&mut root);
         let r = root.sub_registry_with_prefix("coherd");
         self.register_counters(r);
-        FleetGauges::read(engine, &self.services).register(r);
+        fleet.register(r);
         register_slos(r, slos);
         let mut out = String::new();
         if encode(&mut out, &root).is_err() {
@@ -335,7 +342,7 @@ fn to_text_format(open_metrics: &str) -> String {
 
 /// Gauges read from the engine for one scrape.
 #[derive(Default)]
-struct FleetGauges {
+pub(crate) struct FleetGauges {
     members: Family<Labels, Gauge>,
     coherence: Family<Labels, F64Gauge>,
     coherence_window: Family<Labels, F64Gauge>,
