@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::AppState;
 use crate::auth::Scope;
-use crate::error::{ApiError, Query};
+use crate::error::{ApiError, Path, Query};
 use crate::fairness::{PeerAddr, Reporter};
 use crate::ingest::{ClockRules, Framing, parse_batch};
 use coherd_model::time::wall_now;
