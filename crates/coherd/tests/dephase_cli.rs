@@ -207,6 +207,29 @@ fn herd_finds_colliding_crontab_lines() {
     assert!(stderr.contains("bad.cron:2"), "{stderr}");
 }
 
+/// A system crontab names the user before the command: the job is the
+/// command's program, not the user.
+#[test]
+fn herd_reads_a_system_crontab_without_taking_the_user_for_the_job() {
+    let crontab = "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n0 3 * * * postgres vacuumdb --all\n";
+    let file = scratch_file("system.cron", crontab);
+    let report = json(&coherd(&[
+        "herd",
+        "--crontab",
+        file.to_str().expect("path"),
+        "--system",
+        "--json",
+    ]));
+    let jobs: Vec<&str> = report["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["job"].as_str())
+        .collect();
+    assert!(!jobs.contains(&"root") && !jobs.contains(&"postgres"), "{jobs:?}");
+    assert!(jobs.contains(&"vacuumdb"), "{jobs:?}");
+}
+
 #[test]
 fn every_command_has_an_example_in_its_help() {
     for command in ["splay", "offsets", "herd"] {

@@ -109,13 +109,16 @@ pub(super) const MAX_FIRES_PER_LINE: usize = 200_000;
 
 /// Parses crontab files: comments, blank lines, variable assignments and
 /// `@reboot` lines are skipped; errors name the file, line and problem.
-pub(super) fn parse_crontabs(paths: &[PathBuf]) -> anyhow::Result<Vec<CronLine>> {
+/// System crontabs (`/etc/crontab`, `/etc/cron.d/*`) have a user field
+/// before the command; it is not part of the job.
+pub(super) fn parse_crontabs(paths: &[PathBuf], system: bool) -> anyhow::Result<Vec<CronLine>> {
     let parser = CronParser::builder().seconds(Seconds::Disallowed).build();
     let mut lines = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read {}", path.display()))?;
         let file = path.display().to_string();
+        let system = system || is_system_crontab(path);
         let mut jobs = BTreeSet::new();
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -130,6 +133,16 @@ pub(super) fn parse_crontabs(paths: &[PathBuf]) -> anyhow::Result<Vec<CronLine>>
             if schedule.eq_ignore_ascii_case("@reboot") {
                 continue;
             }
+            let command = if system {
+                match command.split_once(char::is_whitespace) {
+                    Some((_user, rest)) if !rest.trim().is_empty() => rest.trim_start(),
+                    _ => bail!(
+                        "{file}:{number}: a system crontab line needs a user and then a command"
+                    ),
+                }
+            } else {
+                command
+            };
             let cron = parser
                 .parse(&schedule)
                 .map_err(|err| anyhow!("{file}:{number}: invalid schedule `{schedule}`: {err}"))?;
@@ -149,6 +162,11 @@ pub(super) fn parse_crontabs(paths: &[PathBuf]) -> anyhow::Result<Vec<CronLine>>
         }
     }
     Ok(lines)
+}
+
+/// Whether `path` is a system crontab, whose lines name the user to run as.
+fn is_system_crontab(path: &std::path::Path) -> bool {
+    path == std::path::Path::new("/etc/crontab") || path.starts_with("/etc/cron.d")
 }
 
 /// Whether a crontab line sets a variable, like `MAILTO=ops` or `PATH = /bin`.

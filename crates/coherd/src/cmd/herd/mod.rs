@@ -53,6 +53,10 @@ pub(crate) struct Args {
     /// How many slots the period is cut into for the histogram (1 to 72).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u16).range(1..=72))]
     slots: u16,
+    /// With --crontab: the files are system crontabs, with a user before each
+    /// command (detected for /etc/crontab and /etc/cron.d/*).
+    #[arg(long, requires = "crontab")]
+    system: bool,
     /// With --crontab: how long each run is assumed to last.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     runtime: Duration,
@@ -87,7 +91,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             (parse_events(path, &text)?, None)
         }
         None => {
-            let lines = parse_crontabs(&args.crontab)?;
+            let lines = parse_crontabs(&args.crontab, args.system)?;
             let fires = expand(&lines, args.period)?;
             let runs = crontab_runs(&lines, &fires, args.runtime);
             (runs, Some((lines, fires)))
