@@ -74,6 +74,6 @@ pub use jobs::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,
     WINDOW_PERIODS,
 };
-pub use output::{FacetDistribution, MemberView, MembersPage, ServiceSummary, Why};
+pub use output::{FacetDistribution, JobStats, MemberView, MembersPage, ServiceSummary, Why};
 pub use schedule::{JobSlot, SlotError};
 pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};

@@ -169,6 +169,26 @@ impl Engine {
         self.services[svc].slot_of(m).is_some()
     }
 
+    /// How synchronised each declared periodic job of a service is now:
+    /// `(job, order parameter R over the job's window, peak concurrency, members seen)`.
+    pub fn job_stats(&self, service: &str) -> Vec<JobStats> {
+        let Some(svc) = self.svc(service) else {
+            return Vec::new();
+        };
+        let mut out: Vec<JobStats> = self.services[svc]
+            .jobs
+            .iter()
+            .map(|(&job, j)| JobStats {
+                job: self.syms.resolve(job).to_string(),
+                order_parameter: j.order_parameter(self.now),
+                peak_concurrency: j.peak_concurrency(self.now),
+                members: j.members(self.now).len(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.job.cmp(&b.job));
+        out
+    }
+
     /// One member as the engine sees it, with why it is not coherent.
     pub fn member(&self, service: &str, member: &str) -> Option<MemberView> {
         let svc = self.svc(service)?;
@@ -439,6 +459,20 @@ impl Engine {
         }
         n
     }
+}
+
+/// How synchronised one periodic job is ([`Engine::job_stats`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobStats {
+    /// The job (its event kind).
+    pub job: String,
+    /// Kuramoto order parameter of start times over the job's window: 1 all at
+    /// once, near 0 spread out; `None` without runs.
+    pub order_parameter: Option<f64>,
+    /// Most runs in progress at once over the window.
+    pub peak_concurrency: usize,
+    /// Members with a run in the window.
+    pub members: usize,
 }
 
 /// A page of a service's members ([`Engine::members_page`]).

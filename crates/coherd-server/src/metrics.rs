@@ -363,6 +363,10 @@ pub(crate) struct FleetGauges {
     phase_change_count: Family<Labels, Counter>,
     /// p50, p99 and max of the engine's recent detection latencies.
     detection_stats: [Family<Labels, F64Gauge>; 3],
+    /// Dephasing per declared job: order parameter, peak concurrency, members.
+    dephase_order: Family<Labels, F64Gauge>,
+    dephase_peak: Family<Labels, Gauge>,
+    dephase_members: Family<Labels, Gauge>,
     /// Services left out because the bound on services with series was reached.
     folded: Gauge,
 }
@@ -453,6 +457,18 @@ impl FleetGauges {
             f.latency(name, &s.phase_change_latency_seconds, true);
             f.latency(name, &s.detection_latency_seconds, false);
             f.facets(engine, name, intent_facets.get(name));
+            for j in engine.job_stats(name) {
+                let labels = with(name, "job", &j.job);
+                if let Some(r) = j.order_parameter {
+                    f.dephase_order.get_or_create(&labels).set(r);
+                }
+                f.dephase_peak
+                    .get_or_create(&labels)
+                    .set(j.peak_concurrency as i64);
+                f.dephase_members
+                    .get_or_create(&labels)
+                    .set(j.members as i64);
+            }
         }
         for d in engine.open_divergences() {
             // Open divergences are counts: a service past the bound counts under `other`.
@@ -533,6 +549,21 @@ impl FleetGauges {
             "members",
             "Known members by state (live, silent, left)",
             self.members,
+        );
+        r.register(
+            "dephase_order_parameter",
+            "Synchrony of a declared periodic job: the order parameter R of its start times over its window (1: all at once; near 0: spread out)",
+            self.dephase_order,
+        );
+        r.register(
+            "dephase_peak_concurrency",
+            "Most runs of a declared periodic job in progress at once over its window",
+            self.dephase_peak,
+        );
+        r.register(
+            "dephase_members",
+            "Members with a run of a declared periodic job in its window",
+            self.dephase_members,
         );
         r.register(
             "coherence_ratio",

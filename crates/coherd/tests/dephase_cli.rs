@@ -226,7 +226,10 @@ fn herd_reads_a_system_crontab_without_taking_the_user_for_the_job() {
         .iter()
         .filter_map(|l| l["job"].as_str())
         .collect();
-    assert!(!jobs.contains(&"root") && !jobs.contains(&"postgres"), "{jobs:?}");
+    assert!(
+        !jobs.contains(&"root") && !jobs.contains(&"postgres"),
+        "{jobs:?}"
+    );
     assert!(jobs.contains(&"vacuumdb"), "{jobs:?}");
 }
 

@@ -167,4 +167,24 @@ fn the_intent_shows_its_jobs_and_concurrent_runs_are_a_herd() {
     assert_eq!(herds[0]["subjects"], json!(["db-1", "db-2", "db-3"]));
     assert_eq!(herds[0]["evidence"]["peak_concurrency"], 3);
     assert_eq!(herds[0]["evidence"]["max_concurrent"], 2);
+
+    // Dashboards see the same: the job's synchrony is on /metrics.
+    let (status, metrics) =
+        common::request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    assert_eq!(status, 200);
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("job=\"cron:vacuum\""))
+            .map(str::to_string)
+    };
+    assert!(
+        line("coherd_dephase_peak_concurrency{").is_some_and(|l| l.ends_with(" 3")),
+        "{metrics}"
+    );
+    assert!(line("coherd_dephase_members{").is_some_and(|l| l.ends_with(" 3")));
+    assert!(
+        line("coherd_dephase_order_parameter{").is_some(),
+        "{metrics}"
+    );
 }
