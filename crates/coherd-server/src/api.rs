@@ -105,6 +105,9 @@ pub(crate) async fn post_observations(
         max_age: state.config.max_report_age,
     };
     let observations = parse_batch(&body, framing, &state.config.limits, clock, wall_now())?;
+    for o in &observations {
+        state.tokens.may_report_for(token, &o.service)?;
+    }
     let (tx, rx) = oneshot::channel();
     submit(
         &state,

@@ -26,6 +26,10 @@ pub struct TokenEntry {
     pub token: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
+    /// The services it may report for (empty: any). A reporter's token
+    /// bound to its own services cannot speak for another fleet.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenEntry {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for TokenEntry {
         f.debug_struct("TokenEntry")
             .field("token", &"<redacted>")
             .field("scopes", &self.scopes)
+            .field("services", &self.services)
             .finish()
     }
 }
@@ -50,6 +55,28 @@ impl Tokens {
     /// Whether any token is configured.
     pub(crate) fn enabled(&self) -> bool {
         !self.0.is_empty()
+    }
+
+    /// Refuses a report for a service the token `index` is not bound to.
+    pub(crate) fn may_report_for(
+        &self,
+        index: Option<usize>,
+        service: &str,
+    ) -> Result<(), ApiError> {
+        let Some(t) = index.and_then(|i| self.0.get(i)) else {
+            return Ok(());
+        };
+        if t.services.is_empty() || t.services.iter().any(|s| s == service) {
+            Ok(())
+        } else {
+            Err(ApiError::Request(
+                axum::http::StatusCode::FORBIDDEN,
+                format!(
+                    "this token may report for {} only, not for {service:?}: use that service's token",
+                    t.services.join(", ")
+                ),
+            ))
+        }
     }
 
     /// Checks the request's bearer token for `scope`; the position of the

@@ -136,6 +136,7 @@ impl ServerConfig {
                     self.tokens.push(TokenEntry {
                         token: t.to_string(),
                         scopes: scopes.clone(),
+                        services: Vec::new(),
                     });
                 }
             }

@@ -36,14 +36,17 @@ async fn open(name: &str, tokens: bool) -> (AppState, Running) {
             TokenEntry {
                 token: ADMIN.into(),
                 scopes: vec![Scope::Admin, Scope::Read, Scope::Report],
+                services: Vec::new(),
             },
             TokenEntry {
                 token: READ.into(),
                 scopes: vec![Scope::Read],
+                services: Vec::new(),
             },
             TokenEntry {
                 token: REPORT.into(),
                 scopes: vec![Scope::Report],
+                services: Vec::new(),
             },
         ];
     }

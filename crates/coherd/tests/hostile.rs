@@ -574,3 +574,42 @@ fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
         out.status
     );
 }
+
+/// A report token bound to services speaks for those only: a batch naming
+/// another service is refused whole, naming it, and nothing is stored.
+#[test]
+fn a_token_bound_to_services_cannot_report_for_another() {
+    let dir = temp_dir("token-services");
+    let config = "tokens:\n  - {token: web-reporter-0123456789, scopes: [report], services: [web]}\n  - {token: read-token-0123456789, scopes: [read]}\n";
+    std::fs::write(dir.join("coherd.yaml"), config).unwrap();
+    let path = dir.join("coherd.yaml").display().to_string();
+    let s = Server::start(&dir, &["--config", &path]);
+    let post = |body: &str| {
+        request(
+            "POST",
+            &format!("{}/v1/observations", s.url),
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", "Bearer web-reporter-0123456789"),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let (status, body) = post(r#"{"service":"web","member":"w1"}"#);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        post(r#"[{"service":"web","member":"w2"},{"service":"db","member":"d1"}]"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("db") && body.contains("web only"), "{body}");
+    let (_, listed) = request(
+        "GET",
+        &format!("{}/v1/services", s.url),
+        &[("Authorization", "Bearer read-token-0123456789")],
+        b"",
+    )
+    .unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "only web: {listed}");
+    assert_eq!(listed[0]["members"], 1, "w2 was not stored: {listed}");
+}
