@@ -169,8 +169,7 @@ impl Engine {
         self.services[svc].slot_of(m).is_some()
     }
 
-    /// How synchronised each declared periodic job of a service is now:
-    /// `(job, order parameter R over the job's window, peak concurrency, members seen)`.
+    /// How synchronised each declared periodic job of a service is now, by job name.
     pub fn job_stats(&self, service: &str) -> Vec<JobStats> {
         let Some(svc) = self.svc(service) else {
             return Vec::new();

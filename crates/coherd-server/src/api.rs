@@ -1,7 +1,7 @@
 //! HTTP handlers: parse, call the core, map the result. No detection logic here.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use coherd_engine::{Divergence, Kind, Severity};
+use coherd_engine::{Divergence, Kind};
 use coherd_model::{Intent, Time};
 use futures_util::Stream;
 use serde::Deserialize;
@@ -163,26 +163,20 @@ pub(crate) async fn get_service(
     let slis = engine.service_slis(&service);
     // Counted whole; listed only the most severe, oldest first.
     let mut counts: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-    let mut top: BinaryHeap<(Reverse<Severity>, Time, &str, usize)> = BinaryHeap::new();
-    for (i, d) in engine.divergences().iter().enumerate() {
-        if d.service != service || !d.is_open() {
-            continue;
-        }
-        *counts
-            .entry(d.kind.as_str())
-            .or_default()
-            .entry(d.severity.as_str())
-            .or_default() += 1;
-        let key = (Reverse(d.severity), d.opened_at, d.id.as_str(), i);
-        if top.len() < SERVICE_TOP_DIVERGENCES {
-            top.push(key);
-        } else if top.peek().is_some_and(|worst| key < *worst) {
-            top.pop();
-            top.push(key);
-        }
-    }
-    let open: Vec<&Divergence> = top
-        .into_sorted_vec()
+    let open_here = engine
+        .divergences()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.service == service && d.is_open())
+        .map(|(i, d)| {
+            *counts
+                .entry(d.kind.as_str())
+                .or_default()
+                .entry(d.severity.as_str())
+                .or_default() += 1;
+            (Reverse(d.severity), d.opened_at, d.id.as_str(), i)
+        });
+    let open: Vec<&Divergence> = page::smallest(open_here, SERVICE_TOP_DIVERGENCES)
         .into_iter()
         .map(|(.., i)| &engine.divergences()[i])
         .collect();
@@ -410,27 +404,22 @@ pub(crate) async fn get_divergences(
     engine.refresh_open_subjects();
     // The page's items are picked in one pass holding at most a page, copied
     // out, and written after the engine is released.
-    let mut picked: BinaryHeap<(Time, &str, usize)> = BinaryHeap::with_capacity(limit + 1);
-    for (i, d) in engine.divergences().iter().enumerate() {
-        let key = (d.opened_at, d.id.as_str());
-        if !want(d)
-            || kind.is_some_and(|k| d.kind != k)
-            || q.service.as_deref().is_some_and(|s| d.service != s)
-            || after.is_some_and(|a| key <= a)
-        {
-            continue;
-        }
-        if picked.len() <= limit {
-            picked.push((key.0, key.1, i));
-        } else if picked.peek().is_some_and(|top| key < (top.0, top.1)) {
-            picked.pop();
-            picked.push((key.0, key.1, i));
-        }
-    }
-    let list: Vec<Divergence> = picked
-        .into_sorted_vec()
+    let matching = engine
+        .divergences()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let key = (d.opened_at, d.id.as_str());
+            let wanted = want(d)
+                && kind.is_none_or(|k| d.kind == k)
+                && q.service.as_deref().is_none_or(|s| d.service == s)
+                && after.is_none_or(|a| key > a);
+            wanted.then_some((key, i))
+        });
+    // One more than the page, to know whether another follows.
+    let list: Vec<Divergence> = page::smallest(matching, limit + 1)
         .into_iter()
-        .map(|(_, _, i)| engine.divergences()[i].clone())
+        .map(|(_, i)| engine.divergences()[i].clone())
         .collect();
     drop(engine);
     Ok(page::respond(&uri, list, limit, divergence_cursor))

@@ -25,6 +25,21 @@ pub(crate) fn limit(asked: Option<u16>) -> Result<usize, ApiError> {
     }
 }
 
+/// The `k` smallest of `items`, sorted, picked in one pass that never holds
+/// more than `k` of them: a page costs the page, not the list.
+pub(crate) fn smallest<T: Ord>(items: impl IntoIterator<Item = T>, k: usize) -> Vec<T> {
+    let mut kept = std::collections::BinaryHeap::with_capacity(k.min(4096));
+    for item in items {
+        if kept.len() < k {
+            kept.push(item);
+        } else if kept.peek().is_some_and(|largest| item < *largest) {
+            kept.pop();
+            kept.push(item);
+        }
+    }
+    kept.into_sorted_vec()
+}
+
 /// A query-string mistake in paging.
 pub(crate) fn bad(message: &str) -> ApiError {
     ApiError::Request(StatusCode::BAD_REQUEST, message.to_string())
@@ -83,6 +98,13 @@ mod tests {
             with_cursor(&uri, "12.drift:a b"),
             "/v1/divergences?state=all&kind=drift&cursor=12.drift%3Aa+b"
         );
+    }
+
+    #[test]
+    fn smallest_keeps_the_k_least_in_order() {
+        assert_eq!(smallest([5, 1, 4, 2, 3], 3), [1, 2, 3]);
+        assert_eq!(smallest([2, 1], 5), [1, 2]);
+        assert!(smallest([1, 2], 0).is_empty());
     }
 
     #[test]

@@ -192,35 +192,33 @@ impl Shared {
     }
 
     /// Lets time pass to the wall clock: fires the deadlines due by now, and
-    /// says how long until the next one (at most a second).
-    pub(crate) fn tick(&self) -> Duration {
+    /// says when time must pass next.
+    pub(crate) fn tick(&self) -> Time {
         let mut driver = self.driver();
-        if driver.started() {
-            let now = wall_now().max(driver.engine().now());
-            driver.tick(now);
-        }
         let now = wall_now();
-        driver
-            .engine()
-            .poll_timeout()
-            .map_or(TICK, |t| {
-                Duration::from_nanos(
-                    u64::try_from(t.as_nanos().saturating_sub(now.as_nanos())).unwrap_or(0),
-                )
-            })
-            .min(TICK)
+        if driver.started() {
+            let at = now.max(driver.engine().now());
+            driver.tick(at);
+        }
+        next_due(driver.engine(), now)
     }
+}
 
-    /// The instant the next stored entry is applied at: the wall clock, and
-    /// always after `previous` (the engine's clock or the entry before), so
-    /// each entry is an instant of its own.
-    fn stamp_after(&self, previous: Time) -> Time {
-        wall_now().max(previous.add(Duration::from_nanos(1)))
-    }
+/// The instant the next stored entry is applied at: the wall clock, and
+/// always after `previous` (the engine's clock or the entry before), so each
+/// entry is an instant of its own.
+fn stamp_after(previous: Time) -> Time {
+    wall_now().max(previous.add(Duration::from_nanos(1)))
 }
 
 /// The longest the writer waits before letting time pass.
 const TICK: Duration = Duration::from_secs(1);
+
+/// When time must pass next: the engine's next deadline, at most [`TICK`] on.
+fn next_due(engine: &Engine, now: Time) -> Time {
+    let latest = now.add(TICK);
+    engine.poll_timeout().map_or(latest, |t| t.min(latest))
+}
 
 /// What an ingest request got.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -289,14 +287,13 @@ impl Writer {
     /// Starts the writer thread over `store`.
     pub(crate) fn start(
         store: Box<dyn Store>,
-        applier: Applier,
         shared: Arc<Shared>,
         queue: usize,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(queue);
         let handle = std::thread::Builder::new()
             .name("coherd-writer".into())
-            .spawn(move || run(store, applier, shared, rx))
+            .spawn(move || run(store, shared, rx))
             .expect("spawn the writer thread");
         (Writer { tx }, handle)
     }
@@ -316,10 +313,17 @@ enum Reply {
     Delete(oneshot::Sender<Result<bool, WorkError>>),
 }
 
-fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mpsc::Receiver<Work>) {
+fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Work>) {
+    // Time passes between batches: deadlines fire as the wall clock reaches
+    // them. The engine is locked for that only when something is due.
+    let mut due = shared.tick();
     loop {
-        // Time passes between batches: deadlines fire as the wall clock reaches them.
-        let first = match rx.recv_timeout(shared.tick()) {
+        let now = wall_now();
+        if now >= due {
+            due = shared.tick();
+            continue;
+        }
+        let first = match rx.recv_timeout(due.since(now)) {
             Ok(work) => work,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -340,7 +344,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
         let mut admission = Admission::new(&engine);
         let mut at = engine.now();
         let mut next_stamp = || {
-            at = shared.stamp_after(at);
+            at = stamp_after(at);
             at
         };
         for work in batch {
@@ -433,7 +437,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     },
                     Reply::Observations(tx),
                 ) => {
-                    let got = applier.observations(&mut driver, *received_at, observations);
+                    let got = apply_observations(&mut driver, *received_at, observations);
                     if let Ok(i) = &got {
                         shared.metrics.observations.inc_by(i.accepted as u64);
                         shared.metrics.duplicates.inc_by(i.duplicates as u64);
@@ -442,7 +446,7 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                 }
                 (NewEntry::Intent { at, source }, Reply::Intent(tx, intent, origin)) => {
                     shared.set_intent(source.clone(), (*intent).clone(), origin, *at);
-                    applier.intent(&mut driver, *at, *intent);
+                    driver.set_intent(*at, *intent);
                     let _ = shared
                         .stream
                         .send(("intent", json!({"source": source, "at": at}).to_string()));
@@ -456,16 +460,18 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
                     },
                     Reply::Delete(tx),
                 ) => {
-                    let found = applier.delete(&mut driver, *at, service, member);
+                    let found = driver.remove_member(*at, service, member);
                     answers.push(Box::new(move || drop(tx.send(Ok(found)))));
                 }
                 (NewEntry::DeleteService { at, service }, Reply::Delete(tx)) => {
-                    let found = applier.delete_service(&mut driver, *at, service);
+                    let found = driver.remove_service(*at, service);
                     answers.push(Box::new(move || drop(tx.send(Ok(found)))));
                 }
                 _ => unreachable!("entries and replies are built together"),
             }
         }
+        // What the batch set in motion may fall due sooner.
+        due = due.min(next_due(driver.engine(), wall_now()));
         drop(driver);
         for a in answers {
             a();
@@ -473,61 +479,28 @@ fn run(mut store: Box<dyn Store>, applier: Applier, shared: Arc<Shared>, rx: mps
     }
 }
 
-/// Applies stored entries to the engine [`Driver`], each at the instant the
-/// writer stamped it with: the reports of one request together. Live ingest
-/// and the rebuild on start both come here, in store order, so they reach the
-/// same state.
-pub(crate) struct Applier;
-
-impl Applier {
-    /// The reports of one request, together at `at`.
-    pub(crate) fn observations<S: Sink>(
-        &self,
-        driver: &mut Driver<S>,
-        at: Time,
-        observations: &[Observation],
-    ) -> Result<Ingested, WorkError> {
-        let batch: Vec<&Observation> = observations.iter().collect();
-        let mut got = Ingested::default();
-        let mut refused = Vec::new();
-        for (i, r) in driver.observe_instant(at, &batch).into_iter().enumerate() {
-            match r {
-                Ok(Outcome::Applied) => got.accepted += 1,
-                Ok(Outcome::Duplicate) => got.duplicates += 1,
-                Err(e) => refused.push(format!("item {i}: {e}")),
-            }
-        }
-        if refused.is_empty() {
-            Ok(got)
-        } else {
-            Err(WorkError::Refused(refused.join("; ")))
+/// The reports of one stored request, applied together at the instant the
+/// writer stamped it with. Live ingest and the rebuild on start both come
+/// here, in store order, so they reach the same state.
+fn apply_observations<S: Sink>(
+    driver: &mut Driver<S>,
+    at: Time,
+    observations: &[Observation],
+) -> Result<Ingested, WorkError> {
+    let batch: Vec<&Observation> = observations.iter().collect();
+    let mut got = Ingested::default();
+    let mut refused = Vec::new();
+    for (i, r) in driver.observe_instant(at, &batch).into_iter().enumerate() {
+        match r {
+            Ok(Outcome::Applied) => got.accepted += 1,
+            Ok(Outcome::Duplicate) => got.duplicates += 1,
+            Err(e) => refused.push(format!("item {i}: {e}")),
         }
     }
-
-    /// A new intent, in force from `at`.
-    pub(crate) fn intent<S: Sink>(&self, driver: &mut Driver<S>, at: Time, intent: Intent) {
-        driver.set_intent(at, intent);
-    }
-
-    /// An operator's delete of a whole service.
-    pub(crate) fn delete_service<S: Sink>(
-        &self,
-        driver: &mut Driver<S>,
-        at: Time,
-        service: &str,
-    ) -> bool {
-        driver.remove_service(at, service)
-    }
-
-    /// An operator's delete.
-    pub(crate) fn delete<S: Sink>(
-        &self,
-        driver: &mut Driver<S>,
-        at: Time,
-        service: &str,
-        member: &str,
-    ) -> bool {
-        driver.remove_member(at, service, member)
+    if refused.is_empty() {
+        Ok(got)
+    } else {
+        Err(WorkError::Refused(refused.join("; ")))
     }
 }
 
@@ -537,7 +510,6 @@ impl Applier {
 pub(crate) fn rebuild<S: Sink>(
     store: &mut dyn Store,
     driver: &mut Driver<S>,
-    applier: &Applier,
     shared: &Shared,
 ) -> Result<u64, StoreError> {
     let mut count = 0;
@@ -550,13 +522,13 @@ pub(crate) fn rebuild<S: Sink>(
                 observations,
             } => {
                 count += observations.len() as u64;
-                let _ = applier.observations(driver, received_at, &observations);
+                let _ = apply_observations(driver, received_at, &observations);
             }
             NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
                 Ok(intent) => {
                     revision += 1;
                     in_force = Some((source, intent.clone(), at));
-                    applier.intent(driver, at, intent);
+                    driver.set_intent(at, intent);
                 }
                 Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
             },
@@ -565,10 +537,10 @@ pub(crate) fn rebuild<S: Sink>(
                 service,
                 member,
             } => {
-                applier.delete(driver, at, &service, &member);
+                driver.remove_member(at, &service, &member);
             }
             NewEntry::DeleteService { at, service } => {
-                applier.delete_service(driver, at, &service);
+                driver.remove_service(at, &service);
             }
         }
         Ok(())

@@ -65,7 +65,6 @@ impl AppState {
         let db_lock = lock_database(&config.db)?;
         let mut store = SqliteStore::open(&config.db)?;
         let started = std::time::Instant::now();
-        let applier = pipeline::Applier;
         let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
             max_services: config.max_services,
             max_members: config.max_members,
@@ -74,17 +73,13 @@ impl AppState {
             ..coherd_engine::EngineConfig::default()
         });
         let shared = Shared::new(engine);
-        let observations = pipeline::rebuild(&mut store, &mut shared.driver(), &applier, &shared)?;
+        let observations = pipeline::rebuild(&mut store, &mut shared.driver(), &shared)?;
         // What fell due while the server was down fires now, before anything new.
         shared.tick();
         shared.go_live();
         tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
-        let (writer, writer_thread) = Writer::start(
-            Box::new(store),
-            applier,
-            shared.clone(),
-            config.ingest_queue,
-        );
+        let (writer, writer_thread) =
+            Writer::start(Box::new(store), shared.clone(), config.ingest_queue);
         let (stop, stopping) = watch::channel(false);
         let state = AppState {
             shared,

@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, get_json, temp_dir};
+use common::{Server, get_json, succeeded, temp_dir};
 
 fn coherd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_coherd"))
@@ -62,15 +62,12 @@ fn the_version_names_its_commit() {
 fn rules_export_makes_the_folder_it_writes_into() {
     let dir = temp_dir("rules-dir");
     let target = dir.join("not/there/yet/coherd.rules.yml");
-    let out = coherd()
-        .args(["rules", "export", "--format", "prometheus", "--output"])
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        coherd()
+            .args(["rules", "export", "--format", "prometheus", "--output"])
+            .arg(&target)
+            .output()
+            .unwrap(),
     );
     assert!(
         std::fs::read_to_string(&target)
@@ -97,11 +94,7 @@ fn simulate_ignores_coherd_server_and_stays_offline() {
         .env("COHERD_SERVER", &s.url)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     let services = get_json(&format!("{}/v1/services", s.url));
     assert_eq!(
         services,

@@ -442,16 +442,14 @@ fn a_bad_query_string_is_a_json_error_that_names_the_parameter() {
     );
 }
 
-/// Lists are paged: a page never holds more than `limit`, the `Link` header
-/// leads to the next page with the same filters, and following it yields
-/// every item once, in order.
-#[test]
-fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
-    let s = open_server("paging");
+/// A server whose service `api` has `n` members drifted from its target
+/// (one open drift divergence each).
+fn drifted_fleet(name: &str, n: usize) -> Server {
+    let s = open_server(name);
     let intent = "services:\n  api:\n    facets:\n      version: {target: \"2\"}\n";
     let (status, body) = put_intent(&s, intent.as_bytes(), None);
     assert_eq!(status, 200, "{body}");
-    let batch: Vec<String> = (0..1200)
+    let batch: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"service":"api","member":"m{i:04}","facets":{{"version":"1"}}}}"#))
         .collect();
     let (status, body) = post_json(
@@ -459,6 +457,15 @@ fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
         &format!("[{}]", batch.join(",")),
     );
     assert_eq!(status, 200, "{body}");
+    s
+}
+
+/// Lists are paged: a page never holds more than `limit`, the `Link` header
+/// leads to the next page with the same filters, and following it yields
+/// every item once, in order.
+#[test]
+fn lists_come_a_page_at_a_time_and_the_link_leads_through_all() {
+    let s = drifted_fleet("paging", 1200);
 
     let mut seen: Vec<String> = Vec::new();
     let mut next = Some("/v1/divergences?kind=drift&limit=500".to_string());
@@ -527,31 +534,14 @@ fn ndjson_under_the_wrong_type_gets_a_hint() {
 /// The CLI lists every page, or the first N with --limit.
 #[test]
 fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
-    let s = open_server("cli-pages");
-    let (status, body) = put_intent(
-        &s,
-        b"services:\n  api:\n    facets:\n      version: {target: \"2\"}\n",
-        None,
-    );
-    assert_eq!(status, 200, "{body}");
-    let batch: Vec<String> = (0..1100)
-        .map(|i| format!(r#"{{"service":"api","member":"m{i:04}","facets":{{"version":"1"}}}}"#))
-        .collect();
-    let (status, body) = post_json(
-        &format!("{}/v1/observations", s.url),
-        &format!("[{}]", batch.join(",")),
-    );
-    assert_eq!(status, 200, "{body}");
+    let s = drifted_fleet("cli-pages", 1100);
     let list = |extra: &[&str]| -> Vec<Value> {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-            .args(["divergences", "--json", "--server", &s.url])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::succeeded(
+            std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+                .args(["divergences", "--json", "--server", &s.url])
+                .args(extra)
+                .output()
+                .unwrap(),
         );
         serde_json::from_slice(&out.stdout).unwrap()
     };

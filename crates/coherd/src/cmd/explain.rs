@@ -55,7 +55,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let rt = runtime()?;
     match args.what.split_once('/') {
         Some((service, member)) => {
-            let path = format!("/v1/services/{service}/members/{}", urlencode(member));
+            let path = format!(
+                "/v1/services/{service}/members/{}",
+                percent_encoding::utf8_percent_encode(member, percent_encoding::NON_ALPHANUMERIC)
+            );
             let body: Value = match rt.block_on(client.get_json(&path, &[])) {
                 Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => bail!(
                     "coherd at {} knows no member {member:?} in {service:?}; `coherd explain {service}` lists its members that are not coherent",
@@ -165,14 +168,4 @@ fn sentence(w: &Why) -> String {
         "foreign" => format!("{facet} {value} is not allowed (target {target})"),
         other => other.to_string(),
     }
-}
-
-/// Percent-encodes a member id for a path segment (ids may hold `/` and `:`).
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -265,6 +265,18 @@ pub(crate) fn next_link(head: &str) -> Option<String> {
         })
 }
 
+/// The output of a command that must have succeeded; its standard error
+/// otherwise.
+pub(crate) fn succeeded(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `coherd capture export` of the database in `dir` into `out`.
 pub(crate) fn export_capture(dir: &Path, out: &Path) {
     let run = Command::new(env!("CARGO_BIN_EXE_coherd"))
@@ -274,11 +286,7 @@ pub(crate) fn export_capture(dir: &Path, out: &Path) {
         .arg(out)
         .output()
         .expect("coherd runs");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(run);
 }
 
 /// Runs `command` with its output piped to a reader that takes one chunk and
