@@ -1,5 +1,5 @@
 //! Engine hot paths: `observe` on a large fleet, and `handle_timeout` when
-//! nothing expires (which must not grow with the fleet).
+//! nothing expires (which must not grow with the fleet), and checkpoints.
 
 #![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
 
@@ -8,6 +8,7 @@ mod fleet;
 use std::hint::black_box;
 use std::time::Duration;
 
+use coherd_engine::{Engine, EngineConfig};
 use coherd_model::Time;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -44,9 +45,28 @@ fn handle_timeout_idle(c: &mut Criterion) {
     group.finish();
 }
 
+/// A checkpoint of a 100 000-member fleet: writing it (the engine time a
+/// checkpoint costs the server) and loading it (most of a restart).
+fn checkpoint(c: &mut Criterion) {
+    let mut engine = fleet::engine(&fleet::reports(100_000));
+    while engine.poll_event().is_some() {}
+    let bytes = engine.checkpoint();
+    println!("checkpoint of 100k members: {} bytes", bytes.len());
+    let mut group = c.benchmark_group("checkpoint/100k members");
+    group.sample_size(10);
+    group.bench_function("write", |b| b.iter(|| black_box(engine.checkpoint())));
+    group.bench_function("load", |b| {
+        b.iter(|| {
+            Engine::from_checkpoint(EngineConfig::default(), black_box(&bytes), None)
+                .expect("loads")
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(5));
-    targets = observe, handle_timeout_idle
+    targets = observe, handle_timeout_idle, checkpoint
 }
 criterion_main!(benches);

@@ -2,7 +2,7 @@
 
 use coherd_model::{Kind, Severity, Time};
 use hashbrown::HashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::ServiceId;
 use crate::intern::Sym;
@@ -73,7 +73,7 @@ impl Divergence {
 }
 
 /// What a divergence is about (DESIGN 3.1, "Subjects and keys"), interned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) enum Subject {
     /// `silent`, `illegal_transition`, `flapping`: one member.
     Member(Sym),
@@ -99,7 +99,7 @@ pub(crate) enum Subject {
 }
 
 /// The identity of a divergence: its kind, its service and its subject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct DivKey {
     pub kind: Kind,
     pub svc: ServiceId,

@@ -60,7 +60,7 @@ pub enum Outcome {
 }
 
 /// How many reports the engine has taken, by what it did with them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReportCounts {
     /// Reports applied.
     pub applied: u64,

@@ -6,6 +6,8 @@
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut, Index, IndexMut};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// An id that indexes an [`IdVec`].
 pub(crate) trait Id: Copy {
     /// The id of position `i`.
@@ -17,7 +19,8 @@ pub(crate) trait Id: Copy {
 macro_rules! id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+        #[serde(transparent)]
         pub(crate) struct $name(u32);
 
         impl Id for $name {
@@ -120,6 +123,21 @@ impl<I: Id, T> IdVec<I, T> {
     /// Every id.
     pub(crate) fn ids(&self) -> impl Iterator<Item = I> + use<I, T> {
         (0..self.items.len()).map(I::from_index)
+    }
+}
+
+impl<I, T: Serialize> Serialize for IdVec<I, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.items.serialize(s)
+    }
+}
+
+impl<'de, I, T: Deserialize<'de>> Deserialize<'de> for IdVec<I, T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<IdVec<I, T>, D::Error> {
+        Ok(IdVec {
+            items: Vec::deserialize(d)?,
+            id: PhantomData,
+        })
     }
 }
 

@@ -8,9 +8,11 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 
 /// An interned string.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
 pub(crate) struct Sym(u32);
 
 /// "No value": an unreported facet, no phase.
@@ -63,6 +65,30 @@ impl Interner {
     /// Bytes held, for memory accounting.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.arena.capacity() + self.spans.capacity() * 8 + self.table.capacity() * 5
+    }
+}
+
+/// The strings in id order; the lookup table is rebuilt on load.
+impl Serialize for Interner {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.spans.iter().map(|&span| span_str(&self.arena, span)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Interner {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Interner, D::Error> {
+        let strings = Vec::<&str>::deserialize(d)?;
+        let mut interner = Interner::default();
+        for s in strings {
+            let before = interner.spans.len();
+            interner.intern(s);
+            if interner.spans.len() == before {
+                return Err(serde::de::Error::custom(format!(
+                    "the string {s:?} is interned twice"
+                )));
+            }
+        }
+        Ok(interner)
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use coherd_model::Time;
 
+use serde::{Deserialize, Serialize};
+
 use crate::intern::Sym;
 
 /// Periods of runs a job is judged over.
@@ -23,7 +25,7 @@ pub const MAX_UNDECLARED_JOBS: usize = 32;
 pub const UNDECLARED_PERIOD: Duration = Duration::from_secs(3600);
 
 /// How one job is judged, from the intent or the defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct JobCfg {
     /// Nanoseconds, > 0.
     pub(crate) period: i64,
@@ -39,7 +41,7 @@ impl JobCfg {
 }
 
 /// One run of a job.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Run {
     pub(crate) start: Time,
     pub(crate) member: Sym,
@@ -47,6 +49,7 @@ pub(crate) struct Run {
 }
 
 /// The runs of one job in one service.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Job {
     pub(crate) cfg: JobCfg,
     /// Sorted by (start, member).

@@ -1,13 +1,15 @@
 //! Label sets, interned: members in one zone of one region share one set.
 
 use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdVec, LabelSetId};
 use crate::intern::Sym;
 
 /// Every distinct set of (label, value) pairs seen, sorted by label.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct LabelSets {
+    #[serde(with = "crate::checkpoint::sorted")]
     ids: HashMap<Vec<(Sym, Sym)>, LabelSetId>,
     sets: IdVec<LabelSetId, Vec<(Sym, Sym)>>,
 }

@@ -39,6 +39,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod admission;
+mod checkpoint;
 mod counters;
 mod divergence;
 mod driver;
@@ -64,6 +65,7 @@ mod timer;
 mod views;
 
 pub use admission::Admission;
+pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError};
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};

@@ -3,12 +3,13 @@
 
 use coherd_model::{Kind, Time};
 use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::Sym;
 
 /// An (observer, member) pair: the observer by slot, the member by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct PairKey {
     pub obs_svc: ServiceId,
     pub obs_slot: MemberSlot,
@@ -17,7 +18,7 @@ pub(crate) struct PairKey {
 }
 
 /// A pair that disagrees now (pending until the agreement timeout, then open).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PairState {
     pub since: Time,
     pub deadline: Time,
@@ -30,10 +31,12 @@ pub(crate) struct PairState {
 }
 
 /// Observers and the pairs that disagree.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Views {
     /// Pairs that disagree now, pending or open.
+    #[serde(with = "crate::checkpoint::sorted")]
     pub pairs: HashMap<PairKey, PairState>,
     /// Observers of each (service, member) by name: who views it.
+    #[serde(with = "crate::checkpoint::sorted")]
     pub viewers: HashMap<(Sym, Sym), Vec<(ServiceId, MemberSlot)>>,
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use coherd_model::Time;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::intern::Sym;
 
@@ -16,7 +16,7 @@ pub(crate) const W5M: i64 = 300_000_000_000;
 pub(crate) const W1H: i64 = 3_600_000_000_000;
 
 /// Sums over one 10-second bucket.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, Serialize, Deserialize)]
 pub(crate) struct Bucket {
     pub idx: i64,
     pub requests: u64,
@@ -65,7 +65,7 @@ pub(crate) fn add_exposed(v: &mut Vec<(Sym, u64)>, facet: Sym, n: u64) {
 }
 
 /// A ring of buckets covering the last hour, plus the coherence integrator.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Windows {
     buckets: Vec<Bucket>,
     coherence: Option<f64>,
@@ -145,7 +145,7 @@ impl Windows {
 }
 
 /// Count, mean, max and recent quantiles of a latency.
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Summary {
     count: u64,
     sum: f64,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use coherd_model::Time;
 use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdVec, LabelSetId, MemberSlot};
 use crate::intern::{NONE, Sym};
@@ -21,6 +22,7 @@ pub(crate) mod flag {
 }
 
 /// One member. Kept small: most of a fleet is quiet members at target.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Member {
     pub name: Sym,
     pub phase: Sym,
@@ -83,7 +85,7 @@ impl Member {
 }
 
 /// State few members have: views, leases, flips, holds.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct MemberExtra {
     /// Views as last reported, sorted by (service, member).
     pub views: Vec<(Sym, Sym, Sym)>,
@@ -101,7 +103,7 @@ pub(crate) struct MemberExtra {
     pub custom_counters: Vec<(Sym, u64)>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct HeldLease {
     pub resource: Sym,
     pub epoch: u64,
@@ -109,7 +111,7 @@ pub(crate) struct HeldLease {
 }
 
 /// A facet's rule, compiled from the intent.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct FacetRule {
     pub target: Sym,
     pub prev: Sym,
@@ -171,9 +173,11 @@ impl FacetRule {
 }
 
 /// One facet of one service: every member's value, and counts among counting members.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Column {
     pub facet: Sym,
     pub values: IdVec<MemberSlot, Sym>,
+    #[serde(with = "crate::checkpoint::sorted")]
     pub counts: HashMap<Sym, u32>,
     pub rule: Option<FacetRule>,
     /// For a uniform facet without target: when it became mixed.
@@ -213,7 +217,7 @@ impl Column {
 }
 
 /// A service's compiled intent.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ServiceCfg {
     pub report_interval: i64,
     pub expect_members: Option<u32>,
@@ -252,7 +256,7 @@ impl ServiceCfg {
 }
 
 /// Checksums of one dataset in one service.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Dataset {
     /// position -> (member, digest) reports at that position.
     pub positions: BTreeMap<u64, Vec<(Sym, Sym)>>,
@@ -269,7 +273,7 @@ pub(crate) struct Dataset {
 pub(crate) type Holder = (Sym, u64, Time);
 
 /// Holders of one exclusive resource.
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(crate) struct Resource {
     pub max_epoch: u64,
     /// Members listing a lease in their latest report.
@@ -280,12 +284,14 @@ pub(crate) struct Resource {
 }
 
 /// A service: its members, columns, rules and windows.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Service {
     pub name: Sym,
     pub name_str: String,
     pub cfg: ServiceCfg,
     pub members: IdVec<MemberSlot, Member>,
     pub free: Vec<MemberSlot>,
+    #[serde(with = "crate::checkpoint::sorted")]
     pub by_name: HashMap<Sym, MemberSlot>,
     pub columns: Vec<Column>,
     /// Silence list: members ordered by last report (head = earliest).
@@ -297,9 +303,12 @@ pub(crate) struct Service {
     /// Live members not in a terminal phase.
     pub counting: u32,
     pub coherent: u32,
+    #[serde(with = "crate::checkpoint::sorted")]
     pub datasets: HashMap<Sym, Dataset>,
+    #[serde(with = "crate::checkpoint::sorted")]
     pub resources: HashMap<Sym, Resource>,
     /// Runs of periodic jobs by event kind.
+    #[serde(with = "crate::checkpoint::sorted")]
     pub jobs: HashMap<Sym, crate::jobs::Job>,
     pub windows: Windows,
     /// Deleted by an operator: not listed until a member reports again or an

@@ -8,12 +8,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use coherd_model::Time;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::Sym;
 
 /// What a deadline is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) enum Timer {
     /// The head of a service's silence list may have gone silent.
     Silence { svc: ServiceId },
@@ -44,6 +45,24 @@ pub(crate) enum Timer {
 #[derive(Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Time, Timer)>>,
+}
+
+/// In deadline order, so equal queues encode to equal bytes.
+impl Serialize for Timers {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut due: Vec<&(Time, Timer)> = self.heap.iter().map(|Reverse(e)| e).collect();
+        due.sort_unstable();
+        s.collect_seq(due)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timers, D::Error> {
+        let due = Vec::<(Time, Timer)>::deserialize(d)?;
+        Ok(Timers {
+            heap: due.into_iter().map(Reverse).collect(),
+        })
+    }
 }
 
 impl Timers {

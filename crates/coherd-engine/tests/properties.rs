@@ -6,9 +6,11 @@
 
 mod common;
 
-use coherd_engine::{Divergence, Outcome};
+use coherd_engine::{
+    CHECKPOINT_FORMAT, CheckpointError, Divergence, Engine, EngineConfig, Outcome,
+};
 use coherd_model::{Observation, Time};
-use common::{Harness, at, observation};
+use common::{Harness, at, intent, observation};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -195,14 +197,8 @@ fn log_with(steps: &[Step], one_per_service: bool) -> Vec<(Time, Observation)> {
 /// the lazily kept subjects brought up to date.
 fn replay(log: &[(Time, Observation)]) -> Vec<Divergence> {
     let mut f = Harness::new(INTENT);
-    for instant in log.chunk_by(|a, b| a.0 == b.0) {
-        let batch: Vec<&Observation> = instant.iter().map(|(_, o)| o).collect();
-        f.report_instant(instant[0].0, &batch);
-    }
-    let end = log.last().map_or(at("0s"), |(t, _)| *t);
-    f.driver.tick(end.add(std::time::Duration::from_secs(7200)));
-    f.engine_mut().refresh_open_subjects();
-    f.engine().divergences().to_vec()
+    apply(&mut f, log);
+    finish(&mut f, log)
 }
 
 fn sorted(mut v: Vec<Divergence>) -> Vec<Divergence> {
@@ -293,6 +289,113 @@ proptest! {
         let shuffled = shuffle_within_timestamps(&log, &keys);
         prop_assert_eq!(sorted(replay(&shuffled)), sorted(replay(&log)));
     }
+}
+
+/// Applies `log` to `f`, one instant at a time.
+fn apply(f: &mut Harness, log: &[(Time, Observation)]) {
+    for instant in log.chunk_by(|a, b| a.0 == b.0) {
+        let batch: Vec<&Observation> = instant.iter().map(|(_, o)| o).collect();
+        f.report_instant(instant[0].0, &batch);
+    }
+}
+
+/// Lets two hours pass and returns every record, subjects brought up to date.
+fn finish(f: &mut Harness, log: &[(Time, Observation)]) -> Vec<Divergence> {
+    let end = log.last().map_or(at("0s"), |(t, _)| *t);
+    f.driver.tick(end.add(std::time::Duration::from_secs(7200)));
+    f.engine_mut().refresh_open_subjects();
+    f.engine().divergences().to_vec()
+}
+
+/// Writes a checkpoint of `f` and loads it back into a new harness.
+fn restart_from_checkpoint(f: &Harness) -> Harness {
+    let bytes = f.engine().checkpoint();
+    let engine = Engine::from_checkpoint(EngineConfig::default(), &bytes, Some(intent(INTENT)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Loading and writing again gives the same bytes: nothing was lost.
+    let again = engine.checkpoint();
+    if let Some(i) = (0..again.len().min(bytes.len())).find(|&i| again[i] != bytes[i]) {
+        panic!(
+            "a loaded checkpoint writes other bytes from offset {i} of {}: {:?} vs {:?}",
+            bytes.len(),
+            &bytes[i.saturating_sub(40)..(i + 20).min(bytes.len())],
+            &again[i.saturating_sub(40)..(i + 20).min(again.len())]
+        );
+    }
+    assert_eq!(
+        again.len(),
+        bytes.len(),
+        "a loaded checkpoint writes as many bytes"
+    );
+    Harness::with_engine(engine)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A checkpoint written at any point, loaded, and fed the rest of the
+    /// log, is the same engine (byte for byte) with the same divergences as
+    /// one that took the whole log.
+    #[test]
+    fn a_checkpoint_and_the_rest_of_the_log_give_the_same_engine(
+        steps in prop::collection::vec(step(), 1..60),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let log = log(&steps);
+        // Cut between instants (the server checkpoints between batches).
+        let mut cut = cut.index(log.len() + 1);
+        while cut > 0 && cut < log.len() && log[cut - 1].0 == log[cut].0 {
+            cut -= 1;
+        }
+        let mut whole = Harness::new(INTENT);
+        apply(&mut whole, &log);
+
+        let mut before = Harness::new(INTENT);
+        apply(&mut before, &log[..cut]);
+        let mut after = restart_from_checkpoint(&before);
+        apply(&mut after, &log[cut..]);
+
+        prop_assert!(after.engine().checkpoint() == whole.engine().checkpoint(), "the engines differ");
+        prop_assert_eq!(finish(&mut after, &log), finish(&mut whole, &log));
+        prop_assert!(after.engine().checkpoint() == whole.engine().checkpoint(), "the engines differ after two hours");
+    }
+
+    /// After a restart from a checkpoint, re-sending a member's last `seq`
+    /// is still a duplicate.
+    #[test]
+    fn a_resent_seq_is_a_duplicate_after_a_checkpoint(steps in prop::collection::vec(step(), 1..60)) {
+        let log = log(&steps);
+        let mut f = Harness::new(INTENT);
+        apply(&mut f, &log);
+        let mut restored = restart_from_checkpoint(&f);
+        let last = log.iter().rev().find(|(_, o)| o.seq.is_some()).cloned();
+        if let Some((t, obs)) = last {
+            prop_assert_eq!(restored.report_obs(t, &obs), Outcome::Duplicate);
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_of_another_format_is_refused_with_its_number() {
+    let f = Harness::new(INTENT);
+    let mut bytes = f.engine().checkpoint();
+    bytes[0] = 99;
+    let err = Engine::from_checkpoint(EngineConfig::default(), &bytes, None)
+        .err()
+        .expect("refused");
+    assert_eq!(
+        err,
+        CheckpointError::UnknownFormat {
+            found: 99,
+            supported: CHECKPOINT_FORMAT
+        }
+    );
+    assert!(err.to_string().contains("format 99"), "{err}");
+    let truncated = &f.engine().checkpoint()[..3];
+    assert!(matches!(
+        Engine::from_checkpoint(EngineConfig::default(), truncated, None),
+        Err(CheckpointError::Corrupt(_))
+    ));
 }
 
 /// Reorders members inside each timestamp by `keys`; one member's own reports

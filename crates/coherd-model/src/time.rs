@@ -109,14 +109,23 @@ impl fmt::Display for Time {
     }
 }
 
+/// RFC 3339 text in formats people read (JSON, YAML); nanoseconds since the
+/// epoch in binary formats (checkpoints), which are smaller and exact.
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i64(self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(Time);
+        }
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }

@@ -34,9 +34,15 @@ pub struct ServerConfig {
     /// Reports older than this are refused.
     #[serde(deserialize_with = "deserialize_duration")]
     pub max_report_age: Duration,
-    /// Raw observations older than this are pruned (each member's latest state is kept).
+    /// How often the engine is checkpointed: a restart loads the newest
+    /// checkpoint and replays only the reports after it, and the log is
+    /// truncated behind the checkpoints.
     #[serde(deserialize_with = "deserialize_duration")]
-    pub retention: Duration,
+    pub checkpoint_interval: Duration,
+    /// Keep raw reports this long for `coherd capture export` and `coherd
+    /// replay`, past what the checkpoints need. `0s` (the default): off.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub capture_raw: Duration,
     /// Ingest requests handled at once; more wait briefly, then get 503.
     pub ingest_concurrency: usize,
     /// Ingest requests queued for the writer; beyond this, 503 with Retry-After.
@@ -90,7 +96,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             max_clock_skew: Duration::from_secs(30),
             max_report_age: Duration::from_secs(600),
-            retention: Duration::from_secs(24 * 3600),
+            checkpoint_interval: Duration::from_secs(60),
+            capture_raw: Duration::ZERO,
             ingest_concurrency: 64,
             ingest_queue: 1024,
             max_services: 10_000,
@@ -171,6 +178,12 @@ impl ServerConfig {
         if self.ingest_concurrency == 0 || self.ingest_queue == 0 {
             return Err(ServerError::Config(
                 "ingest_concurrency and ingest_queue must be at least 1".into(),
+            ));
+        }
+        if self.checkpoint_interval < Duration::from_secs(1) {
+            return Err(ServerError::Config(
+                "checkpoint_interval must be at least 1s (the default, 60s, suits most fleets)"
+                    .into(),
             ));
         }
         Ok(())

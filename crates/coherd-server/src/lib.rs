@@ -4,8 +4,10 @@
 //! one transaction, one fsync), then applies each batch to the engine in
 //! commit order and only then acknowledges; between batches it lets time
 //! pass, firing the engine's deadlines as the wall clock reaches them. Handlers only translate: they parse, call the core and map the
-//! result; reads lock the engine briefly. On start the engine is rebuilt by
-//! replaying the store, so divergences and SLIs survive a restart.
+//! result; reads lock the engine briefly. The engine is checkpointed every
+//! minute; on start it is loaded from the newest checkpoint and the reports
+//! after it are replayed, so divergences and SLIs survive a restart in
+//! seconds however long the server ran.
 //!
 //! [`serve`] runs it all until a shutdown future completes. For tests and
 //! embedding, [`AppState::open`] does the start-up without a socket and
@@ -25,6 +27,7 @@ mod alerting;
 mod api;
 mod app;
 mod auth;
+mod checkpoint;
 mod config;
 mod dephase;
 mod error;

@@ -67,6 +67,14 @@ pub(crate) struct Metrics {
     pub ingest_seconds: Histogram,
     /// Store commit latency (one per group commit).
     pub commit_seconds: Histogram,
+    /// Engine time taken to encode a checkpoint (ingest waits that long).
+    pub checkpoint_encode_seconds: Histogram,
+    /// Time to compress and store a checkpoint (off the engine).
+    pub checkpoint_save_seconds: Histogram,
+    /// Size of the last checkpoint before compression.
+    pub checkpoint_bytes: Gauge,
+    /// Checkpoints that could not be stored.
+    pub checkpoint_failures: Counter,
     /// Divergences opened, by service, kind and severity at opening.
     pub opened: Family<Labels, Counter>,
     /// Divergences escalated, by service, kind and the severity reached.
@@ -122,6 +130,10 @@ impl Default for Metrics {
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
+            checkpoint_encode_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            checkpoint_save_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            checkpoint_bytes: Gauge::default(),
+            checkpoint_failures: Counter::default(),
             opened: Family::default(),
             escalated: Family::default(),
             resolved: Family::default(),
@@ -241,6 +253,29 @@ impl Metrics {
             "Time of one group commit",
             Unit::Seconds,
             self.commit_seconds.clone(),
+        );
+        r.register_with_unit(
+            "checkpoint_encode",
+            "Engine time taken to encode a checkpoint; ingest waits that long",
+            Unit::Seconds,
+            self.checkpoint_encode_seconds.clone(),
+        );
+        r.register_with_unit(
+            "checkpoint_save",
+            "Time to compress and store a checkpoint, off the engine",
+            Unit::Seconds,
+            self.checkpoint_save_seconds.clone(),
+        );
+        r.register_with_unit(
+            "checkpoint_size",
+            "Size of the last checkpoint before compression",
+            Unit::Bytes,
+            self.checkpoint_bytes.clone(),
+        );
+        r.register(
+            "checkpoint_failures",
+            "Checkpoints that could not be stored (the log then grows until one is)",
+            self.checkpoint_failures.clone(),
         );
         r.register(
             "divergences_opened",

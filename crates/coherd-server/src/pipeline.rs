@@ -22,6 +22,7 @@ use coherd_store::{Entry, NewEntry, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot};
 
+use crate::checkpoint::{self, Checkpointer, Pending};
 use crate::metrics::Metrics;
 
 /// An intent as the operator wrote it, and as it parsed.
@@ -181,7 +182,7 @@ impl Shared {
     }
 
     /// Records the intent a rebuild found in force, with its revision.
-    fn restore_intent(&self, source: String, intent: Intent, revision: u64, at: Time) {
+    pub(crate) fn restore_intent(&self, source: String, intent: Intent, revision: u64, at: Time) {
         *self.intent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(IntentInForce {
             source,
             intent,
@@ -264,8 +265,6 @@ pub(crate) enum Work {
         service: String,
         reply: oneshot::Sender<Result<bool, WorkError>>,
     },
-    /// Drop raw observations older than this.
-    Prune { before: Time },
 }
 
 /// The handle to the writer thread.
@@ -284,16 +283,18 @@ pub(crate) enum SubmitError {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
+    /// Starts the writer thread over `store`; `checkpoints` says where
+    /// checkpoints go, how often, and which entry the engine has applied up to.
     pub(crate) fn start(
         store: Box<dyn Store>,
         shared: Arc<Shared>,
         queue: usize,
+        checkpoints: Checkpoints,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel(queue);
         let handle = std::thread::Builder::new()
             .name("coherd-writer".into())
-            .spawn(move || run(store, shared, rx))
+            .spawn(move || run(store, shared, rx, checkpoints))
             .expect("spawn the writer thread");
         (Writer { tx }, handle)
     }
@@ -313,11 +314,70 @@ enum Reply {
     Delete(oneshot::Sender<Result<bool, WorkError>>),
 }
 
-fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Work>) {
+/// The writer's checkpoints: where they go and when the next is due.
+pub(crate) struct Checkpoints {
+    /// The thread that stores them.
+    pub saver: Checkpointer,
+    /// How often one is taken.
+    pub interval: Duration,
+    /// The last entry the engine has applied (restored or replayed).
+    pub applied: u64,
+    /// The last entry the newest stored checkpoint covers.
+    pub covered: u64,
+}
+
+impl Checkpoints {
+    /// A checkpoint of the engine as it is now, if it has applied anything
+    /// the last one does not cover. The engine is held only to encode it.
+    fn take(&mut self, shared: &Shared) -> Option<Pending> {
+        if self.applied <= self.covered {
+            return None;
+        }
+        let driver = shared.driver();
+        let started = std::time::Instant::now();
+        let bytes = checkpoint::encode(driver.engine(), shared.intent().as_deref());
+        let at = driver.engine().now();
+        drop(driver);
+        shared
+            .metrics
+            .checkpoint_encode_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Some(Pending {
+            covers: self.applied,
+            at,
+            bytes,
+        })
+    }
+
+    /// Takes a checkpoint when one is due and hands it to the saver.
+    fn maybe_take(&mut self, shared: &Shared, next: &mut std::time::Instant) {
+        if std::time::Instant::now() < *next {
+            return;
+        }
+        *next = std::time::Instant::now() + self.interval;
+        if let Some(pending) = self.take(shared) {
+            let covers = pending.covers;
+            if self.saver.offer(pending) {
+                self.covered = covers;
+            } else {
+                tracing::warn!("the last checkpoint is still being stored; skipping this one");
+            }
+        }
+    }
+}
+
+fn run(
+    mut store: Box<dyn Store>,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Work>,
+    mut checkpoints: Checkpoints,
+) {
     // Time passes between batches: deadlines fire as the wall clock reaches
     // them. The engine is locked for that only when something is due.
     let mut due = shared.tick();
+    let mut next_checkpoint = std::time::Instant::now() + checkpoints.interval;
     loop {
+        checkpoints.maybe_take(&shared, &mut next_checkpoint);
         let now = wall_now();
         if now >= due {
             due = shared.tick();
@@ -326,7 +386,12 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Work>)
         let first = match rx.recv_timeout(due.since(now)) {
             Ok(work) => work,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Stopping: one last checkpoint, so the next start replays nothing.
+                let last = checkpoints.take(&shared);
+                checkpoints.saver.finish(last);
+                return;
+            }
         };
         let mut batch = vec![first];
         while batch.len() < 1024 {
@@ -339,7 +404,6 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Work>)
         let mut replies = Vec::with_capacity(batch.len());
         // The engine's own limits are checked before anything is stored, so a
         // batch it would refuse in part is refused whole and leaves no trace.
-        let mut prune = None;
         let engine = shared.engine();
         let mut admission = Admission::new(&engine);
         let mut at = engine.now();
@@ -394,23 +458,19 @@ fn run(mut store: Box<dyn Store>, shared: Arc<Shared>, rx: mpsc::Receiver<Work>)
                     });
                     replies.push(Reply::Delete(reply));
                 }
-                Work::Prune { before } => prune = Some(before),
             }
         }
         drop(admission);
         drop(engine);
-        if let Some(before) = prune {
-            match store.prune(before) {
-                Ok(stats) => tracing::info!(?stats, "pruned raw observations"),
-                Err(e) => tracing::error!(error = %e, "prune failed"),
-            }
-        }
         if entries.is_empty() {
             continue;
         }
         let started = std::time::Instant::now();
         let stored = store.append(&entries);
         shared.store_ok.store(stored.is_ok(), Ordering::SeqCst);
+        if let Ok(ids) = &stored {
+            checkpoints.applied = ids.last().copied().unwrap_or(checkpoints.applied);
+        }
         if let Err(e) = stored {
             tracing::error!(error = %e, "cannot store a batch; refusing it");
             for r in replies {
@@ -504,18 +564,22 @@ fn apply_observations<S: Sink>(
     }
 }
 
-/// Rebuilds an engine from everything the store holds, in store order.
-/// Returns the observations applied, and records the intent in force with
-/// its revision in `shared`.
+/// Replays what the store holds after entry `after` (0: everything; else
+/// the checkpoint the engine was loaded from covers it), in store order.
+/// Returns the observations applied and the last entry's id, and records the
+/// intent in force with its revision in `shared`.
 pub(crate) fn rebuild<S: Sink>(
     store: &mut dyn Store,
     driver: &mut Driver<S>,
     shared: &Shared,
-) -> Result<u64, StoreError> {
+    after: u64,
+) -> Result<(u64, u64), StoreError> {
     let mut count = 0;
+    let mut last = after;
     let mut in_force = None;
-    let mut revision = 0;
-    store.load(&mut |Entry { body, .. }| {
+    let mut revision = shared.intent().map_or(0, |i| i.revision);
+    store.load(after, &mut |Entry { id, body }| {
+        last = id;
         match body {
             NewEntry::Observations {
                 received_at,
@@ -548,7 +612,7 @@ pub(crate) fn rebuild<S: Sink>(
     if let Some((source, intent, at)) = in_force {
         shared.restore_intent(source, intent, revision, at);
     }
-    Ok(count)
+    Ok((count, last))
 }
 
 /// Marks the server ready.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coherd_model::Intent;
-use coherd_model::time::wall_now;
 use coherd_store::SqliteStore;
 use tokio::sync::watch;
 
@@ -17,8 +16,9 @@ use crate::tls::Tls;
 
 /// How long shutdown waits for requests in flight before it closes them.
 const DRAIN: Duration = Duration::from_secs(3);
+use crate::checkpoint::{self, Checkpointer};
 use crate::error::ServerError;
-use crate::pipeline::{self, Shared, Work, Writer};
+use crate::pipeline::{self, Shared, Writer};
 use crate::{alerting, api};
 
 /// Reads and validates an intent file.
@@ -65,21 +65,44 @@ impl AppState {
         let db_lock = lock_database(&config.db)?;
         let mut store = SqliteStore::open(&config.db)?;
         let started = std::time::Instant::now();
-        let engine = coherd_engine::Engine::new(coherd_engine::EngineConfig {
+        let engine_config = coherd_engine::EngineConfig {
             max_services: config.max_services,
             max_members: config.max_members,
             resolved_retention: config.divergence_retention,
             max_resolved_per_service: config.max_resolved_per_service,
             ..coherd_engine::EngineConfig::default()
-        });
+        };
+        let (engine, after, intent) = match checkpoint::restore(&mut store, &engine_config)? {
+            Some((restored, covers)) => (restored.engine, covers, restored.intent),
+            None => (coherd_engine::Engine::new(engine_config), 0, None),
+        };
         let shared = Shared::new(engine);
-        let observations = pipeline::rebuild(&mut store, &mut shared.driver(), &shared)?;
+        if let Some((source, intent, revision, at)) = intent {
+            shared.restore_intent(source, intent, revision, at);
+        }
+        let (observations, applied) =
+            pipeline::rebuild(&mut store, &mut shared.driver(), &shared, after)?;
         // What fell due while the server was down fires now, before anything new.
         shared.tick();
         shared.go_live();
-        tracing::info!(observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
-        let (writer, writer_thread) =
-            Writer::start(Box::new(store), shared.clone(), config.ingest_queue);
+        tracing::info!(checkpoint_covers = after, observations_replayed = observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
+        let keep_raw = (!config.capture_raw.is_zero()).then_some(config.capture_raw);
+        let checkpoints = pipeline::Checkpoints {
+            saver: Checkpointer::start(
+                Box::new(SqliteStore::open(&config.db)?),
+                shared.metrics.clone(),
+                keep_raw,
+            ),
+            interval: config.checkpoint_interval,
+            applied,
+            covered: after,
+        };
+        let (writer, writer_thread) = Writer::start(
+            Box::new(store),
+            shared.clone(),
+            config.ingest_queue,
+            checkpoints,
+        );
         let (stop, stopping) = watch::channel(false);
         let state = AppState {
             shared,
@@ -227,11 +250,6 @@ pub async fn serve_on(
     if let Some(tls) = &tls {
         tokio::spawn(reload_tls(tls.clone(), running.stopping()));
     }
-    tokio::spawn(prune(
-        state.writer.clone(),
-        state.config.retention,
-        running.stopping(),
-    ));
 
     let stopper = running.stop.clone();
     tokio::spawn(async move {
@@ -324,18 +342,6 @@ async fn reload_tls(tls: Arc<Tls>, mut stop: watch::Receiver<bool>) {
                 tracing::error!(error = %e, "TLS certificate not reloaded; the one in use stays")
             }
         }
-    }
-}
-
-async fn prune(writer: Writer, retention: Duration, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
-            _ = stop.changed() => return,
-        }
-        let _ = writer.submit(Work::Prune {
-            before: wall_now().sub(retention),
-        });
     }
 }
 

@@ -56,7 +56,7 @@ fn run(path: &std::path::Path, batches: usize) -> Result<(), Box<dyn std::error:
     let mut store = SqliteStore::open(path)?;
     let start = Instant::now();
     let mut loaded = 0usize;
-    store.load(&mut |e| {
+    store.load(0, &mut |e| {
         if let NewEntry::Observations { observations, .. } = e.body {
             loaded += observations.len();
         }

@@ -1,4 +1,4 @@
-//! What the store holds: entries as appended and as loaded, and prune counts.
+//! What the store holds: entries as appended and as loaded, checkpoints, and truncation counts.
 
 use coherd_model::{Observation, Time};
 
@@ -59,19 +59,27 @@ pub struct Entry {
     pub body: NewEntry,
 }
 
-/// What one [`Store::prune`](crate::Store::prune) did.
+/// A checkpoint the store holds, complete and intact as far as its row says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// Issued by the store; strictly increasing.
+    pub id: u64,
+    /// The last log entry the checkpoint includes: a restart from it
+    /// replays the entries after this one.
+    pub covers: u64,
+    /// The engine time it was taken at.
+    pub at: Time,
+    /// Its size before compression.
+    pub bytes: u64,
+}
+
+/// What one [`Store::truncate`](crate::Store::truncate) deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PruneStats {
-    /// Observation batches deleted.
-    pub batches_deleted: u64,
-    /// Observations those batches held.
-    pub observations_deleted: u64,
-    /// Member states written to the kept latest-state table (a member whose
-    /// state was replaced counts once per prune).
-    pub member_states_kept: u64,
-    /// Member deletions folded in (and then deleted): the deleted member's
-    /// kept state goes with them.
-    pub deletions_folded: u64,
-    /// Intents deleted because a later intent replaced them.
-    pub intents_deleted: u64,
+pub struct TruncateStats {
+    /// Observation batches and deletions deleted from the log.
+    pub entries_deleted: u64,
+    /// Checkpoints deleted (older ones, and ones never completed).
+    pub checkpoints_deleted: u64,
+    /// Member states kept by an older coherd, now covered by a checkpoint.
+    pub legacy_states_deleted: u64,
 }

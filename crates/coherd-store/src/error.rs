@@ -108,6 +108,18 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A checkpoint's bytes are damaged or missing: the caller falls back
+    /// to the checkpoint before it.
+    #[error("checkpoint {id} in database {path} cannot be used: {reason}")]
+    CorruptCheckpoint {
+        /// The database.
+        path: PathBuf,
+        /// The checkpoint.
+        id: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// The caller's `visit` callback refused an entry during [`load`](crate::Store::load).
     #[error("replaying entry {id} failed: {source}")]
     Replay {

@@ -13,16 +13,23 @@
 //! none of them is stored. At start the same thread calls [`Store::load`] and
 //! feeds every entry to the engine.
 //!
-//! The log does not grow without bound: [`Store::prune`] deletes observation
-//! batches older than a cutoff but first folds each member's latest
-//! observation among them into a latest-state table, so a member that went
-//! quiet keeps its state across restarts. The latest intent is never pruned.
+//! The log stays short. The engine is checkpointed now and then
+//! ([`Store::save_checkpoint`]): its whole state as opaque bytes, with the id
+//! of the last entry it includes. A restart loads the newest intact
+//! checkpoint and replays only the entries after it
+//! ([`Store::load`] with `after`). Once a newer checkpoint is saved,
+//! [`Store::truncate`] deletes the entries and checkpoints the one before it
+//! covers: the store keeps the two newest checkpoints and the log since the
+//! older one, so a damaged newest checkpoint falls back to the one before
+//! plus the log. Intents are never truncated.
 //!
 //! The trait is synchronous and says nothing about SQL: ids are plain `u64`
-//! sequence numbers and errors are [`StoreError`]s that carry their cause as
-//! an opaque source. [`SqliteStore`] (one file, the default) implements it
-//! now; a PostgreSQL implementation, where several coherd processes share one
-//! sequence, fits behind the same trait later.
+//! sequence numbers, checkpoints are bytes, and errors are [`StoreError`]s
+//! that carry their cause as an opaque source. [`SqliteStore`] (one file, the
+//! default) implements it now; a PostgreSQL implementation, where several
+//! coherd processes share one sequence, fits behind the same trait later.
+//! Each thread that writes opens its own store on the same database: the
+//! writer appends while another thread saves a checkpoint.
 //!
 //! ```
 //! use coherd_model::{Limits, Observation, Time};
@@ -44,7 +51,7 @@
 //!
 //! // Replay in id order, as the server does at start.
 //! let mut replayed = Vec::new();
-//! store.load(&mut |entry: Entry| {
+//! store.load(0, &mut |entry: Entry| {
 //!     replayed.push(entry.id);
 //!     Ok(())
 //! })?;
@@ -60,60 +67,73 @@ mod entry;
 mod error;
 mod sqlite;
 
-pub use entry::{Entry, NewEntry, PruneStats};
+pub use entry::{CheckpointInfo, Entry, NewEntry, TruncateStats};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
 use coherd_model::Time;
 
-/// Durable, append-only storage of coherd's entries.
+/// Durable, append-only storage of coherd's entries, and checkpoints of
+/// the engine.
 ///
-/// A driver calls [`load`](Store::load) once at start, then
-/// [`append`](Store::append) for every group commit, and
-/// [`prune`](Store::prune) now and then. One thread owns a store; it is
-/// `Send` so that thread can be spawned with it, but not shared.
+/// A driver calls [`checkpoints`](Store::checkpoints) and
+/// [`load`](Store::load) once at start, then [`append`](Store::append) for
+/// every group commit; another thread, with its own store on the same
+/// database, calls [`save_checkpoint`](Store::save_checkpoint) and
+/// [`truncate`](Store::truncate) now and then. One thread owns a store; it
+/// is `Send` so that thread can be spawned with it, but not shared.
 pub trait Store: Send {
     /// Appends `entries` atomically and durably, and returns one id per
     /// entry, in order.
     ///
     /// All or nothing: on `Ok` every entry survives `kill -9` and power
     /// loss; on `Err` none of them is stored. Ids are strictly increasing
-    /// across calls and never reused, even after pruning. An empty slice
+    /// across calls and never reused, even after truncation. An empty slice
     /// stores nothing and returns no ids.
     fn append(&mut self, entries: &[NewEntry]) -> Result<Vec<u64>, StoreError>;
 
-    /// Calls `visit` for every entry the store holds, in id order, and stops
-    /// at the first error `visit` returns (which `load` then returns).
+    /// Calls `visit` for every entry the store holds with an id above
+    /// `after`, in id order, and stops at the first error `visit` returns
+    /// (which `load` then returns). `after` is 0 without a checkpoint, or the
+    /// [`covers`](CheckpointInfo::covers) of the checkpoint the engine was
+    /// loaded from.
     ///
-    /// Member states kept by [`prune`](Store::prune) come as
-    /// [`NewEntry::Observations`], one entry per pruned batch that held a
-    /// member's latest applied report, under that batch's id and receive
-    /// time, in the batch's order. They take the pruned batch's place in the
-    /// id order, so ids stay strictly increasing and the engine sees the
-    /// kept states, retained intents and deletions in the order they
-    /// happened. Before any pruning, load yields exactly what was appended.
+    /// A database an older coherd pruned also holds member states it kept
+    /// from pruned batches; they come as [`NewEntry::Observations`] under the
+    /// pruned batch's id and receive time, in that batch's place in the id order.
     fn load(
         &mut self,
+        after: u64,
         visit: &mut dyn FnMut(Entry) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
-
-    /// Deletes the observation batches received before `before`, first
-    /// folding each member's reports among them into its kept state (so a
-    /// member that went quiet keeps its latest state), and returns counts.
-    ///
-    /// The fold applies reports as the engine does: a duplicate `seq`
-    /// changes nothing, labels, facets and counters merge by key, the rest is
-    /// the last report's. Member deletions before `before` are folded too
-    /// (the deleted member's kept state goes) and deleted. Intents in force
-    /// before `before` that a later intent replaced are deleted; the latest
-    /// intent never is. Nothing received at or after `before` is touched.
-    ///
-    /// Works in bounded chunks, each its own transaction: an interrupted
-    /// prune leaves a consistent store from which `load` rebuilds the same
-    /// member states.
-    fn prune(&mut self, before: Time) -> Result<PruneStats, StoreError>;
 
     /// The latest intent: when it took force and its source text as the
     /// operator sent it.
     fn latest_intent(&mut self) -> Result<Option<(Time, String)>, StoreError>;
+
+    /// Stores a checkpoint that includes every entry up to `covers`, taken
+    /// at engine time `at`, and returns its id.
+    ///
+    /// Atomic: a checkpoint interrupted by a crash is never listed, and is
+    /// deleted by the next [`truncate`](Store::truncate). The bytes are
+    /// written in bounded pieces, so appends wait for at most one piece.
+    fn save_checkpoint(&mut self, covers: u64, at: Time, bytes: &[u8]) -> Result<u64, StoreError>;
+
+    /// The complete checkpoints, newest first.
+    fn checkpoints(&mut self) -> Result<Vec<CheckpointInfo>, StoreError>;
+
+    /// The bytes of checkpoint `id`, checked against the checksum they were
+    /// saved with: [`StoreError::Corrupt`] when they do not match.
+    fn read_checkpoint(&mut self, id: u64) -> Result<Vec<u8>, StoreError>;
+
+    /// Deletes what checkpoint `keep` makes unneeded: log entries up to its
+    /// `covers` (intents excepted, and observation batches received at or
+    /// after `keep_raw_since`, which raw capture keeps for replay), every
+    /// checkpoint older than `keep`, and checkpoints never completed. Works
+    /// in bounded chunks, each its own transaction.
+    fn truncate(
+        &mut self,
+        keep: u64,
+        keep_raw_since: Option<Time>,
+    ) -> Result<TruncateStats, StoreError>;
 }

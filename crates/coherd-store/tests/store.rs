@@ -4,7 +4,7 @@
 
 mod common;
 
-use coherd_store::{Entry, NewEntry, SqliteStore, Store, StoreError};
+use coherd_store::{CheckpointInfo, Entry, NewEntry, SqliteStore, Store, StoreError};
 use common::{TempDir, load_all, obs, observations, t};
 
 fn intent(at: i64, source: &str) -> NewEntry {
@@ -116,132 +116,6 @@ fn latest_intent_is_the_last_appended() {
 }
 
 #[test]
-fn prune_keeps_each_members_latest_state_and_the_latest_intent() {
-    let dir = TempDir::new("prune");
-    let mut store = SqliteStore::open(&dir.db()).unwrap();
-    let intent_ids = store
-        .append(&[intent(0, "old"), intent(1, "current")])
-        .unwrap();
-    // a-1 goes quiet after t=3; a-2 keeps reporting; a-3 is deleted.
-    let old = store
-        .append(&[
-            observations(
-                t(2),
-                vec![
-                    obs("a", "a-1", 1, "1"),
-                    obs("a", "a-2", 1, "1"),
-                    obs("a", "a-3", 1, "1"),
-                ],
-            ),
-            observations(t(3), vec![obs("a", "a-1", 2, "2"), obs("a", "a-2", 2, "2")]),
-            observations(t(4), vec![obs("a", "a-1", 1, "stale retry")]),
-            NewEntry::DeleteMember {
-                at: t(5),
-                service: "a".into(),
-                member: "a-3".into(),
-            },
-        ])
-        .unwrap();
-    let recent = store
-        .append(&[observations(t(20), vec![obs("a", "a-2", 3, "3")])])
-        .unwrap();
-
-    let stats = store.prune(t(10)).unwrap();
-    assert_eq!(stats.batches_deleted, 3);
-    assert_eq!(stats.observations_deleted, 6);
-    assert_eq!(stats.deletions_folded, 1);
-    assert_eq!(stats.intents_deleted, 1);
-    assert_eq!(stats.member_states_kept, 2);
-
-    // Reopen: what load yields comes from the file.
-    drop(store);
-    let mut store = SqliteStore::open(&dir.db()).unwrap();
-    let loaded = load_all(&mut store);
-    let expected = vec![
-        Entry {
-            id: intent_ids[1],
-            body: intent(1, "current"),
-        },
-        // Both states came from the batch at t=3 (the retry at t=4 was a duplicate).
-        Entry {
-            id: old[1],
-            body: observations(t(3), vec![obs("a", "a-1", 2, "2"), obs("a", "a-2", 2, "2")]),
-        },
-        Entry {
-            id: recent[0],
-            body: observations(t(20), vec![obs("a", "a-2", 3, "3")]),
-        },
-    ];
-    assert_eq!(loaded, expected);
-    assert_eq!(store.latest_intent().unwrap().unwrap().1, "current");
-
-    // Pruning again folds into the kept states: a-1 stays, a-2 moves on.
-    let stats = store.prune(t(30)).unwrap();
-    assert_eq!((stats.batches_deleted, stats.member_states_kept), (1, 1));
-    let loaded = load_all(&mut store);
-    let states: Vec<(u64, Vec<String>)> = loaded
-        .iter()
-        .filter_map(|e| match &e.body {
-            NewEntry::Observations { observations, .. } => Some((
-                e.id,
-                observations
-                    .iter()
-                    .map(|o| format!("{}@{:?}", o.member, o.seq))
-                    .collect(),
-            )),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        states,
-        [
-            (old[1], vec!["a-1@Some(2)".to_string()]),
-            (recent[0], vec!["a-2@Some(3)".to_string()])
-        ]
-    );
-    assert!(
-        load_all(&mut store)
-            .iter()
-            .any(|e| e.body == intent(1, "current"))
-    );
-}
-
-#[test]
-fn prune_keeps_facets_from_earlier_partial_reports() {
-    let mut store = SqliteStore::open_in_memory().unwrap();
-    let mut partial = obs("a", "a-1", 2, "2");
-    partial.facets.retain(|k, _| k == "version");
-    partial.labels.clear();
-    store
-        .append(&[
-            observations(t(1), vec![obs("a", "a-1", 1, "1")]),
-            observations(t(2), vec![partial]),
-        ])
-        .unwrap();
-    store.prune(t(10)).unwrap();
-    let loaded = load_all(&mut store);
-    let NewEntry::Observations { observations, .. } = &loaded[0].body else {
-        panic!("{loaded:?}")
-    };
-    assert_eq!(observations[0].facets["version"], "2");
-    assert_eq!(observations[0].facets["schema"], "42");
-    assert_eq!(observations[0].labels["zone"], "b");
-}
-
-#[test]
-fn ids_are_not_reused_after_pruning_the_newest_entry() {
-    let mut store = SqliteStore::open_in_memory().unwrap();
-    let ids = store
-        .append(&[observations(t(1), vec![obs("a", "a-1", 1, "1")])])
-        .unwrap();
-    store.prune(t(10)).unwrap();
-    let next = store
-        .append(&[observations(t(11), vec![obs("a", "a-1", 2, "1")])])
-        .unwrap();
-    assert!(next[0] > ids[0]);
-}
-
-#[test]
 fn a_newer_schema_is_refused() {
     let dir = TempDir::new("newer");
     drop(SqliteStore::open(&dir.db()).unwrap());
@@ -254,7 +128,7 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 2,
+                supported: 3,
                 ..
             }
         ),
@@ -299,7 +173,7 @@ fn a_visit_error_stops_load() {
     let ids = store.append(&[intent(0, "a"), intent(1, "b")]).unwrap();
     let mut seen = 0;
     let err = store
-        .load(&mut |e| {
+        .load(0, &mut |e| {
             seen += 1;
             Err(StoreError::replay(e.id, "engine refused it"))
         })
@@ -311,34 +185,150 @@ fn a_visit_error_stops_load() {
     );
 }
 
-#[test]
-fn a_prune_over_many_chunks_keeps_the_last_report_of_each_member() {
-    let mut store = SqliteStore::open_in_memory().unwrap();
-    let batches: Vec<NewEntry> = (0..300)
-        .map(|i| {
-            observations(
-                t(i),
-                vec![obs("a", &format!("m-{}", i % 7), i as u64 + 1, "1")],
-            )
+/// Entries after `after`, as a restart from a checkpoint reads them.
+fn load_after(store: &mut dyn Store, after: u64) -> Vec<u64> {
+    let mut ids = Vec::new();
+    store
+        .load(after, &mut |e| {
+            ids.push(e.id);
+            Ok(())
         })
-        .collect();
-    let ids = store.append(&batches).unwrap();
-    let stats = store.prune(t(1_000)).unwrap();
-    assert_eq!(stats.batches_deleted, 300);
+        .unwrap();
+    ids
+}
 
-    let loaded = load_all(&mut store);
-    let kept: Vec<(u64, String, Option<u64>)> = loaded
-        .into_iter()
-        .map(|e| match e.body {
-            NewEntry::Observations { observations, .. } => {
-                assert_eq!(observations.len(), 1);
-                (e.id, observations[0].member.clone(), observations[0].seq)
-            }
-            other => panic!("{other:?}"),
-        })
+#[test]
+fn a_checkpoint_reads_back_and_a_restart_replays_only_what_it_does_not_cover() {
+    let dir = TempDir::new("checkpoint");
+    let mut store = SqliteStore::open(&dir.db()).unwrap();
+    let ids = store
+        .append(&[
+            intent(0, "a"),
+            observations(t(1), vec![obs("a", "a-1", 1, "1")]),
+            observations(t(2), vec![obs("a", "a-1", 2, "1")]),
+        ])
+        .unwrap();
+    // More than one piece, and bytes that do not compress well.
+    let bytes: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let expected: Vec<(u64, String, Option<u64>)> = (293..300)
-        .map(|i| (ids[i], format!("m-{}", i % 7), Some(i as u64 + 1)))
+    let id = store.save_checkpoint(ids[1], t(1), &bytes).unwrap();
+    drop(store);
+
+    let mut store = SqliteStore::open(&dir.db()).unwrap();
+    assert_eq!(
+        store.checkpoints().unwrap(),
+        vec![CheckpointInfo {
+            id,
+            covers: ids[1],
+            at: t(1),
+            bytes: bytes.len() as u64
+        }]
+    );
+    assert!(
+        store.read_checkpoint(id).unwrap() == bytes,
+        "the bytes read back differ"
+    );
+    assert_eq!(load_after(&mut store, ids[1]), vec![ids[2]]);
+    assert_eq!(load_after(&mut store, 0), ids);
+}
+
+#[test]
+fn truncation_keeps_intents_raw_capture_and_everything_the_kept_checkpoint_does_not_cover() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let ids = store
+        .append(&[
+            intent(0, "first"),
+            observations(t(1), vec![obs("a", "a-1", 1, "1")]),
+            NewEntry::DeleteMember {
+                at: t(2),
+                service: "a".into(),
+                member: "a-2".into(),
+            },
+            observations(t(3), vec![obs("a", "a-1", 2, "1")]),
+            observations(t(4), vec![obs("a", "a-1", 3, "1")]),
+        ])
+        .unwrap();
+    let older = store.save_checkpoint(ids[1], t(1), b"one").unwrap();
+    let kept = store.save_checkpoint(ids[3], t(3), b"two").unwrap();
+    let newest = store.save_checkpoint(ids[4], t(4), b"three").unwrap();
+
+    // Raw capture keeps the batch received at t=3.
+    let stats = store.truncate(kept, Some(t(3))).unwrap();
+    assert_eq!(stats.entries_deleted, 2, "{stats:?}");
+    assert_eq!(stats.checkpoints_deleted, 1, "{stats:?}");
+    assert_eq!(load_after(&mut store, 0), vec![ids[0], ids[3], ids[4]]);
+    let listed: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(listed, vec![newest, kept]);
+    assert!(store.read_checkpoint(older).is_err());
+
+    // Without raw capture the batch goes too; the intent never does.
+    store.truncate(kept, None).unwrap();
+    assert_eq!(load_after(&mut store, 0), vec![ids[0], ids[4]]);
+    assert_eq!(store.latest_intent().unwrap().unwrap().1, "first");
+
+    // Ids are never reused, even when the newest entries were truncated.
+    store.truncate(newest, None).unwrap();
+    let next = store.append(&[intent(9, "next")]).unwrap();
+    assert!(next[0] > ids[4]);
+}
+
+#[test]
+fn a_damaged_or_unfinished_checkpoint_is_never_used() {
+    let dir = TempDir::new("damaged");
+    let mut store = SqliteStore::open(&dir.db()).unwrap();
+    let good = store.save_checkpoint(0, t(1), &[7u8; 10_000]).unwrap();
+    let damaged = store.save_checkpoint(0, t(2), &[8u8; 10_000]).unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(dir.db()).unwrap();
+        // Flip the stored checksum of one; leave another half-written.
+        conn.execute(
+            "UPDATE checkpoints SET crc = crc + 1 WHERE id = ?1",
+            [damaged as i64],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO checkpoints (covers, at, bytes, crc, complete) VALUES (0, 3, 10, 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(&dir.db()).unwrap();
+    let listed: Vec<u64> = store.checkpoints().unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(
+        listed,
+        vec![damaged, good],
+        "the unfinished one is not listed"
+    );
+    let err = store.read_checkpoint(damaged).unwrap_err();
+    assert!(matches!(err, StoreError::CorruptCheckpoint { .. }), "{err}");
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert_eq!(store.read_checkpoint(good).unwrap(), vec![7u8; 10_000]);
+    let stats = store.truncate(good, None).unwrap();
+    assert_eq!(
+        stats.checkpoints_deleted, 1,
+        "the unfinished one goes: {stats:?}"
+    );
+}
+
+#[test]
+fn observation_batches_are_stored_compressed() {
+    let dir = TempDir::new("compressed");
+    let mut store = SqliteStore::open(&dir.db()).unwrap();
+    let batch: Vec<_> = (0..1000)
+        .map(|i| obs("web", &format!("web-{i:05}"), 7, "1.4.2"))
         .collect();
-    assert_eq!(kept, expected);
+    let json = serde_json::to_vec(&batch).unwrap();
+    store.append(&[observations(t(1), batch)]).unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.db()).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT length(payload) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        (stored as usize) * 5 < json.len(),
+        "{stored} bytes stored for {} bytes of JSON",
+        json.len()
+    );
 }

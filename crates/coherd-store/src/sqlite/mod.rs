@@ -1,9 +1,8 @@
 //! The embedded SQLite store: one file, WAL journal, a full sync per commit.
 
+mod checkpoint;
 mod error;
-mod fold;
 mod log;
-mod prune;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::{Entry, NewEntry, PruneStats, Store, StoreError, Time};
+use crate::{CheckpointInfo, Entry, NewEntry, Store, StoreError, Time, TruncateStats};
 use error::{Op, db_error};
 
 /// How long a write waits for a lock another process holds before it fails
@@ -27,9 +26,11 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// refused rather than misread.
 ///
 /// Tables: `entries` (the log: one row per observation batch, intent or
-/// member deletion, `id INTEGER PRIMARY KEY AUTOINCREMENT` so ids are never
-/// reused) and `member_states` (one folded observation per `(service,
-/// member)`, written by [`Store::prune`]).
+/// deletion, `id INTEGER PRIMARY KEY AUTOINCREMENT` so ids are never
+/// reused; observation batches as zstd-compressed JSON), `checkpoints` and
+/// `checkpoint_chunks` (the engine's checkpoints, compressed, in pieces of
+/// 1 MiB), and `member_states` (member states an older coherd kept when it
+/// pruned the log; read at start, deleted by the first truncation).
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -98,17 +99,34 @@ impl Store for SqliteStore {
 
     fn load(
         &mut self,
+        after: u64,
         visit: &mut dyn FnMut(Entry) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        log::load(&mut self.conn, &self.path, visit)
-    }
-
-    fn prune(&mut self, before: Time) -> Result<PruneStats, StoreError> {
-        prune::prune(&mut self.conn, &self.path, before)
+        log::load(&mut self.conn, &self.path, after, visit)
     }
 
     fn latest_intent(&mut self) -> Result<Option<(Time, String)>, StoreError> {
         log::latest_intent(&self.conn, &self.path)
+    }
+
+    fn save_checkpoint(&mut self, covers: u64, at: Time, bytes: &[u8]) -> Result<u64, StoreError> {
+        checkpoint::save(&mut self.conn, &self.path, covers, at, bytes)
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<CheckpointInfo>, StoreError> {
+        checkpoint::list(&self.conn, &self.path)
+    }
+
+    fn read_checkpoint(&mut self, id: u64) -> Result<Vec<u8>, StoreError> {
+        checkpoint::read(&mut self.conn, &self.path, id)
+    }
+
+    fn truncate(
+        &mut self,
+        keep: u64,
+        keep_raw_since: Option<Time>,
+    ) -> Result<TruncateStats, StoreError> {
+        checkpoint::truncate(&mut self.conn, &self.path, keep, keep_raw_since)
     }
 }
 
@@ -154,7 +172,7 @@ mod tests {
 
         let mut ids = Vec::new();
         store
-            .load(&mut |e| {
+            .load(0, &mut |e| {
                 ids.push(e.id);
                 Ok(())
             })
@@ -181,20 +199,53 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Pruning walks the index on `at` instead of sorting the whole log.
+    /// A database of schema version 2, pruned by an older coherd (kept
+    /// member states, plain JSON batches), opens, is migrated, and loads
+    /// everything it held in id order; the first truncation drops the kept
+    /// states a checkpoint now covers.
     #[test]
-    fn prune_selects_old_entries_through_the_time_index() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", prune::SELECT_OLD))
-            .unwrap()
-            .query_map([0i64, 0, 0, 0], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
+    fn a_version_2_database_is_migrated_and_loads_its_kept_states() {
+        let dir = std::env::temp_dir().join(format!("coherd-store-v2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("v2.db");
+        let _ = std::fs::remove_file(&path);
+        let kept = r#"{"service":"a","member":"a-1","seq":4,"facets":{"version":"1"}}"#;
+        let batch = r#"[{"service":"a","member":"a-2","seq":1,"facets":{"version":"2"}}]"#;
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO member_states VALUES ('a', 'a-1', 3, 0, 5, CAST(?1 AS BLOB))",
+                [kept],
+            )
             .unwrap();
-        let plan = plan.join("\n");
-        assert!(plan.contains("entries_by_time"), "{plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+            conn.execute(
+                "INSERT INTO entries (id, kind, at, count, payload) VALUES (7, 'observations', 9, 1, CAST(?1 AS BLOB))",
+                [batch],
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let mut loaded = Vec::new();
+        store
+            .load(0, &mut |e| {
+                if let NewEntry::Observations { observations, .. } = e.body {
+                    loaded.push((e.id, observations[0].member.clone()));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(loaded, [(3, "a-1".to_string()), (7, "a-2".to_string())]);
+        let id = store
+            .save_checkpoint(7, Time::from_nanos(9), b"state")
+            .unwrap();
+        let stats = store.truncate(id, None).unwrap();
+        assert_eq!((stats.entries_deleted, stats.legacy_states_deleted), (1, 1));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

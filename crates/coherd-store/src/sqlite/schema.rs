@@ -77,6 +77,29 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX entries_by_time ON entries (at);
     CREATE INDEX entries_by_kind ON entries (kind);
     ",
+    // Version 3: checkpoints of the engine. Observation payloads may now be
+    // zstd-compressed JSON (told apart by zstd's magic number).
+    "
+    CREATE TABLE checkpoints (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        -- The last entry the checkpoint includes.
+        covers   INTEGER NOT NULL CHECK (covers >= 0),
+        -- The engine time it was taken at; ns since the epoch.
+        at       INTEGER NOT NULL,
+        -- Length and CRC-32 of the bytes before compression.
+        bytes    INTEGER NOT NULL CHECK (bytes >= 0),
+        crc      INTEGER NOT NULL,
+        -- Set in the last transaction of a save: until then it is not used.
+        complete INTEGER NOT NULL DEFAULT 0 CHECK (complete IN (0, 1))
+    ) STRICT;
+    CREATE TABLE checkpoint_chunks (
+            checkpoint INTEGER NOT NULL,
+        seq        INTEGER NOT NULL,
+        -- A piece of the zstd-compressed bytes.
+        data       BLOB    NOT NULL,
+        PRIMARY KEY (checkpoint, seq)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

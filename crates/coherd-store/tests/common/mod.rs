@@ -62,7 +62,7 @@ pub(crate) fn observations(at: Time, obs: Vec<Observation>) -> NewEntry {
 pub(crate) fn load_all(store: &mut dyn Store) -> Vec<Entry> {
     let mut out = Vec::new();
     store
-        .load(&mut |e| {
+        .load(0, &mut |e| {
             out.push(e);
             Ok(())
         })

@@ -75,7 +75,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         lines: 0,
     };
     store
-        .load(&mut |entry| {
+        .load(0, &mut |entry| {
             let id = entry.id;
             export.entry(entry).map_err(|e| StoreError::replay(id, e))
         })

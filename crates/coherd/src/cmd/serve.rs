@@ -16,6 +16,7 @@ use coherd_server::ServerConfig;
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  coherd serve --intent intent.yaml\n  \
     coherd serve --config coherd.yaml --db /var/lib/coherd/coherd.db --listen 127.0.0.1:7070\n  \
+    coherd serve --capture-raw 2h    # keep two hours of raw reports for `coherd capture export`\n  \
     COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070 \\\n      --tls-cert /etc/coherd/tls.crt --tls-key /etc/coherd/tls.key")]
 pub(crate) struct Args {
     /// Configuration file (YAML); flags override it.
@@ -39,6 +40,15 @@ pub(crate) struct Args {
     /// Serve plain HTTP off loopback (behind a proxy that terminates TLS).
     #[arg(long)]
     pub allow_insecure_http: bool,
+    /// Keep raw reports this long (e.g. 2h) for `coherd capture export` and
+    /// `coherd replay`; off by default, when the log holds only what the last
+    /// checkpoints do not cover.
+    #[arg(long, value_parser = coherd_model::time::parse_duration)]
+    pub capture_raw: Option<std::time::Duration>,
+    /// How often the engine is checkpointed [default: 60s]; a restart
+    /// replays only the reports since the newest checkpoint.
+    #[arg(long, value_parser = coherd_model::time::parse_duration)]
+    pub checkpoint_interval: Option<std::time::Duration>,
     /// Log lines as text, or as one JSON object each (env COHERD_LOG_FORMAT).
     #[arg(long, env = "COHERD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: super::LogFormat,
@@ -64,6 +74,12 @@ pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
         config.tls_key = Some(key.clone());
     }
     config.allow_insecure_http |= args.allow_insecure_http;
+    if let Some(d) = args.capture_raw {
+        config.capture_raw = d;
+    }
+    if let Some(d) = args.checkpoint_interval {
+        config.checkpoint_interval = d;
+    }
     config.add_env_tokens();
     Ok(config)
 }
