@@ -18,7 +18,6 @@ use coherd_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::pipeline::IntentInForce;
 
 /// The first bytes of every checkpoint the server writes.
 const MAGIC: &[u8; 8] = b"coherdck";
@@ -41,13 +40,14 @@ struct StoredIntent {
     at: Time,
 }
 
-/// The bytes of a checkpoint of `engine` with `intent` in force.
-pub(crate) fn encode(engine: &Engine, intent: Option<&IntentInForce>) -> Vec<u8> {
+/// The bytes of a checkpoint of `engine`, with the intent in force as its
+/// source text, revision and the time it took force.
+pub fn encode_checkpoint(engine: &Engine, intent: Option<(&str, u64, Time)>) -> Vec<u8> {
     let meta = Meta {
-        intent: intent.map(|i| StoredIntent {
-            source: i.source.clone(),
-            revision: i.revision,
-            at: i.at,
+        intent: intent.map(|(source, revision, at)| StoredIntent {
+            source: source.to_string(),
+            revision,
+            at,
         }),
     };
     let mut out = MAGIC.to_vec();
@@ -57,15 +57,21 @@ pub(crate) fn encode(engine: &Engine, intent: Option<&IntentInForce>) -> Vec<u8>
     out
 }
 
-/// An engine loaded from a checkpoint, and the intent that was in force.
-pub(crate) struct Restored {
-    pub engine: Engine,
-    /// Source, parsed intent, revision and when it took force.
-    pub intent: Option<(String, Intent, u64, Time)>,
+/// The intent in force when a checkpoint was written or the log ended.
+#[derive(Debug, Clone)]
+pub struct RestoredIntent {
+    /// As the operator wrote it.
+    pub source: String,
+    /// Parsed.
+    pub intent: Intent,
+    /// 1 for the first intent the database held, one more for each change.
+    pub revision: u64,
+    /// When it took force.
+    pub at: Time,
 }
 
 /// Loads checkpoint bytes; the error says what is wrong with them.
-pub(crate) fn decode(bytes: &[u8], config: EngineConfig) -> Result<Restored, String> {
+fn decode(bytes: &[u8], config: EngineConfig) -> Result<(Engine, Option<RestoredIntent>), String> {
     let rest = bytes
         .strip_prefix(MAGIC)
         .ok_or("it does not start as a coherd checkpoint")?;
@@ -80,29 +86,31 @@ pub(crate) fn decode(bytes: &[u8], config: EngineConfig) -> Result<Restored, Str
     let (meta, engine_bytes) =
         postcard::take_from_bytes::<Meta>(rest).map_err(|e| format!("its metadata: {e}"))?;
     let intent = match meta.intent {
-        Some(i) => {
-            let parsed = Intent::from_yaml(&i.source)
-                .map_err(|e| format!("its intent no longer parses: {e}"))?;
-            Some((i.source, parsed, i.revision, i.at))
-        }
+        Some(i) => Some(RestoredIntent {
+            intent: Intent::from_yaml(&i.source)
+                .map_err(|e| format!("its intent no longer parses: {e}"))?,
+            source: i.source,
+            revision: i.revision,
+            at: i.at,
+        }),
         None => None,
     };
     let engine = Engine::from_checkpoint(
         config,
         engine_bytes,
-        intent.as_ref().map(|(_, parsed, ..)| parsed.clone()),
+        intent.as_ref().map(|i| i.intent.clone()),
     )
     .map_err(|e| e.to_string())?;
-    Ok(Restored { engine, intent })
+    Ok((engine, intent))
 }
 
 /// The newest checkpoint that loads, with the id of the last entry it
 /// covers; `None` when there is none (the whole log is replayed). A
 /// checkpoint that does not load is skipped with an error in the log.
-pub(crate) fn restore(
+fn restore(
     store: &mut dyn Store,
     config: &EngineConfig,
-) -> Result<Option<(Restored, u64)>, StoreError> {
+) -> Result<Option<(Engine, Option<RestoredIntent>, u64)>, StoreError> {
     for info in store.checkpoints()? {
         let loaded = match store.read_checkpoint(info.id) {
             Ok(bytes) => decode(&bytes, config.clone()),
@@ -110,7 +118,7 @@ pub(crate) fn restore(
             Err(e) => return Err(e),
         };
         match loaded {
-            Ok(restored) => {
+            Ok((engine, intent)) => {
                 tracing::info!(
                     checkpoint = info.id,
                     covers = info.covers,
@@ -118,7 +126,7 @@ pub(crate) fn restore(
                     bytes = info.bytes,
                     "engine loaded from a checkpoint"
                 );
-                return Ok(Some((restored, info.covers)));
+                return Ok(Some((engine, intent, info.covers)));
             }
             Err(reason) => tracing::error!(
                 checkpoint = info.id,
@@ -128,6 +136,40 @@ pub(crate) fn restore(
         }
     }
     Ok(None)
+}
+
+/// An engine rebuilt from a store, as a server start does it.
+pub struct Rebuilt {
+    /// The engine, with every stored entry applied.
+    pub engine: Engine,
+    /// The intent in force.
+    pub intent: Option<RestoredIntent>,
+    /// The last entry the checkpoint it was loaded from covers (0: none).
+    pub checkpoint_covers: u64,
+    /// The last entry applied.
+    pub applied: u64,
+    /// Observations replayed from the log after the checkpoint.
+    pub replayed: u64,
+}
+
+/// Rebuilds the engine from `store`: the newest checkpoint that loads (a
+/// damaged one falls back to the one before), then the log after it, at the
+/// instants the writer stamped.
+pub fn rebuild_engine(store: &mut dyn Store, config: EngineConfig) -> Result<Rebuilt, StoreError> {
+    let (engine, intent, covers) = match restore(store, &config)? {
+        Some(restored) => restored,
+        None => (Engine::new(config), None, 0),
+    };
+    let mut driver = coherd_engine::Driver::new(engine);
+    let (replayed, applied, intent) =
+        crate::pipeline::replay_log(store, &mut driver, covers, intent)?;
+    Ok(Rebuilt {
+        engine: driver.into_engine(),
+        intent,
+        checkpoint_covers: covers,
+        applied,
+        replayed,
+    })
 }
 
 /// A checkpoint on its way to the store.

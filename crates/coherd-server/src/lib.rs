@@ -44,6 +44,7 @@ mod tls;
 pub use alerting::NotifyConfig;
 pub use app::{AppState, app};
 pub use auth::{Scope, TokenEntry};
+pub use checkpoint::{Rebuilt, RestoredIntent, encode_checkpoint, rebuild_engine};
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use run::{Running, read_intent, serve, serve_on, shutdown_signal};

@@ -22,7 +22,7 @@ use coherd_store::{Entry, NewEntry, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::checkpoint::{self, Checkpointer, Pending};
+use crate::checkpoint::{self, Checkpointer, Pending, RestoredIntent};
 use crate::metrics::Metrics;
 
 /// An intent as the operator wrote it, and as it parsed.
@@ -182,7 +182,13 @@ impl Shared {
     }
 
     /// Records the intent a rebuild found in force, with its revision.
-    pub(crate) fn restore_intent(&self, source: String, intent: Intent, revision: u64, at: Time) {
+    pub(crate) fn restore_intent(&self, restored: RestoredIntent) {
+        let RestoredIntent {
+            source,
+            intent,
+            revision,
+            at,
+        } = restored;
         *self.intent.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(IntentInForce {
             source,
             intent,
@@ -320,6 +326,11 @@ pub(crate) struct Checkpoints {
     pub saver: Checkpointer,
     /// How often one is taken.
     pub interval: Duration,
+    /// One is also taken once this many observations came in since the
+    /// last: a start never replays more.
+    pub max_replay: u64,
+    /// Observations stored since the last one was taken.
+    pub since: u64,
     /// The last entry the engine has applied (restored or replayed).
     pub applied: u64,
     /// The last entry the newest stored checkpoint covers.
@@ -335,7 +346,13 @@ impl Checkpoints {
         }
         let driver = shared.driver();
         let started = std::time::Instant::now();
-        let bytes = checkpoint::encode(driver.engine(), shared.intent().as_deref());
+        let intent = shared.intent();
+        let bytes = checkpoint::encode_checkpoint(
+            driver.engine(),
+            intent
+                .as_deref()
+                .map(|i| (i.source.as_str(), i.revision, i.at)),
+        );
         let at = driver.engine().now();
         drop(driver);
         shared
@@ -349,9 +366,10 @@ impl Checkpoints {
         })
     }
 
-    /// Takes a checkpoint when one is due and hands it to the saver.
+    /// Takes a checkpoint when one is due (by time, or by the observations
+    /// a start would replay) and hands it to the saver.
     fn maybe_take(&mut self, shared: &Shared, next: &mut std::time::Instant) {
-        if std::time::Instant::now() < *next {
+        if std::time::Instant::now() < *next && self.since < self.max_replay {
             return;
         }
         *next = std::time::Instant::now() + self.interval;
@@ -359,6 +377,7 @@ impl Checkpoints {
             let covers = pending.covers;
             if self.saver.offer(pending) {
                 self.covered = covers;
+                self.since = 0;
             } else {
                 tracing::warn!("the last checkpoint is still being stored; skipping this one");
             }
@@ -470,6 +489,13 @@ fn run(
         shared.store_ok.store(stored.is_ok(), Ordering::SeqCst);
         if let Ok(ids) = &stored {
             checkpoints.applied = ids.last().copied().unwrap_or(checkpoints.applied);
+            checkpoints.since += entries
+                .iter()
+                .map(|e| match e {
+                    NewEntry::Observations { observations, .. } => observations.len() as u64,
+                    _ => 1,
+                })
+                .sum::<u64>();
         }
         if let Err(e) = stored {
             tracing::error!(error = %e, "cannot store a batch; refusing it");
@@ -565,54 +591,73 @@ fn apply_observations<S: Sink>(
 }
 
 /// Replays what the store holds after entry `after` (0: everything; else
-/// the checkpoint the engine was loaded from covers it), in store order.
-/// Returns the observations applied and the last entry's id, and records the
-/// intent in force with its revision in `shared`.
-pub(crate) fn rebuild<S: Sink>(
+/// the checkpoint the engine was loaded from covers it), in store order,
+/// starting from the intent the checkpoint held. Returns the observations
+/// applied, the last entry's id, and the intent in force at the end.
+pub(crate) fn replay_log<S: Sink>(
     store: &mut dyn Store,
     driver: &mut Driver<S>,
-    shared: &Shared,
     after: u64,
-) -> Result<(u64, u64), StoreError> {
+    mut intent: Option<RestoredIntent>,
+) -> Result<(u64, u64, Option<RestoredIntent>), StoreError> {
     let mut count = 0;
     let mut last = after;
-    let mut in_force = None;
-    let mut revision = shared.intent().map_or(0, |i| i.revision);
-    store.load(after, &mut |Entry { id, body }| {
-        last = id;
-        match body {
-            NewEntry::Observations {
-                received_at,
-                observations,
-            } => {
-                count += observations.len() as u64;
-                let _ = apply_observations(driver, received_at, &observations);
-            }
-            NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
-                Ok(intent) => {
-                    revision += 1;
-                    in_force = Some((source, intent.clone(), at));
-                    driver.set_intent(at, intent);
+    // Reading and decoding (SQLite, zstd, JSON) run on a thread of their
+    // own, ahead of the engine: a start takes the slower of the two, not the sum.
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Entry>(64);
+        // Batches go back to be freed where they were allocated (freeing
+        // another thread's memory is slow).
+        let (done_tx, done_rx) = mpsc::channel::<Vec<Observation>>();
+        let loader = scope.spawn(move || {
+            store.load(after, &mut |entry| {
+                let id = entry.id;
+                done_rx.try_iter().for_each(drop);
+                tx.send(entry)
+                    .map_err(|_| StoreError::replay(id, "the rebuild stopped"))
+            })
+        });
+        for Entry { id, body } in rx {
+            last = id;
+            match body {
+                NewEntry::Observations {
+                    received_at,
+                    observations,
+                } => {
+                    count += observations.len() as u64;
+                    let _ = apply_observations(driver, received_at, &observations);
+                    let _ = done_tx.send(observations);
                 }
-                Err(e) => tracing::error!(error = %e, "a stored intent no longer parses; skipped"),
-            },
-            NewEntry::DeleteMember {
-                at,
-                service,
-                member,
-            } => {
-                driver.remove_member(at, &service, &member);
-            }
-            NewEntry::DeleteService { at, service } => {
-                driver.remove_service(at, &service);
+                NewEntry::Intent { at, source } => match Intent::from_yaml(&source) {
+                    Ok(parsed) => {
+                        driver.set_intent(at, parsed.clone());
+                        let revision = intent.as_ref().map_or(0, |i| i.revision) + 1;
+                        intent = Some(RestoredIntent {
+                            source,
+                            intent: parsed,
+                            revision,
+                            at,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a stored intent no longer parses; skipped")
+                    }
+                },
+                NewEntry::DeleteMember {
+                    at,
+                    service,
+                    member,
+                } => {
+                    driver.remove_member(at, &service, &member);
+                }
+                NewEntry::DeleteService { at, service } => {
+                    driver.remove_service(at, &service);
+                }
             }
         }
-        Ok(())
+        loader.join().expect("the loader thread does not panic")
     })?;
-    if let Some((source, intent, at)) = in_force {
-        shared.restore_intent(source, intent, revision, at);
-    }
-    Ok((count, last))
+    Ok((count, last, intent))
 }
 
 /// Marks the server ready.

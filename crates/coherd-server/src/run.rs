@@ -72,20 +72,15 @@ impl AppState {
             max_resolved_per_service: config.max_resolved_per_service,
             ..coherd_engine::EngineConfig::default()
         };
-        let (engine, after, intent) = match checkpoint::restore(&mut store, &engine_config)? {
-            Some((restored, covers)) => (restored.engine, covers, restored.intent),
-            None => (coherd_engine::Engine::new(engine_config), 0, None),
-        };
-        let shared = Shared::new(engine);
-        if let Some((source, intent, revision, at)) = intent {
-            shared.restore_intent(source, intent, revision, at);
+        let rebuilt = checkpoint::rebuild_engine(&mut store, engine_config)?;
+        let shared = Shared::new(rebuilt.engine);
+        if let Some(intent) = rebuilt.intent {
+            shared.restore_intent(intent);
         }
-        let (observations, applied) =
-            pipeline::rebuild(&mut store, &mut shared.driver(), &shared, after)?;
         // What fell due while the server was down fires now, before anything new.
         shared.tick();
         shared.go_live();
-        tracing::info!(checkpoint_covers = after, observations_replayed = observations, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
+        tracing::info!(checkpoint_covers = rebuilt.checkpoint_covers, observations_replayed = rebuilt.replayed, took_ms = started.elapsed().as_millis() as u64, db = %config.db.display(), "engine rebuilt from the store");
         let keep_raw = (!config.capture_raw.is_zero()).then_some(config.capture_raw);
         let checkpoints = pipeline::Checkpoints {
             saver: Checkpointer::start(
@@ -94,8 +89,10 @@ impl AppState {
                 keep_raw,
             ),
             interval: config.checkpoint_interval,
-            applied,
-            covered: after,
+            max_replay: config.checkpoint_after_observations,
+            since: rebuilt.replayed,
+            applied: rebuilt.applied,
+            covered: rebuilt.checkpoint_covers,
         };
         let (writer, writer_thread) = Writer::start(
             Box::new(store),

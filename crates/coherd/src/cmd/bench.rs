@@ -1,4 +1,5 @@
-//! `coherd bench`: load generators against a running server.
+//! `coherd bench`: load generators against a running server, and the
+//! store on a virtual clock (`bench storage`, in its own module).
 //!
 //! `bench ingest` posts generated observations from several concurrent tasks
 //! over kept-alive connections for a fixed time and measures how many the
@@ -23,11 +24,12 @@ const REPORT: Need = Need {
     action: "post observations",
 };
 
-/// Load generators against a running server.
+/// Load generators against a running server, and the store on a virtual clock.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     coherd bench ingest --members 100000 --batch 1000 --duration 30s\n  \
-    coherd bench ingest --single --concurrency 32 --duration 10s --json")]
+    coherd bench ingest --single --concurrency 32 --duration 10s --json\n  \
+    coherd bench storage --members 100000 --duration 1h")]
 pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
@@ -37,6 +39,8 @@ pub(crate) struct Args {
 pub(crate) enum Command {
     /// Post generated observations for a while; print throughput and acknowledgement latency.
     Ingest(IngestArgs),
+    /// Run the store on a virtual clock; print bytes on disk, checkpoint cost and restart time.
+    Storage(super::bench_storage::StorageArgs),
 }
 
 /// Measure observation ingest: throughput and acknowledgement latency.
@@ -48,6 +52,7 @@ pub(crate) enum Command {
 #[command(after_help = "Examples:\n  \
     coherd bench ingest --members 100000 --batch 1000 --duration 30s\n  \
     coherd bench ingest --single --concurrency 32 --duration 10s\n  \
+    coherd bench ingest --members 100000 --rate 10000 --duration 10m   # a real fleet's pace\n  \
     coherd bench ingest --server http://10.0.0.5:7070 --allow-remote --json")]
 pub(crate) struct IngestArgs {
     #[command(flatten)]
@@ -67,6 +72,11 @@ pub(crate) struct IngestArgs {
     /// Concurrent tasks, each with its own kept-alive connection.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub concurrency: u64,
+    /// Send at this pace (observations per second, shared by the tasks)
+    /// instead of as fast as the server answers: 10000 is a fleet of 100 000
+    /// members reporting every 10 s.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rate: Option<u64>,
     /// The service the generated members belong to.
     #[arg(long, default_value = "bench")]
     pub service: String,
@@ -81,6 +91,7 @@ pub(crate) struct IngestArgs {
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Ingest(a) => ingest(a),
+        Command::Storage(a) => super::bench_storage::storage(a),
     }
 }
 
@@ -222,6 +233,10 @@ async fn drive(client: &Client, args: &IngestArgs) -> Result<IngestReport> {
             url: client.url("/v1/observations", &[]),
             per_request: if args.single { 1 } else { args.batch },
             single: args.single,
+            pace: args.rate.map(|rate| {
+                let per_request = if args.single { 1 } else { args.batch };
+                Duration::from_secs_f64(per_request as f64 * args.concurrency as f64 / rate as f64)
+            }),
             deadline,
             stop: stop.clone(),
         };
@@ -273,6 +288,8 @@ struct Worker {
     url: Url,
     per_request: u64,
     single: bool,
+    /// With `--rate`: the time between two of this task's requests.
+    pace: Option<Duration>,
     deadline: Instant,
     stop: Arc<AtomicBool>,
 }
@@ -285,7 +302,13 @@ impl Worker {
         } else {
             "application/x-ndjson"
         };
+        let mut next = Instant::now();
         while Instant::now() < self.deadline && !self.stop.load(Ordering::Relaxed) {
+            if let Some(pace) = self.pace {
+                // A fixed schedule: a slow answer does not slow the pace down.
+                tokio::time::sleep_until(next.into()).await;
+                next += pace;
+            }
             let body = generator.body(self.per_request);
             let req = self
                 .client

@@ -73,7 +73,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         until,
         earlier_intent: None,
         lines: 0,
+        first_batch: None,
     };
+    // Without raw capture the log is truncated behind the checkpoints.
+    let truncated_through = store
+        .checkpoints()
+        .with_context(|| format!("cannot read {}", db.display()))?
+        .last()
+        .map(|c| c.covers);
     store
         .load(0, &mut |entry| {
             let id = entry.id;
@@ -82,6 +89,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", db.display()))?;
     export.out.flush().context("cannot write the export")?;
     eprintln!("exported {} lines", export.lines);
+    if let (Some(covers), Some((id, at))) = (truncated_through, export.first_batch)
+        && id > covers
+    {
+        eprintln!(
+            "note: the log starts at {at}: older reports live only in checkpoints. \
+             Start the server with --capture-raw DURATION to keep raw reports for export."
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -92,11 +107,16 @@ struct Export<W: Write> {
     /// The last intent before `since`, written before the first entry after it.
     earlier_intent: Option<(Time, String)>,
     lines: u64,
+    /// The first observation batch in the log: its id and time.
+    first_batch: Option<(u64, Time)>,
 }
 
 impl<W: Write> Export<W> {
-    fn entry(&mut self, Entry { body, .. }: Entry) -> std::io::Result<()> {
+    fn entry(&mut self, Entry { id, body }: Entry) -> std::io::Result<()> {
         let at = body.time();
+        if matches!(body, NewEntry::Observations { .. }) && self.first_batch.is_none() {
+            self.first_batch = Some((id, at));
+        }
         if at < self.since {
             if let NewEntry::Intent { at, source } = body {
                 self.earlier_intent = Some((at, source));

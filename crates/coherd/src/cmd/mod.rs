@@ -1,6 +1,7 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
 pub(crate) mod bench;
+pub(crate) mod bench_storage;
 pub(crate) mod capture;
 pub(crate) mod completions;
 pub(crate) mod dashboards;

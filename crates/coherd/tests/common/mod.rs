@@ -64,8 +64,26 @@ impl Server {
     /// Kills with SIGKILL and starts again on the same port and database.
     pub(crate) fn kill_and_restart(&mut self) {
         self.kill9();
+        self.restart();
+    }
+
+    /// SIGTERM, and waits until the server has stopped (it checkpoints first).
+    pub(crate) fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "coherd serve stopped with {status}");
+    }
+
+    /// Starts again on the same port and database after [`stop`](Server::stop) or [`kill9`](Server::kill9).
+    pub(crate) fn restart(&mut self) {
         self.child = spawn(&self.args, &self.dir);
         self.wait_ready();
+    }
+
+    /// The server's log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
     /// SIGKILL, no chance to flush.

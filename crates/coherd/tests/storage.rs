@@ -1,0 +1,232 @@
+//! Checkpoints and the short log, black-box against `coherd serve`: a restart
+//! loads the newest checkpoint and replays only what came after it, a
+//! damaged checkpoint falls back to the one before, the log is truncated
+//! behind the checkpoints unless raw capture keeps it.
+
+#![allow(unused_crate_dependencies)] // a test target sees every dev-dependency of its package
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, export_capture, get_json, request, temp_dir};
+use serde_json::Value;
+
+const INTENT: &str = "
+services:
+  web:
+    report_interval: 10s
+    facets:
+      version: {target: \"1.4.2\"}
+";
+
+/// Every member of a 40-member fleet at `seq`; two run a foreign version.
+fn round(seq: u64) -> String {
+    (0..40)
+        .map(|m| {
+            let version = if m % 20 == 0 { "0.9.0" } else { "1.4.2" };
+            format!(
+                r#"{{"service":"web","member":"web-{m:02}","seq":{seq},"facets":{{"version":"{version}","phase":"ready"}}}}"#
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Posts NDJSON and returns the answer, asserting 200.
+fn post(s: &Server, body: &str) -> Value {
+    let (status, text) = request(
+        "POST",
+        &format!("{}/v1/observations", s.url),
+        &[("Content-Type", "application/x-ndjson")],
+        body.as_bytes(),
+    )
+    .expect("POST");
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// Checkpoints the server has stored, from `/metrics`.
+fn checkpoints_stored(s: &Server) -> u64 {
+    let (_, text) = request("GET", &format!("{}/metrics", s.url), &[], b"").expect("GET");
+    text.lines()
+        .find_map(|l| l.strip_prefix("coherd_checkpoint_save_seconds_count "))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+/// Posts a round after each stored checkpoint until `n` more are stored
+/// (a checkpoint is only taken when something new was applied). Returns the
+/// next `seq`.
+fn post_until_checkpoints(s: &Server, mut seq: u64, n: u64) -> u64 {
+    let target = checkpoints_stored(s) + n;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoints_stored(s) < target {
+        assert!(Instant::now() < deadline, "no checkpoint stored in 60 s");
+        post(s, &round(seq));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    seq
+}
+
+/// What a restart must bring back: each member's `seq` and facets, and every
+/// divergence record with its times.
+fn state(s: &Server) -> (BTreeMap<String, Value>, Value) {
+    let members = get_json(&format!("{}/v1/services/web/members?limit=1000", s.url));
+    let members = members["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let key = m["member"].as_str().unwrap().to_string();
+            (key, serde_json::json!([m["seq"], m["facets"], m["state"]]))
+        })
+        .collect();
+    let divergences = get_json(&format!("{}/v1/divergences?state=all", s.url));
+    (members, divergences)
+}
+
+fn start(name: &str, extra: &[&str]) -> Server {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
+    let intent = dir.join("intent.yaml").display().to_string();
+    let mut args = vec!["--intent", intent.as_str()];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(&dir, &args)
+}
+
+#[test]
+fn a_restart_loads_the_newest_checkpoint_and_replays_only_the_reports_after_it() {
+    let mut s = start("ckpt-restart", &["--checkpoint-interval", "1s"]);
+    let seq = post_until_checkpoints(&s, 1, 1);
+    // After the checkpoint: reports only the log holds.
+    let last = round(seq);
+    post(&s, &last);
+    let before = state(&s);
+    assert!(
+        before.1.as_array().is_some_and(|d| !d.is_empty()),
+        "drift is open"
+    );
+
+    s.kill_and_restart();
+    assert_eq!(state(&s), before);
+    let log = s.log();
+    assert!(log.contains("engine loaded from a checkpoint"), "{log}");
+
+    // The duplicate rule holds across the restart: the last seq again is a duplicate.
+    let again = post(&s, &last);
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(40))
+    );
+}
+
+#[test]
+fn a_graceful_stop_checkpoints_so_the_next_start_replays_nothing() {
+    let mut s = start("ckpt-stop", &[]);
+    post(&s, &round(1));
+    post(&s, &round(2));
+    let before = state(&s);
+    s.stop();
+    s.restart();
+    assert_eq!(state(&s), before);
+    let log = s.log();
+    let rebuilt = log
+        .lines()
+        .rfind(|l| l.contains("engine rebuilt from the store"))
+        .expect("a rebuild line");
+    assert!(rebuilt.contains("observations_replayed=0"), "{rebuilt}");
+}
+
+/// Damages the newest complete checkpoint's checksum in place.
+fn damage_newest_checkpoint(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let id: i64 = conn
+        .query_row(
+            "SELECT max(id) FROM checkpoints WHERE complete = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute("UPDATE checkpoints SET crc = crc + 1 WHERE id = ?1", [id])
+        .unwrap();
+    id
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_falls_back_to_the_one_before_and_the_log() {
+    let mut s = start("ckpt-damaged", &["--checkpoint-interval", "1s"]);
+    let seq = post_until_checkpoints(&s, 1, 3);
+    post(&s, &round(seq));
+    let before = state(&s);
+    s.kill9();
+    let damaged = damage_newest_checkpoint(&s.dir.join("coherd.db"));
+    s.restart();
+    assert_eq!(state(&s), before);
+    let log = s.log();
+    assert!(
+        log.contains(&format!("checkpoint={damaged}")) && log.contains("cannot be used"),
+        "{log}"
+    );
+}
+
+/// Observation lines in an export.
+fn exported_observations(s: &Server, name: &str) -> usize {
+    let out = s.dir.join(name);
+    export_capture(&s.dir, &out);
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"member\""))
+        .count()
+}
+
+#[test]
+fn the_log_is_truncated_behind_the_checkpoints_unless_raw_capture_keeps_it() {
+    let s = start("ckpt-truncate", &["--checkpoint-interval", "1s"]);
+    let posted = post_until_checkpoints(&s, 1, 3) - 1;
+    let kept = exported_observations(&s, "short.ndjson");
+    assert!(
+        kept < posted as usize * 40,
+        "{kept} of {} observations still in the log",
+        posted * 40
+    );
+
+    let raw = start(
+        "ckpt-raw",
+        &["--checkpoint-interval", "1s", "--capture-raw", "1h"],
+    );
+    let posted = post_until_checkpoints(&raw, 1, 3) - 1;
+    assert_eq!(
+        exported_observations(&raw, "raw.ndjson"),
+        posted as usize * 40
+    );
+}
+
+#[test]
+fn bench_storage_measures_the_disk_the_checkpoints_and_a_restart_that_finds_every_member() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["bench", "storage", "--members", "2000", "--duration", "3m"])
+        .args([
+            "--checkpoint-interval",
+            "30s",
+            "--checkpoint-after-observations",
+            "20000",
+        ])
+        .arg("--json")
+        .output()
+        .expect("coherd runs");
+    let out = common::succeeded(out);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["observations"], 2000 * 18, "{report}");
+    assert_eq!(report["restart_members"], 2000, "{report}");
+    assert!(report["checkpoints"].as_u64().unwrap() >= 5, "{report}");
+    assert!(report["disk_bytes"].as_u64().unwrap() > 0, "{report}");
+    // The restart replays the fullest tail the settings allow, and no more.
+    let replayed = report["restart_replayed"].as_u64().unwrap();
+    assert!((19_000..20_000).contains(&replayed), "{report}");
+}
