@@ -344,11 +344,31 @@ pub(crate) struct DivergencesQuery {
     state: Option<String>,
     limit: Option<u16>,
     cursor: Option<String>,
+    /// With `until`: episodes open at some point in the window, from the history.
+    since: Option<Time>,
+    until: Option<Time>,
+}
+
+/// An episode from the history, written as it was stored.
+struct StoredEpisode {
+    opened_at: Time,
+    id: String,
+    record: Box<serde_json::value::RawValue>,
+}
+
+impl serde::Serialize for StoredEpisode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.record.serialize(s)
+    }
 }
 
 /// Where a divergence page continues: after this `opened_at` and id.
+fn cursor_after(opened_at: Time, id: &str) -> String {
+    format!("{}.{id}", opened_at.as_nanos())
+}
+
 fn divergence_cursor(d: &Divergence) -> String {
-    format!("{}.{}", d.opened_at.as_nanos(), d.id)
+    cursor_after(d.opened_at, &d.id)
 }
 
 fn parse_divergence_cursor(cursor: &str) -> Result<(Time, &str), ApiError> {
@@ -379,10 +399,16 @@ pub(crate) async fn get_divergences(
         })?),
         None => None,
     };
-    let want: fn(&Divergence) -> bool = match q.state.as_deref().unwrap_or("open") {
-        "open" => |d| d.is_open(),
-        "resolved" => |d| !d.is_open(),
-        "all" => |_| true,
+    let window = q.since.is_some() || q.until.is_some();
+    // Open ones now, by default; every episode in a window of the history.
+    let open: Option<bool> = match q
+        .state
+        .as_deref()
+        .unwrap_or(if window { "all" } else { "open" })
+    {
+        "open" => Some(true),
+        "resolved" => Some(false),
+        "all" => None,
         other => {
             return Err(ApiError::Request(
                 StatusCode::BAD_REQUEST,
@@ -400,6 +426,28 @@ pub(crate) async fn get_divergences(
         .as_deref()
         .map(parse_divergence_cursor)
         .transpose()?;
+    if window {
+        let query = coherd_store::EpisodeQuery {
+            since: q.since.unwrap_or(Time::EPOCH),
+            until: q.until.unwrap_or(Time::from_nanos(i64::MAX)),
+            service: q.service.clone(),
+            kind: kind.map(|k| k.as_str().to_string()),
+            open,
+            after: after.map(|(at, id)| (at, id.to_string())),
+            limit: limit + 1,
+        };
+        if query.since >= query.until {
+            return Err(ApiError::Request(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "since ({}) must be before until ({}): the window holds no time",
+                    query.since, query.until
+                ),
+            ));
+        }
+        return history_page(&state, &uri, query, limit).await;
+    }
+    let want = |d: &Divergence| open.is_none_or(|o| d.is_open() == o);
     let mut engine = state.shared.engine();
     engine.refresh_open_subjects();
     // The page's items are picked in one pass holding at most a page, copied
@@ -423,6 +471,39 @@ pub(crate) async fn get_divergences(
         .collect();
     drop(engine);
     Ok(page::respond(&uri, list, limit, divergence_cursor))
+}
+
+/// A page of episodes from the history, read off the engine and the writer.
+async fn history_page(
+    state: &AppState,
+    uri: &Uri,
+    query: coherd_store::EpisodeQuery,
+    limit: usize,
+) -> ApiResult<Response> {
+    use coherd_store::Store;
+    let store = state.history.clone();
+    let episodes = tokio::task::spawn_blocking(move || {
+        store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .episodes(&query)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the history read stopped: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("cannot read the history: {e}")))?;
+    let mut list = Vec::with_capacity(episodes.len());
+    for e in episodes {
+        let record = serde_json::value::RawValue::from_string(e.record)
+            .map_err(|err| ApiError::Internal(format!("episode {} in the history: {err}", e.id)))?;
+        list.push(StoredEpisode {
+            opened_at: e.opened_at,
+            id: e.id,
+            record,
+        });
+    }
+    Ok(page::respond(uri, list, limit, |e| {
+        cursor_after(e.opened_at, &e.id)
+    }))
 }
 
 /// `GET /v1/intent`.

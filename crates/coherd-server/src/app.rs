@@ -31,6 +31,8 @@ pub struct AppState {
     pub(crate) stopping: watch::Receiver<bool>,
     /// Alerting: rules, SLOs, routing, silences.
     pub(crate) alerts: Arc<alerting::AlertState>,
+    /// The store, for reads of the history (off the engine and the writer).
+    pub(crate) history: Arc<std::sync::Mutex<coherd_store::SqliteStore>>,
 }
 
 /// The router, with every route and its limits.

@@ -59,6 +59,10 @@ pub struct ServerConfig {
     pub divergence_retention: Duration,
     /// Resolved divergence episodes kept per service, newest first.
     pub max_resolved_per_service: usize,
+    /// How long the history (divergence episodes, read with
+    /// `GET /v1/divergences?since=&until=`) is kept after an episode resolved.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub history_retention: Duration,
     /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
     /// Connections open at once from one peer address.
@@ -108,6 +112,7 @@ impl Default for ServerConfig {
             max_members: 2_000_000,
             divergence_retention: Duration::from_secs(7 * 86_400),
             max_resolved_per_service: 10_000,
+            history_retention: Duration::from_secs(30 * 86_400),
             max_connections: 2048,
             max_connections_per_peer: 256,
             header_read_timeout: Duration::from_secs(10),

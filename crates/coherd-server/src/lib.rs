@@ -32,6 +32,7 @@ mod config;
 mod dephase;
 mod error;
 mod fairness;
+mod history;
 mod ingest;
 mod listener;
 mod metrics;

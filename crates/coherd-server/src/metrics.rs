@@ -75,6 +75,8 @@ pub(crate) struct Metrics {
     pub checkpoint_bytes: Gauge,
     /// Checkpoints that could not be stored.
     pub checkpoint_failures: Counter,
+    /// Writes of divergence history that failed.
+    pub history_failures: Counter,
     /// Divergences opened, by service, kind and severity at opening.
     pub opened: Family<Labels, Counter>,
     /// Divergences escalated, by service, kind and the severity reached.
@@ -134,6 +136,7 @@ impl Default for Metrics {
             checkpoint_save_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             checkpoint_bytes: Gauge::default(),
             checkpoint_failures: Counter::default(),
+            history_failures: Counter::default(),
             opened: Family::default(),
             escalated: Family::default(),
             resolved: Family::default(),
@@ -276,6 +279,11 @@ impl Metrics {
             "checkpoint_failures",
             "Checkpoints that could not be stored (the log then grows until one is)",
             self.checkpoint_failures.clone(),
+        );
+        r.register(
+            "history_failures",
+            "Writes of divergence history that failed (it is then recorded again whole)",
+            self.history_failures.clone(),
         );
         r.register(
             "divergences_opened",

@@ -83,7 +83,9 @@ fn error_text(status: &str) -> &'static str {
         "409" => "the intent is managed by a file",
         "413" => "body or batch over its limit",
         "415" => "unsupported Content-Type or Content-Encoding",
-        "422" => "invalid items or intent: every error with its index, field or line",
+        "422" => {
+            "well-formed but refused by a rule the schema cannot state: invalid items or intent (every error with its index, field or line), a window that ends before it starts"
+        }
         "503" => "overloaded, or not ready; see Retry-After",
         _ => "error",
     }
@@ -263,16 +265,22 @@ pub(crate) fn document() -> Value {
                     ),
                     query(
                         "state",
-                        "open (default), resolved or all",
+                        "open (the default without a window), resolved or all (the default with one)",
                         json!({"type": "string", "enum": ["open", "resolved", "all"]}),
                     ),
+                    query(
+                        "since",
+                        "with or without until: episodes open at some point in [since, until), from the history (kept history_retention, 30 days)",
+                        time(),
+                    ),
+                    query("until", "the end of the window (excluded)", time()),
                 ]
                 .into_iter()
                 .chain(paging("^-?[0-9]{1,18}[.][!-~]{1,300}$"))
                 .collect(),
                 body: None,
                 ok: vec![("200", "divergences", json_content(list()))],
-                errors: &["400"],
+                errors: &["400", "422"],
             },
         ),
         (

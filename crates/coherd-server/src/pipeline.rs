@@ -49,6 +49,10 @@ pub(crate) struct Publisher {
     alerts: mpsc::SyncSender<Divergence>,
     /// Set when alerting fell behind and a change was dropped: it resyncs.
     alerts_lost: Arc<AtomicBool>,
+    /// Divergence changes for the history.
+    history: mpsc::SyncSender<Divergence>,
+    /// Set when the history fell behind: it records everything again.
+    history_lost: Arc<AtomicBool>,
     live: bool,
 }
 
@@ -65,6 +69,9 @@ impl Sink for Publisher {
             let d = &engine.divergences()[index];
             if self.alerts.try_send(d.clone()).is_err() {
                 self.alerts_lost.store(true, Ordering::SeqCst);
+            }
+            if self.history.try_send(d.clone()).is_err() {
+                self.history_lost.store(true, Ordering::SeqCst);
             }
             if self.stream.receiver_count() == 0 {
                 // Nobody watches the stream: no need to write the event out.
@@ -114,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) alert_feed: Mutex<Option<mpsc::Receiver<Divergence>>>,
     /// Set when a change could not be queued for alerting.
     pub(crate) alerts_lost: Arc<AtomicBool>,
+    /// Divergence changes on their way to the history.
+    pub(crate) history: crate::history::Feed,
 }
 
 impl Shared {
@@ -125,17 +134,21 @@ impl Shared {
         let (alerts, feed) = mpsc::sync_channel(ALERT_QUEUE);
         // Alerting starts from the open divergences, whatever came before.
         let alerts_lost = Arc::new(AtomicBool::new(true));
+        let history = crate::history::Feed::new();
         let publisher = Publisher {
             metrics: metrics.clone(),
             stream: stream.clone(),
             alerts,
             alerts_lost: alerts_lost.clone(),
+            history: history.tx.clone(),
+            history_lost: history.lost.clone(),
             live: false,
         };
         Arc::new(Shared {
             driver: Mutex::new(Driver::with_sink(engine, publisher)),
             alert_feed: Mutex::new(Some(feed)),
             alerts_lost,
+            history,
             stream,
             ready: AtomicBool::new(false),
             store_ok: AtomicBool::new(true),

@@ -35,6 +35,7 @@ pub fn read_intent(path: &std::path::Path) -> Result<(String, Intent), ServerErr
 pub struct Running {
     stop: watch::Sender<bool>,
     writer_thread: std::thread::JoinHandle<()>,
+    history_thread: std::thread::JoinHandle<()>,
     /// The database's lock, held until the process ends.
     _db_lock: std::fs::File,
 }
@@ -50,8 +51,12 @@ impl Running {
     pub async fn stop(self, state: AppState) {
         let _ = self.stop.send(true);
         drop(state);
-        let writer = self.writer_thread;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        let (writer, history) = (self.writer_thread, self.history_thread);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = writer.join();
+            let _ = history.join();
+        })
+        .await;
     }
 }
 
@@ -101,7 +106,14 @@ impl AppState {
             checkpoints,
         );
         let (stop, stopping) = watch::channel(false);
+        let history_thread = crate::history::start(
+            Box::new(SqliteStore::open(&config.db)?),
+            shared.clone(),
+            config.history_retention,
+            stopping.clone(),
+        );
         let state = AppState {
+            history: Arc::new(std::sync::Mutex::new(SqliteStore::open(&config.db)?)),
             shared,
             writer,
             tokens: Arc::new(Tokens::new(config.tokens.clone())),
@@ -123,6 +135,7 @@ impl AppState {
             Running {
                 stop,
                 writer_thread,
+                history_thread,
                 _db_lock: db_lock,
             },
         ))

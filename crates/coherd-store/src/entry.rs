@@ -83,3 +83,41 @@ pub struct TruncateStats {
     /// Member states kept by an older coherd, now covered by a checkpoint.
     pub legacy_states_deleted: u64,
 }
+
+/// One divergence episode as it stands after its latest change (opened,
+/// escalated or resolved), for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    /// The divergence's id (its kind, service and subject).
+    pub id: String,
+    /// Its service.
+    pub service: String,
+    /// Its kind, as the API names it.
+    pub kind: String,
+    /// When it opened: with `id`, what identifies the episode.
+    pub opened_at: Time,
+    /// When it resolved; `None` while open.
+    pub resolved_at: Option<Time>,
+    /// The whole record as the API shows it (JSON).
+    pub record: String,
+}
+
+/// Which episodes [`Store::episodes`](crate::Store::episodes) returns: those
+/// open at some point in `[since, until)`, in order of `(opened_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpisodeQuery {
+    /// The window's start.
+    pub since: Time,
+    /// The window's end (excluded).
+    pub until: Time,
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only open (`Some(true)`) or resolved (`Some(false)`) episodes.
+    pub open: Option<bool>,
+    /// Only episodes after this `(opened_at, id)`: where the last page ended.
+    pub after: Option<(Time, String)>,
+    /// At most this many.
+    pub limit: usize,
+}

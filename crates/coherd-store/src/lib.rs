@@ -23,6 +23,12 @@
 //! older one, so a damaged newest checkpoint falls back to the one before
 //! plus the log. Intents are never truncated.
 //!
+//! Beside the log, the store keeps history: what people look back at, not
+//! every report. Divergence episodes are recorded as they change
+//! ([`Store::record_episodes`]), read by time window
+//! ([`Store::episodes`]) and pruned after their retention
+//! ([`Store::prune_history`]).
+//!
 //! The trait is synchronous and says nothing about SQL: ids are plain `u64`
 //! sequence numbers, checkpoints are bytes, and errors are [`StoreError`]s
 //! that carry their cause as an opaque source. [`SqliteStore`] (one file, the
@@ -67,7 +73,7 @@ mod entry;
 mod error;
 mod sqlite;
 
-pub use entry::{CheckpointInfo, Entry, NewEntry, TruncateStats};
+pub use entry::{CheckpointInfo, Entry, Episode, EpisodeQuery, NewEntry, TruncateStats};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
@@ -136,4 +142,17 @@ pub trait Store: Send {
         keep: u64,
         keep_raw_since: Option<Time>,
     ) -> Result<TruncateStats, StoreError>;
+
+    /// Records divergence episodes in the history, in one transaction: an
+    /// episode already there (same id and `opened_at`) is replaced by the
+    /// newer state, so recording the same change twice changes nothing.
+    fn record_episodes(&mut self, episodes: &[Episode]) -> Result<(), StoreError>;
+
+    /// Episodes of the history that `query` selects, through an index on
+    /// the time they opened.
+    fn episodes(&mut self, query: &EpisodeQuery) -> Result<Vec<Episode>, StoreError>;
+
+    /// Deletes history older than `before`: episodes resolved before it.
+    /// Returns how many went. Works in bounded chunks.
+    fn prune_history(&mut self, before: Time) -> Result<u64, StoreError>;
 }

@@ -128,7 +128,7 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 3,
+                supported: 4,
                 ..
             }
         ),
@@ -330,5 +330,120 @@ fn observation_batches_are_stored_compressed() {
         (stored as usize) * 5 < json.len(),
         "{stored} bytes stored for {} bytes of JSON",
         json.len()
+    );
+}
+
+fn episode(id: &str, service: &str, opened: i64, resolved: Option<i64>) -> coherd_store::Episode {
+    coherd_store::Episode {
+        id: id.into(),
+        service: service.into(),
+        kind: "drift".into(),
+        opened_at: t(opened),
+        resolved_at: resolved.map(t),
+        record: format!(r#"{{"id":"{id}","resolved":{}}}"#, resolved.is_some()),
+    }
+}
+
+fn window(since: i64, until: i64) -> coherd_store::EpisodeQuery {
+    coherd_store::EpisodeQuery {
+        since: t(since),
+        until: t(until),
+        service: None,
+        kind: None,
+        open: None,
+        after: None,
+        limit: 100,
+    }
+}
+
+fn ids(episodes: Vec<coherd_store::Episode>) -> Vec<(String, i64)> {
+    episodes
+        .into_iter()
+        .map(|e| {
+            (
+                e.id,
+                (e.opened_at.as_nanos() - t(0).as_nanos()) / 1_000_000_000,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn episodes_are_read_by_the_window_they_were_open_in_and_a_newer_state_replaces_the_older() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store
+        .record_episodes(&[
+            episode("a", "web", 10, Some(20)),
+            episode("b", "web", 15, None),
+            episode("c", "db", 30, Some(40)),
+            // The same id again later: another episode.
+            episode("a", "web", 50, None),
+        ])
+        .unwrap();
+    // Resolving b replaces its open state; recording it twice changes nothing.
+    store
+        .record_episodes(&[episode("b", "web", 15, Some(35))])
+        .unwrap();
+    store
+        .record_episodes(&[episode("b", "web", 15, Some(35))])
+        .unwrap();
+
+    let s = |v: &[(&str, i64)]| {
+        v.iter()
+            .map(|(i, t)| (i.to_string(), *t))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(store.episodes(&window(0, 100)).unwrap()),
+        s(&[("a", 10), ("b", 15), ("c", 30), ("a", 50)])
+    );
+    // Open at some point in [21, 30): b only (a ended at 20, c opened at 30).
+    assert_eq!(
+        ids(store.episodes(&window(21, 30)).unwrap()),
+        s(&[("b", 15)])
+    );
+    // The open one is open until now.
+    assert_eq!(
+        ids(store.episodes(&window(1000, 2000)).unwrap()),
+        s(&[("a", 50)])
+    );
+    let resolved = coherd_store::EpisodeQuery {
+        open: Some(false),
+        ..window(0, 100)
+    };
+    assert_eq!(
+        ids(store.episodes(&resolved).unwrap()),
+        s(&[("a", 10), ("b", 15), ("c", 30)])
+    );
+    let db = coherd_store::EpisodeQuery {
+        service: Some("db".into()),
+        ..window(0, 100)
+    };
+    assert_eq!(ids(store.episodes(&db).unwrap()), s(&[("c", 30)]));
+    let b = store.episodes(&window(15, 16)).unwrap().remove(1);
+    assert_eq!(b.resolved_at, Some(t(35)));
+    assert!(b.record.contains(r#""resolved":true"#), "{}", b.record);
+
+    // Pages continue after the last (opened_at, id).
+    let page = coherd_store::EpisodeQuery {
+        limit: 2,
+        ..window(0, 100)
+    };
+    let first = store.episodes(&page).unwrap();
+    let last = first.last().unwrap();
+    let next = coherd_store::EpisodeQuery {
+        after: Some((last.opened_at, last.id.clone())),
+        ..page
+    };
+    assert_eq!(
+        ids(store.episodes(&next).unwrap()),
+        s(&[("c", 30), ("a", 50)])
+    );
+
+    // Retention: what ended before 36 goes; open episodes stay.
+    assert_eq!(store.prune_history(t(36)).unwrap(), 2);
+    assert_eq!(
+        ids(store.episodes(&window(0, 100)).unwrap()),
+        s(&[("c", 30), ("a", 50)])
     );
 }

@@ -230,3 +230,75 @@ fn bench_storage_measures_the_disk_the_checkpoints_and_a_restart_that_finds_ever
     let replayed = report["restart_replayed"].as_u64().unwrap();
     assert!((19_000..20_000).contains(&replayed), "{report}");
 }
+
+/// Polls `url` until `done` holds for its JSON, for up to 10 s.
+fn eventually(url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = get_json(url);
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{url}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn time_of(v: &Value) -> coherd_model::Time {
+    v.as_str().expect("a time").parse().expect("RFC 3339")
+}
+
+#[test]
+fn divergence_history_is_read_by_time_window_and_survives_a_restart() {
+    let mut s = start("history", &[]);
+    let before = coherd_model::time::wall_now();
+    let report = |seq: u64, version: &str| {
+        format!(
+            r#"{{"service":"web","member":"w-1","seq":{seq},"facets":{{"version":"{version}"}}}}"#
+        )
+    };
+    post(&s, &report(1, "0.9.0"));
+    post(&s, &report(2, "1.4.2"));
+    post(&s, &report(3, "0.8.0"));
+    let window = format!("{}/v1/divergences?since={before}", s.url);
+    // Two episodes of one drift: the first resolved, the second open.
+    let all = eventually(&window, |v| v.as_array().is_some_and(|a| a.len() == 2));
+    let first = &all[0];
+    assert_eq!(first["id"], all[1]["id"]);
+    assert!(
+        first["resolved_at"].is_string() && all[1]["resolved_at"].is_null(),
+        "{all}"
+    );
+
+    // After the first resolved, only the second was open.
+    let resolved = time_of(&first["resolved_at"]);
+    let later = format!(
+        "{}/v1/divergences?since={}",
+        s.url,
+        resolved.add(Duration::from_millis(1))
+    );
+    let v = get_json(&later);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    // Before the first opened, nothing was.
+    let opened = time_of(&first["opened_at"]);
+    let earlier = format!("{}/v1/divergences?since={before}&until={opened}", s.url);
+    assert_eq!(get_json(&earlier), serde_json::json!([]));
+    let v = get_json(&format!("{window}&state=resolved"));
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+
+    // Pages of one, through Link.
+    let (status, head, body) =
+        common::request_with_head("GET", &format!("{window}&limit=1"), &[], b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let next = common::next_link(&head).expect("a next page");
+    let v = get_json(&format!("{}{next}", s.url));
+    assert_eq!(v[0]["opened_at"], all[1]["opened_at"], "{v}");
+
+    s.kill_and_restart();
+    assert_eq!(get_json(&window), all);
+
+    let empty = format!("{}/v1/divergences?since={before}&until={before}", s.url);
+    let (status, body) = common::ureq_get(&empty).unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("must be before until"), "{body}");
+}

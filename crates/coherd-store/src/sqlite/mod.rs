@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod error;
+mod history;
 mod log;
 mod schema;
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::{CheckpointInfo, Entry, NewEntry, Store, StoreError, Time, TruncateStats};
+use crate::{
+    CheckpointInfo, Entry, Episode, EpisodeQuery, NewEntry, Store, StoreError, Time, TruncateStats,
+};
 use error::{Op, db_error};
 
 /// How long a write waits for a lock another process holds before it fails
@@ -29,7 +32,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// deletion, `id INTEGER PRIMARY KEY AUTOINCREMENT` so ids are never
 /// reused; observation batches as zstd-compressed JSON), `checkpoints` and
 /// `checkpoint_chunks` (the engine's checkpoints, compressed, in pieces of
-/// 1 MiB), and `member_states` (member states an older coherd kept when it
+/// 1 MiB), `episodes` (the history of divergence episodes, indexed by when
+/// they opened and ended), and `member_states` (member states an older coherd kept when it
 /// pruned the log; read at start, deleted by the first truncation).
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -127,6 +131,18 @@ impl Store for SqliteStore {
         keep_raw_since: Option<Time>,
     ) -> Result<TruncateStats, StoreError> {
         checkpoint::truncate(&mut self.conn, &self.path, keep, keep_raw_since)
+    }
+
+    fn record_episodes(&mut self, episodes: &[Episode]) -> Result<(), StoreError> {
+        history::record(&mut self.conn, &self.path, episodes)
+    }
+
+    fn episodes(&mut self, query: &EpisodeQuery) -> Result<Vec<Episode>, StoreError> {
+        history::query(&self.conn, &self.path, query)
+    }
+
+    fn prune_history(&mut self, before: Time) -> Result<u64, StoreError> {
+        history::prune(&mut self.conn, &self.path, before)
     }
 }
 

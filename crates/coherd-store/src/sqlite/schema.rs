@@ -100,6 +100,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (checkpoint, seq)
     ) STRICT, WITHOUT ROWID;
     ",
+    // Version 4: history of divergence episodes.
+    "
+    CREATE TABLE episodes (
+        id          TEXT    NOT NULL,
+        opened_at   INTEGER NOT NULL,
+        service     TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        resolved_at INTEGER,
+        -- resolved_at, or the largest time while open: the window's index.
+        ends_at     INTEGER NOT NULL,
+        -- The record as the API shows it, JSON.
+        record      TEXT    NOT NULL,
+        PRIMARY KEY (id, opened_at)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX episodes_by_opening ON episodes (opened_at, id);
+    CREATE INDEX episodes_by_end ON episodes (ends_at);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,120 @@
+//! History: divergence episodes, recorded as they change and read by window.
+
+use std::path::Path;
+
+use coherd_model::Time;
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::error::{Op, db_error};
+use crate::{Episode, EpisodeQuery, StoreError};
+
+/// Rows deleted per transaction while pruning.
+const DELETE_CHUNK: i64 = 10_000;
+
+pub(crate) fn record(
+    conn: &mut Connection,
+    path: &Path,
+    episodes: &[Episode],
+) -> Result<(), StoreError> {
+    if episodes.is_empty() {
+        return Ok(());
+    }
+    let write_err = |e| db_error(path, e, Op::Write);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(write_err)?;
+    {
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO episodes (id, opened_at, service, kind, resolved_at, ends_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (id, opened_at) DO UPDATE SET
+                     resolved_at = excluded.resolved_at,
+                     ends_at = excluded.ends_at,
+                     record = excluded.record",
+            )
+            .map_err(write_err)?;
+        for e in episodes {
+            let resolved = e.resolved_at.map(Time::as_nanos);
+            upsert
+                .execute(params![
+                    e.id,
+                    e.opened_at.as_nanos(),
+                    e.service,
+                    e.kind,
+                    resolved,
+                    resolved.unwrap_or(i64::MAX),
+                    e.record
+                ])
+                .map_err(write_err)?;
+        }
+    }
+    tx.commit().map_err(write_err)
+}
+
+pub(crate) fn query(
+    conn: &Connection,
+    path: &Path,
+    q: &EpisodeQuery,
+) -> Result<Vec<Episode>, StoreError> {
+    let read = |e| db_error(path, e, Op::Read);
+    let (after_at, after_id) = q
+        .after
+        .as_ref()
+        .map_or((i64::MIN, ""), |(at, id)| (at.as_nanos(), id.as_str()));
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, service, kind, opened_at, resolved_at, record FROM episodes
+             WHERE opened_at < ?2 AND ends_at >= ?1
+               AND (?3 IS NULL OR service = ?3)
+               AND (?4 IS NULL OR kind = ?4)
+               AND (?5 IS NULL OR (resolved_at IS NULL) = ?5)
+               AND (opened_at, id) > (?6, ?7)
+             ORDER BY opened_at, id
+             LIMIT ?8",
+        )
+        .map_err(read)?;
+    let rows = stmt
+        .query_map(
+            params![
+                q.since.as_nanos(),
+                q.until.as_nanos(),
+                q.service,
+                q.kind,
+                q.open,
+                after_at,
+                after_id,
+                q.limit as i64
+            ],
+            |r| {
+                Ok(Episode {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    kind: r.get(2)?,
+                    opened_at: Time::from_nanos(r.get(3)?),
+                    resolved_at: r.get::<_, Option<i64>>(4)?.map(Time::from_nanos),
+                    record: r.get(5)?,
+                })
+            },
+        )
+        .map_err(read)?;
+    rows.collect::<Result<_, _>>().map_err(read)
+}
+
+pub(crate) fn prune(conn: &mut Connection, path: &Path, before: Time) -> Result<u64, StoreError> {
+    let write_err = |e| db_error(path, e, Op::Write);
+    let mut total = 0;
+    loop {
+        let deleted = conn
+            .execute(
+                "DELETE FROM episodes WHERE (id, opened_at) IN (
+                     SELECT id, opened_at FROM episodes WHERE ends_at < ?1 LIMIT ?2)",
+                params![before.as_nanos(), DELETE_CHUNK],
+            )
+            .map_err(write_err)?;
+        total += deleted as u64;
+        if (deleted as i64) < DELETE_CHUNK {
+            return Ok(total);
+        }
+    }
+}
