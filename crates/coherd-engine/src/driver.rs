@@ -113,6 +113,11 @@ impl<S: Sink> Driver<S> {
         self.engine
     }
 
+    /// The engine and the sink, once driving is over.
+    pub fn into_parts(self) -> (Engine, S) {
+        (self.engine, self.sink)
+    }
+
     /// Whether the engine has taken any input yet.
     pub fn started(&self) -> bool {
         self.engine.now() != Time::EPOCH

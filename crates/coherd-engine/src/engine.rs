@@ -117,6 +117,20 @@ pub enum Event {
         /// What happened.
         change: Change,
     },
+    /// Something happened to a member that its timeline shows: it joined,
+    /// a facet (the phase too) changed value, it went silent, came back,
+    /// left, or was deleted or forgotten. Only changes: a report that
+    /// repeats what the member said before raises none.
+    Member {
+        /// The service.
+        service: String,
+        /// The member.
+        member: String,
+        /// When it happened.
+        at: Time,
+        /// What happened.
+        change: MemberChange,
+    },
     /// A change of a targeted facet reached 95 % or 100 % of live members.
     Convergence {
         /// The service.
@@ -132,6 +146,36 @@ pub enum Event {
         /// When it was reached.
         at: Time,
     },
+}
+
+/// What happened to a member, in its timeline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MemberChange {
+    /// Its first report (or the first after it was forgotten), with its facets.
+    Joined {
+        /// The facets it reported.
+        facets: std::collections::BTreeMap<String, String>,
+    },
+    /// A facet's value changed; the phase is a facet too.
+    Changed {
+        /// The facet.
+        facet: String,
+        /// The value before.
+        from: String,
+        /// The value now.
+        to: String,
+    },
+    /// It stopped reporting while not in a terminal phase.
+    Silent,
+    /// It reported again after it was silent or had left.
+    Back,
+    /// It stopped reporting in a terminal phase: it left.
+    Left,
+    /// An operator deleted it.
+    Deleted,
+    /// It was forgotten, `retention` after it left.
+    Forgotten,
 }
 
 /// The sans-IO coherence engine.
@@ -264,6 +308,14 @@ impl Engine {
         }
         if !was_live {
             self.set_live(svc, slot, true, is_new, now);
+            let change = if is_new {
+                MemberChange::Joined {
+                    facets: obs.facets.clone(),
+                }
+            } else {
+                MemberChange::Back
+            };
+            self.member_event(svc, slot, now, change);
         }
         self.apply_labels(svc, slot, obs);
 
@@ -344,6 +396,7 @@ impl Engine {
         let Some(slot) = self.services[svc].slot_of(m) else {
             return false;
         };
+        self.member_event(svc, slot, now, MemberChange::Deleted);
         self.forget_member(svc, slot, now);
         self.touch_coherence(svc);
         true
@@ -599,6 +652,24 @@ impl Engine {
             .iter()
             .map(|&(k, v)| (self.syms.resolve(k), self.syms.resolve(v)))
             .collect()
+    }
+
+    /// Queues a [`Event::Member`] for a member of `svc`.
+    pub(crate) fn member_event(
+        &mut self,
+        svc: ServiceId,
+        slot: MemberSlot,
+        at: Time,
+        change: MemberChange,
+    ) {
+        let s = &self.services[svc];
+        let e = Event::Member {
+            service: s.name_str.clone(),
+            member: self.syms.resolve(s.members[slot].name).to_string(),
+            at,
+            change,
+        };
+        self.events.push_back(e);
     }
 
     pub(crate) fn push_event(&mut self, e: Event) {

@@ -6,7 +6,7 @@ use coherd_model::{Observation, Time};
 use serde_json::{Value, json};
 
 use crate::divergence::DivKey;
-use crate::engine::{Engine, Event};
+use crate::engine::{Engine, Event, MemberChange};
 use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
 use crate::state::{Class, flag};
@@ -33,6 +33,18 @@ impl Engine {
             let value = self.syms.intern(v);
             let c = self.column(svc, facet);
             updates.push((c, value));
+        }
+        for &(c, new) in &updates {
+            let column = &self.services[svc].columns[c];
+            let old = column.values[slot];
+            if old != new && old != NONE {
+                let change = MemberChange::Changed {
+                    facet: self.syms.resolve(column.facet).to_string(),
+                    from: self.syms.resolve(old).to_string(),
+                    to: self.syms.resolve(new).to_string(),
+                };
+                self.member_event(svc, slot, now, change);
+            }
         }
         if counting == was_counting {
             for &(c, new) in &updates {

@@ -25,7 +25,9 @@
 //! // A foreign version is drift at once.
 //! let drift = engine.divergences().iter().find(|d| d.kind == Kind::Drift).unwrap();
 //! assert_eq!(drift.subjects, ["c-1"]);
-//! assert!(matches!(engine.poll_event(), Some(Event::Divergence { .. })));
+//! let events: Vec<Event> = std::iter::from_fn(|| engine.poll_event()).collect();
+//! assert!(matches!(events[0], Event::Member { .. })); // c-1 joined
+//! assert!(matches!(events[1], Event::Divergence { .. }));
 //!
 //! // Nothing reports for 30 s: at the deadline the member is silent, and the
 //! // divergence is stamped with the deadline's time, not the tick's.
@@ -70,7 +72,7 @@ pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};
 pub use engine::{
-    Engine, EngineConfig, Event, ObserveError, Outcome, ReportCounts, SEQ_RESTART_GAP,
+    Engine, EngineConfig, Event, MemberChange, ObserveError, Outcome, ReportCounts, SEQ_RESTART_GAP,
 };
 pub use jobs::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,

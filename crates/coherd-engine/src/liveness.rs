@@ -4,7 +4,7 @@ use coherd_model::Time;
 use serde_json::json;
 
 use crate::divergence::DivKey;
-use crate::engine::Engine;
+use crate::engine::{Engine, MemberChange};
 use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::NONE;
 use crate::state::{Member, flag};
@@ -79,9 +79,16 @@ impl Engine {
         let was_counting = self.services[svc].members[slot].is_counting();
         self.services[svc].unlink(slot);
         self.set_live(svc, slot, false, false, at);
+        let terminal = self.services[svc].members[slot].has(flag::TERMINAL);
+        let change = if terminal {
+            MemberChange::Left
+        } else {
+            MemberChange::Silent
+        };
+        self.member_event(svc, slot, at, change);
         let s = &self.services[svc];
         let m = &s.members[slot];
-        if m.has(flag::TERMINAL) {
+        if terminal {
             let forget = at.add(self.config.retention);
             self.timers.schedule(forget, Timer::Forget { svc, slot });
         } else {
@@ -117,6 +124,7 @@ impl Engine {
             && m.has(flag::TERMINAL)
             && due <= t.as_nanos()
         {
+            self.member_event(svc, slot, t, MemberChange::Forgotten);
             self.forget_member(svc, slot, t);
         }
     }

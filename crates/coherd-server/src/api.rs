@@ -264,6 +264,116 @@ pub(crate) async fn get_member(
     Ok(Json(body).into_response())
 }
 
+/// Query of `GET /v1/services/{service}/members/{member}/timeline`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimelineParams {
+    since: Option<Time>,
+    until: Option<Time>,
+    limit: Option<u16>,
+    cursor: Option<String>,
+}
+
+/// A record from the history, written as it was stored, with where a page after it starts.
+struct StoredRecord {
+    cursor: String,
+    record: Box<serde_json::value::RawValue>,
+}
+
+impl serde::Serialize for StoredRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.record.serialize(s)
+    }
+}
+
+/// Reads the history off the engine and the writer.
+async fn read_history<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&mut coherd_store::SqliteStore) -> Result<T, coherd_store::StoreError>
+    + Send
+    + 'static,
+) -> ApiResult<T> {
+    let store = state.history.clone();
+    tokio::task::spawn_blocking(move || read(&mut store.lock().unwrap_or_else(|e| e.into_inner())))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the history read stopped: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("cannot read the history: {e}")))
+}
+
+/// `GET /v1/services/{service}/members/{member}/timeline`: what happened to
+/// a member (joins, facet changes, silences, departures), oldest first, a
+/// page at a time; also for a member deleted or forgotten since.
+pub(crate) async fn get_timeline(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((service, member)): Path<(String, String)>,
+    Query(q): Query<TimelineParams>,
+) -> ApiResult<Response> {
+    use coherd_store::Store;
+    state.tokens.check(&headers, Scope::Read)?;
+    coherd_model::names::service(&service)
+        .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
+    coherd_model::names::member(&member)
+        .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("member: {e}")))?;
+    let limit = page::limit(q.limit)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.split_once('.')
+                .and_then(|(nanos, what)| {
+                    Some((Time::from_nanos(nanos.parse().ok()?), what.to_string()))
+                })
+                .ok_or_else(|| {
+                    page::bad("cursor: not one this server gave; start again without it")
+                })
+        })
+        .transpose()?;
+    let query = coherd_store::TimelineQuery {
+        service,
+        member,
+        since: q.since.unwrap_or(Time::EPOCH),
+        until: q.until.unwrap_or(Time::from_nanos(i64::MAX)),
+        after,
+        limit: limit + 1,
+    };
+    if query.since >= query.until {
+        return Err(empty_window(query.since, query.until));
+    }
+    let events = read_history(&state, move |store| store.member_events(&query)).await?;
+    let rows = events
+        .into_iter()
+        .map(|e| (format!("{}.{}", e.at.as_nanos(), e.what), e.record));
+    stored_page(&uri, rows, limit)
+}
+
+/// A page of records read from the history, each with where a page after it
+/// starts, written as they were stored.
+fn stored_page(
+    uri: &Uri,
+    rows: impl Iterator<Item = (String, String)>,
+    limit: usize,
+) -> ApiResult<Response> {
+    let list = rows
+        .map(|(cursor, record)| {
+            let record = serde_json::value::RawValue::from_string(record).map_err(|err| {
+                ApiError::Internal(format!("a record in the history at {cursor}: {err}"))
+            })?;
+            Ok(StoredRecord { cursor, record })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(page::respond(uri, list, limit, |r| r.cursor.clone()))
+}
+
+/// The answer to a history window that ends before it starts.
+fn empty_window(since: Time, until: Time) -> ApiError {
+    ApiError::Request(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("since ({since}) must be before until ({until}): the window holds no time"),
+    )
+}
+
 /// `DELETE /v1/services/{service}`: forget a service and its members now.
 pub(crate) async fn delete_service(
     State(state): State<AppState>,
@@ -349,19 +459,6 @@ pub(crate) struct DivergencesQuery {
     until: Option<Time>,
 }
 
-/// An episode from the history, written as it was stored.
-struct StoredEpisode {
-    opened_at: Time,
-    id: String,
-    record: Box<serde_json::value::RawValue>,
-}
-
-impl serde::Serialize for StoredEpisode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.record.serialize(s)
-    }
-}
-
 /// Where a divergence page continues: after this `opened_at` and id.
 fn cursor_after(opened_at: Time, id: &str) -> String {
     format!("{}.{id}", opened_at.as_nanos())
@@ -437,13 +534,7 @@ pub(crate) async fn get_divergences(
             limit: limit + 1,
         };
         if query.since >= query.until {
-            return Err(ApiError::Request(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "since ({}) must be before until ({}): the window holds no time",
-                    query.since, query.until
-                ),
-            ));
+            return Err(empty_window(query.since, query.until));
         }
         return history_page(&state, &uri, query, limit).await;
     }
@@ -481,29 +572,11 @@ async fn history_page(
     limit: usize,
 ) -> ApiResult<Response> {
     use coherd_store::Store;
-    let store = state.history.clone();
-    let episodes = tokio::task::spawn_blocking(move || {
-        store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .episodes(&query)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("the history read stopped: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("cannot read the history: {e}")))?;
-    let mut list = Vec::with_capacity(episodes.len());
-    for e in episodes {
-        let record = serde_json::value::RawValue::from_string(e.record)
-            .map_err(|err| ApiError::Internal(format!("episode {} in the history: {err}", e.id)))?;
-        list.push(StoredEpisode {
-            opened_at: e.opened_at,
-            id: e.id,
-            record,
-        });
-    }
-    Ok(page::respond(uri, list, limit, |e| {
-        cursor_after(e.opened_at, &e.id)
-    }))
+    let episodes = read_history(state, move |store| store.episodes(&query)).await?;
+    let rows = episodes
+        .into_iter()
+        .map(|e| (cursor_after(e.opened_at, &e.id), e.record));
+    stored_page(uri, rows, limit)
 }
 
 /// `GET /v1/intent`.

@@ -50,6 +50,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/services/{service}/members", get(api::get_members))
         .route(
+            "/v1/services/{service}/members/{member}/timeline",
+            get(api::get_timeline),
+        )
+        .route(
             "/v1/services/{service}/members/{member}",
             get(api::get_member).delete(api::delete_member),
         )

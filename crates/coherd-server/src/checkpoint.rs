@@ -12,9 +12,9 @@
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use coherd_engine::{Engine, EngineConfig};
+use coherd_engine::{Engine, EngineConfig, Sink};
 use coherd_model::{Intent, Time};
-use coherd_store::{Store, StoreError};
+use coherd_store::{MemberEvent, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -156,20 +156,57 @@ pub struct Rebuilt {
 /// damaged one falls back to the one before), then the log after it, at the
 /// instants the writer stamped.
 pub fn rebuild_engine(store: &mut dyn Store, config: EngineConfig) -> Result<Rebuilt, StoreError> {
+    rebuild_engine_with(store, config, coherd_engine::Discard).map(|(rebuilt, _)| rebuilt)
+}
+
+/// [`rebuild_engine`], with the events of the replayed log sent to `sink`.
+pub(crate) fn rebuild_engine_with<S: Sink>(
+    store: &mut dyn Store,
+    config: EngineConfig,
+    sink: S,
+) -> Result<(Rebuilt, S), StoreError> {
     let (engine, intent, covers) = match restore(store, &config)? {
         Some(restored) => restored,
         None => (Engine::new(config), None, 0),
     };
-    let mut driver = coherd_engine::Driver::new(engine);
+    let mut driver = coherd_engine::Driver::with_sink(engine, sink);
     let (replayed, applied, intent) =
         crate::pipeline::replay_log(store, &mut driver, covers, intent)?;
-    Ok(Rebuilt {
-        engine: driver.into_engine(),
-        intent,
-        checkpoint_covers: covers,
-        applied,
-        replayed,
-    })
+    let (engine, sink) = driver.into_parts();
+    Ok((
+        Rebuilt {
+            engine,
+            intent,
+            checkpoint_covers: covers,
+            applied,
+            replayed,
+        },
+        sink,
+    ))
+}
+
+/// Keeps the member events of a replayed log, for the history: at most
+/// [`MAX_REPLAYED_EVENTS`] (a log that held more is mostly recorded already).
+#[derive(Default)]
+pub(crate) struct ReplayedEvents(pub Vec<MemberEvent>);
+
+/// Most member events a start hands the history from the replayed log.
+const MAX_REPLAYED_EVENTS: usize = 1_000_000;
+
+impl Sink for ReplayedEvents {
+    fn event(&mut self, _engine: &Engine, event: coherd_engine::Event) {
+        if let coherd_engine::Event::Member {
+            service,
+            member,
+            at,
+            change,
+        } = event
+            && self.0.len() < MAX_REPLAYED_EVENTS
+        {
+            self.0
+                .push(crate::history::member_event(service, member, at, &change));
+        }
+    }
 }
 
 /// A checkpoint on its way to the store.

@@ -1,22 +1,25 @@
 //! History: divergence episodes written to the store as they change, read by
-//! time window for `GET /v1/divergences?since=&until=`, pruned after
-//! `history_retention`.
+//! time window for `GET /v1/divergences?since=&until=`, and member events
+//! read as a member's timeline; both pruned after `history_retention`.
 //!
-//! The writer's sink queues every divergence change; a thread of its own,
-//! with its own store handle, records them in batches (one transaction a
-//! second at most), so ingest never waits on history. Recording is
-//! idempotent (an episode is keyed by its id and the time it opened): at
-//! start, and whenever the queue overflowed, the thread records every
-//! episode the engine holds, which also covers what a crash kept from being
-//! written.
+//! The writer's sink queues every divergence change and member event; a
+//! thread of its own, with its own store handle, records them in batches,
+//! so ingest never waits on history. Recording is idempotent (an episode is
+//! keyed by its id and the time it opened, an event by its member, time and
+//! what happened): at start, and whenever the queue overflowed, the thread
+//! records every episode the engine holds, and a start records the member
+//! events of the reports it replayed, which covers what a crash kept from
+//! being written. Member events that overflow the queue are counted in
+//! `coherd_history_dropped_total`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use coherd_engine::Divergence;
+use coherd_engine::{Divergence, MemberChange};
+use coherd_model::Time;
 use coherd_model::time::wall_now;
-use coherd_store::{Episode, Store};
+use coherd_store::{Episode, MemberEvent, Store};
 use tokio::sync::watch;
 
 use crate::pipeline::Shared;
@@ -30,13 +33,21 @@ const BATCH: usize = 5_000;
 /// How often history older than its retention is deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// What the sink hands the history.
+pub(crate) enum Item {
+    /// A divergence record that changed.
+    Episode(Divergence),
+    /// A member event.
+    Member(MemberEvent),
+}
+
 /// The ends of the queue from the engine's sink to the history thread.
 pub(crate) struct Feed {
-    /// Where the sink sends each changed record.
-    pub tx: mpsc::SyncSender<Divergence>,
-    /// Set when a change could not be queued: everything is recorded again.
+    /// Where the sink sends what happened.
+    pub tx: mpsc::SyncSender<Item>,
+    /// Set when a change could not be queued: every episode is recorded again.
     pub lost: Arc<AtomicBool>,
-    rx: Mutex<Option<mpsc::Receiver<Divergence>>>,
+    rx: Mutex<Option<mpsc::Receiver<Item>>>,
 }
 
 impl Feed {
@@ -63,11 +74,42 @@ fn episode(d: &Divergence) -> Episode {
     }
 }
 
-/// Starts the history thread over its own `store`; it stops when `stop` turns true.
+/// A member event as the history keeps it: `what` names the event (and the
+/// facet of a change), the record is what the API shows.
+pub(crate) fn member_event(
+    service: String,
+    member: String,
+    at: Time,
+    change: &MemberChange,
+) -> MemberEvent {
+    let what = match change {
+        MemberChange::Changed { facet, .. } => format!("changed:{facet}"),
+        MemberChange::Joined { .. } => "joined".into(),
+        MemberChange::Silent => "silent".into(),
+        MemberChange::Back => "back".into(),
+        MemberChange::Left => "left".into(),
+        MemberChange::Deleted => "deleted".into(),
+        MemberChange::Forgotten => "forgotten".into(),
+    };
+    let mut record = serde_json::to_value(change).expect("a member change always serialises");
+    record["at"] = serde_json::json!(at);
+    MemberEvent {
+        service,
+        member,
+        at,
+        what,
+        record: record.to_string(),
+    }
+}
+
+/// Starts the history thread over its own `store`, first recording
+/// `replayed` (the member events of the reports a start replayed); it stops
+/// when `stop` turns true.
 pub(crate) fn start(
     mut store: Box<dyn Store>,
     shared: Arc<Shared>,
     retention: Duration,
+    replayed: Vec<MemberEvent>,
     stop: watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<()> {
     let feed = shared
@@ -80,31 +122,48 @@ pub(crate) fn start(
     std::thread::Builder::new()
         .name("coherd-history".into())
         .spawn(move || {
+            for chunk in replayed.chunks(BATCH) {
+                write(&mut *store, &shared, &[], chunk);
+            }
+            drop(replayed);
             let mut next_prune = Instant::now();
             loop {
                 let stopping = *stop.borrow();
                 if shared.history.lost.swap(false, Ordering::SeqCst) {
-                    while feed.try_recv().is_ok() {}
+                    // What is queued is covered below, but for member events.
+                    let members: Vec<MemberEvent> = feed
+                        .try_iter()
+                        .filter_map(|item| match item {
+                            Item::Member(e) => Some(e),
+                            Item::Episode(_) => None,
+                        })
+                        .collect();
                     // Copied out under the engine lock, written after.
                     let all: Vec<Episode> =
                         shared.engine().divergences().iter().map(episode).collect();
-                    write(&mut *store, &shared, &all);
+                    write(&mut *store, &shared, &all, &members);
                 }
-                let mut batch = Vec::new();
-                if let Ok(d) = feed.recv_timeout(Duration::from_millis(500)) {
-                    batch.push(episode(&d));
-                    batch.extend(feed.try_iter().take(BATCH - 1).map(|d| episode(&d)));
+                let mut episodes = Vec::new();
+                let mut members = Vec::new();
+                let mut take = |item| match item {
+                    Item::Episode(d) => episodes.push(episode(&d)),
+                    Item::Member(e) => members.push(e),
+                };
+                if let Ok(item) = feed.recv_timeout(Duration::from_millis(500)) {
+                    take(item);
+                    feed.try_iter().take(BATCH - 1).for_each(&mut take);
                 }
-                write(&mut *store, &shared, &batch);
+                let idle = episodes.is_empty() && members.is_empty();
+                write(&mut *store, &shared, &episodes, &members);
                 if Instant::now() >= next_prune {
                     next_prune = Instant::now() + PRUNE_EVERY;
                     match store.prune_history(wall_now().sub(retention)) {
                         Ok(0) => {}
-                        Ok(n) => tracing::info!(episodes = n, "history past its retention deleted"),
+                        Ok(n) => tracing::info!(rows = n, "history past its retention deleted"),
                         Err(e) => tracing::error!(error = %e, "cannot prune the history"),
                     }
                 }
-                if stopping && batch.is_empty() {
+                if stopping && idle {
                     return;
                 }
             }
@@ -112,10 +171,14 @@ pub(crate) fn start(
         .expect("spawn the history thread")
 }
 
-fn write(store: &mut dyn Store, shared: &Shared, episodes: &[Episode]) {
-    if let Err(e) = store.record_episodes(episodes) {
-        tracing::error!(error = %e, "cannot record divergence history; recording it all again");
+fn write(store: &mut dyn Store, shared: &Shared, episodes: &[Episode], members: &[MemberEvent]) {
+    let written = store
+        .record_episodes(episodes)
+        .and_then(|()| store.record_member_events(members));
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot record history; recording every episode again");
         shared.metrics.history_failures.inc();
+        shared.metrics.history_dropped.inc_by(members.len() as u64);
         shared.history.lost.store(true, Ordering::SeqCst);
     }
 }

@@ -77,6 +77,8 @@ pub(crate) struct Metrics {
     pub checkpoint_failures: Counter,
     /// Writes of divergence history that failed.
     pub history_failures: Counter,
+    /// Member events the history lost (its queue was full, or a write failed).
+    pub history_dropped: Counter,
     /// Divergences opened, by service, kind and severity at opening.
     pub opened: Family<Labels, Counter>,
     /// Divergences escalated, by service, kind and the severity reached.
@@ -137,6 +139,7 @@ impl Default for Metrics {
             checkpoint_bytes: Gauge::default(),
             checkpoint_failures: Counter::default(),
             history_failures: Counter::default(),
+            history_dropped: Counter::default(),
             opened: Family::default(),
             escalated: Family::default(),
             resolved: Family::default(),
@@ -195,6 +198,8 @@ impl Metrics {
                     ])
                     .observe(*seconds);
             }
+            // A member's timeline is history, not a metric.
+            Event::Member { .. } => {}
         }
     }
 
@@ -279,6 +284,11 @@ impl Metrics {
             "checkpoint_failures",
             "Checkpoints that could not be stored (the log then grows until one is)",
             self.checkpoint_failures.clone(),
+        );
+        r.register(
+            "history_dropped",
+            "Member events the history lost (its queue was full, or a write failed)",
+            self.history_dropped.clone(),
         );
         r.register(
             "history_failures",

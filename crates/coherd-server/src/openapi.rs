@@ -235,6 +235,26 @@ pub(crate) fn document() -> Value {
             },
         ),
         (
+            "/v1/services/{service}/members/{member}/timeline",
+            "get",
+            Op {
+                summary: "What happened to a member, oldest first: joined, changed (a facet or the phase), silent, back, left, deleted, forgotten; from the history, also for members gone since",
+                auth: Auth::Scope,
+                params: vec![
+                    service(),
+                    path_param("member", "member id", MEMBER),
+                    query("since", "only events at or after this time", time()),
+                    query("until", "only events before this time", time()),
+                ]
+                .into_iter()
+                .chain(paging("^-?[0-9]{1,18}[.][!-~]{1,300}$"))
+                .collect(),
+                body: None,
+                ok: vec![("200", "events", json_content(list()))],
+                errors: &["400", "422"],
+            },
+        ),
+        (
             "/v1/services/{service}/members/{member}",
             "delete",
             Op {

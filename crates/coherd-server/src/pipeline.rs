@@ -49,8 +49,8 @@ pub(crate) struct Publisher {
     alerts: mpsc::SyncSender<Divergence>,
     /// Set when alerting fell behind and a change was dropped: it resyncs.
     alerts_lost: Arc<AtomicBool>,
-    /// Divergence changes for the history.
-    history: mpsc::SyncSender<Divergence>,
+    /// Divergence changes and member events for the history.
+    history: mpsc::SyncSender<crate::history::Item>,
     /// Set when the history fell behind: it records everything again.
     history_lost: Arc<AtomicBool>,
     live: bool,
@@ -64,13 +64,34 @@ impl Sink for Publisher {
         if !self.live {
             return;
         }
+        if let Event::Member {
+            service,
+            member,
+            at,
+            change,
+        } = event
+        {
+            let row = crate::history::member_event(service, member, at, &change);
+            if self
+                .history
+                .try_send(crate::history::Item::Member(row))
+                .is_err()
+            {
+                self.metrics.history_dropped.inc();
+            }
+            return;
+        }
         self.metrics.record_event(engine, &event);
         if let Event::Divergence { index, change } = event {
             let d = &engine.divergences()[index];
             if self.alerts.try_send(d.clone()).is_err() {
                 self.alerts_lost.store(true, Ordering::SeqCst);
             }
-            if self.history.try_send(d.clone()).is_err() {
+            if self
+                .history
+                .try_send(crate::history::Item::Episode(d.clone()))
+                .is_err()
+            {
                 self.history_lost.store(true, Ordering::SeqCst);
             }
             if self.stream.receiver_count() == 0 {

@@ -77,7 +77,11 @@ impl AppState {
             max_resolved_per_service: config.max_resolved_per_service,
             ..coherd_engine::EngineConfig::default()
         };
-        let rebuilt = checkpoint::rebuild_engine(&mut store, engine_config)?;
+        let (rebuilt, replayed_events) = checkpoint::rebuild_engine_with(
+            &mut store,
+            engine_config,
+            checkpoint::ReplayedEvents::default(),
+        )?;
         let shared = Shared::new(rebuilt.engine);
         if let Some(intent) = rebuilt.intent {
             shared.restore_intent(intent);
@@ -110,6 +114,7 @@ impl AppState {
             Box::new(SqliteStore::open(&config.db)?),
             shared.clone(),
             config.history_retention,
+            replayed_events.0,
             stopping.clone(),
         );
         let state = AppState {

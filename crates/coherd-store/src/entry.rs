@@ -121,3 +121,37 @@ pub struct EpisodeQuery {
     /// At most this many.
     pub limit: usize,
 }
+
+/// One event of a member's timeline, for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEvent {
+    /// The member's service.
+    pub service: String,
+    /// The member.
+    pub member: String,
+    /// When it happened.
+    pub at: Time,
+    /// What happened, with the facet for a change (`joined`,
+    /// `changed:version`...): with the member and `at`, what identifies it.
+    pub what: String,
+    /// The event as the API shows it (JSON).
+    pub record: String,
+}
+
+/// Which events of one member [`Store::member_events`](crate::Store::member_events)
+/// returns: those in `[since, until)`, in order of `(at, what)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineQuery {
+    /// The member's service.
+    pub service: String,
+    /// The member.
+    pub member: String,
+    /// The window's start.
+    pub since: Time,
+    /// The window's end (excluded).
+    pub until: Time,
+    /// Only events after this `(at, what)`: where the last page ended.
+    pub after: Option<(Time, String)>,
+    /// At most this many.
+    pub limit: usize,
+}

@@ -25,9 +25,11 @@
 //!
 //! Beside the log, the store keeps history: what people look back at, not
 //! every report. Divergence episodes are recorded as they change
-//! ([`Store::record_episodes`]), read by time window
-//! ([`Store::episodes`]) and pruned after their retention
-//! ([`Store::prune_history`]).
+//! ([`Store::record_episodes`]) and read by time window
+//! ([`Store::episodes`]); member events (joins, facet changes, silences,
+//! departures) are recorded as they happen ([`Store::record_member_events`])
+//! and read as a member's timeline ([`Store::member_events`]). Both are
+//! pruned after their retention ([`Store::prune_history`]).
 //!
 //! The trait is synchronous and says nothing about SQL: ids are plain `u64`
 //! sequence numbers, checkpoints are bytes, and errors are [`StoreError`]s
@@ -73,7 +75,10 @@ mod entry;
 mod error;
 mod sqlite;
 
-pub use entry::{CheckpointInfo, Entry, Episode, EpisodeQuery, NewEntry, TruncateStats};
+pub use entry::{
+    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, TimelineQuery,
+    TruncateStats,
+};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
@@ -152,7 +157,15 @@ pub trait Store: Send {
     /// the time they opened.
     fn episodes(&mut self, query: &EpisodeQuery) -> Result<Vec<Episode>, StoreError>;
 
-    /// Deletes history older than `before`: episodes resolved before it.
-    /// Returns how many went. Works in bounded chunks.
+    /// Records member events in the history, in one transaction; an event
+    /// already there (same member, time and `what`) is kept as it was.
+    fn record_member_events(&mut self, events: &[MemberEvent]) -> Result<(), StoreError>;
+
+    /// One member's events that `query` selects (its timeline).
+    fn member_events(&mut self, query: &TimelineQuery) -> Result<Vec<MemberEvent>, StoreError>;
+
+    /// Deletes history older than `before`: episodes resolved before it and
+    /// member events from before it. Returns how many rows went. Works in
+    /// bounded chunks.
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError>;
 }

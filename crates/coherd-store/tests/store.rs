@@ -447,3 +447,60 @@ fn episodes_are_read_by_the_window_they_were_open_in_and_a_newer_state_replaces_
         s(&[("c", 30), ("a", 50)])
     );
 }
+
+fn member_event(member: &str, at: i64, what: &str) -> coherd_store::MemberEvent {
+    coherd_store::MemberEvent {
+        service: "web".into(),
+        member: member.into(),
+        at: t(at),
+        what: what.into(),
+        record: format!(r#"{{"event":"{what}"}}"#),
+    }
+}
+
+#[test]
+fn a_members_timeline_is_read_by_window_in_time_order_and_recording_twice_changes_nothing() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let events = [
+        member_event("w-1", 0, "joined"),
+        member_event("w-1", 20, "changed:version"),
+        member_event("w-1", 20, "changed:phase"),
+        member_event("w-2", 25, "joined"),
+        member_event("w-1", 50, "silent"),
+    ];
+    store.record_member_events(&events).unwrap();
+    store.record_member_events(&events[1..2]).unwrap();
+    let query = |since: i64, until: i64, after: Option<(i64, &str)>, limit: usize| {
+        coherd_store::TimelineQuery {
+            service: "web".into(),
+            member: "w-1".into(),
+            since: t(since),
+            until: t(until),
+            after: after.map(|(at, what)| (t(at), what.to_string())),
+            limit,
+        }
+    };
+    let whats =
+        |v: Vec<coherd_store::MemberEvent>| v.into_iter().map(|e| e.what).collect::<Vec<_>>();
+    assert_eq!(
+        whats(store.member_events(&query(0, 100, None, 10)).unwrap()),
+        ["joined", "changed:phase", "changed:version", "silent"]
+    );
+    assert_eq!(
+        whats(store.member_events(&query(20, 50, None, 10)).unwrap()),
+        ["changed:phase", "changed:version"]
+    );
+    assert_eq!(
+        whats(
+            store
+                .member_events(&query(0, 100, Some((20, "changed:phase")), 1))
+                .unwrap()
+        ),
+        ["changed:version"]
+    );
+    assert_eq!(store.prune_history(t(21)).unwrap(), 3);
+    assert_eq!(
+        whats(store.member_events(&query(0, 100, None, 10)).unwrap()),
+        ["silent"]
+    );
+}

@@ -302,3 +302,54 @@ fn divergence_history_is_read_by_time_window_and_survives_a_restart() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("must be before until"), "{body}");
 }
+
+#[test]
+fn a_members_timeline_shows_its_changes_across_a_restart_and_after_it_is_deleted() {
+    let mut s = start("timeline", &[]);
+    let report = |seq: u64, version: &str| {
+        format!(
+            r#"{{"service":"web","member":"w-1","seq":{seq},"facets":{{"version":"{version}","phase":"ready"}}}}"#
+        )
+    };
+    post(&s, &report(1, "1.4.1"));
+    post(&s, &report(2, "1.4.1"));
+    post(&s, &report(3, "1.4.2"));
+    let url = format!("{}/v1/services/web/members/w-1/timeline", s.url);
+    let events = eventually(&url, |v| v.as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(events[0]["event"], "joined", "{events}");
+    assert_eq!(events[0]["facets"]["version"], "1.4.1", "{events}");
+    assert_eq!(
+        (
+            &events[1]["event"],
+            &events[1]["facet"],
+            &events[1]["from"],
+            &events[1]["to"]
+        ),
+        (
+            &Value::from("changed"),
+            &Value::from("version"),
+            &Value::from("1.4.1"),
+            &Value::from("1.4.2")
+        ),
+        "{events}"
+    );
+
+    // After SIGKILL, the reports replayed from the log do not add events twice.
+    s.kill_and_restart();
+    assert_eq!(get_json(&url), events);
+
+    let (status, body) = request(
+        "DELETE",
+        &format!("{}/v1/services/web/members/w-1", s.url),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+    let after = eventually(&url, |v| v.as_array().is_some_and(|a| a.len() == 3));
+    assert_eq!(after[2]["event"], "deleted", "{after}");
+    // A window before the change holds only the join.
+    let changed: coherd_model::Time = events[1]["at"].as_str().unwrap().parse().unwrap();
+    let v = get_json(&format!("{url}?until={changed}"));
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+}

@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
-use coherd_engine::{Change, Divergence, Driver, Engine, Event, Kind, Outcome, Severity};
+use coherd_engine::{
+    Change, Divergence, Driver, Engine, Event, Kind, MemberChange, Outcome, Severity,
+};
 use coherd_model::{Intent, Limits, Observation, Time};
 use serde_json::Value;
 
@@ -31,15 +33,25 @@ pub(crate) fn observation(v: &Value) -> Observation {
         .unwrap_or_else(|e| panic!("invalid observation {v}: {e:?}"))
 }
 
-/// Every event polled so far, with its divergence resolved to (id, change, severity).
+/// Every event polled so far: divergences resolved to (id, change,
+/// severity), and member events as (member, time, change).
 #[derive(Default)]
-pub(crate) struct Changes(pub Vec<(String, Change, Severity)>);
+pub(crate) struct Changes(
+    pub Vec<(String, Change, Severity)>,
+    pub Vec<(String, Time, MemberChange)>,
+);
 
 impl coherd_engine::Sink for Changes {
     fn event(&mut self, engine: &Engine, event: Event) {
-        if let Event::Divergence { index, change } = event {
-            let d = &engine.divergences()[index];
-            self.0.push((d.id.clone(), change, d.severity));
+        match event {
+            Event::Divergence { index, change } => {
+                let d = &engine.divergences()[index];
+                self.0.push((d.id.clone(), change, d.severity));
+            }
+            Event::Member {
+                member, at, change, ..
+            } => self.1.push((member, at, change)),
+            Event::Convergence { .. } => {}
         }
     }
 }
@@ -126,6 +138,17 @@ impl Harness {
         let t = at(offset);
         self.check_order(t);
         self.driver.tick(t);
+    }
+
+    /// A member's timeline so far: (time, what happened).
+    pub(crate) fn timeline(&self, member: &str) -> Vec<(Time, MemberChange)> {
+        self.driver
+            .sink()
+            .1
+            .iter()
+            .filter(|(m, ..)| m == member)
+            .map(|(_, t, c)| (*t, c.clone()))
+            .collect()
     }
 
     /// Every record of `kind`, in the order they opened.

@@ -1,4 +1,5 @@
-//! History: divergence episodes, recorded as they change and read by window.
+//! History: divergence episodes, recorded as they change and read by
+//! window, and member events, read as a member's timeline.
 
 use std::path::Path;
 
@@ -6,17 +7,20 @@ use coherd_model::Time;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::error::{Op, db_error};
-use crate::{Episode, EpisodeQuery, StoreError};
+use crate::{Episode, EpisodeQuery, MemberEvent, StoreError, TimelineQuery};
 
 /// Rows deleted per transaction while pruning.
 const DELETE_CHUNK: i64 = 10_000;
 
-pub(crate) fn record(
+/// Runs `sql` once per item, in one transaction.
+fn write_each<T>(
     conn: &mut Connection,
     path: &Path,
-    episodes: &[Episode],
+    sql: &str,
+    items: &[T],
+    run: impl Fn(&mut rusqlite::CachedStatement<'_>, &T) -> rusqlite::Result<usize>,
 ) -> Result<(), StoreError> {
-    if episodes.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
     let write_err = |e| db_error(path, e, Op::Write);
@@ -24,32 +28,37 @@ pub(crate) fn record(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(write_err)?;
     {
-        let mut upsert = tx
-            .prepare_cached(
-                "INSERT INTO episodes (id, opened_at, service, kind, resolved_at, ends_at, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id, opened_at) DO UPDATE SET
-                     resolved_at = excluded.resolved_at,
-                     ends_at = excluded.ends_at,
-                     record = excluded.record",
-            )
-            .map_err(write_err)?;
-        for e in episodes {
-            let resolved = e.resolved_at.map(Time::as_nanos);
-            upsert
-                .execute(params![
-                    e.id,
-                    e.opened_at.as_nanos(),
-                    e.service,
-                    e.kind,
-                    resolved,
-                    resolved.unwrap_or(i64::MAX),
-                    e.record
-                ])
-                .map_err(write_err)?;
+        let mut stmt = tx.prepare_cached(sql).map_err(write_err)?;
+        for item in items {
+            run(&mut stmt, item).map_err(write_err)?;
         }
     }
     tx.commit().map_err(write_err)
+}
+
+pub(crate) fn record(
+    conn: &mut Connection,
+    path: &Path,
+    episodes: &[Episode],
+) -> Result<(), StoreError> {
+    let upsert = "INSERT INTO episodes (id, opened_at, service, kind, resolved_at, ends_at, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id, opened_at) DO UPDATE SET
+             resolved_at = excluded.resolved_at,
+             ends_at = excluded.ends_at,
+             record = excluded.record";
+    write_each(conn, path, upsert, episodes, |stmt, e| {
+        let resolved = e.resolved_at.map(Time::as_nanos);
+        stmt.execute(params![
+            e.id,
+            e.opened_at.as_nanos(),
+            e.service,
+            e.kind,
+            resolved,
+            resolved.unwrap_or(i64::MAX),
+            e.record
+        ])
+    })
 }
 
 pub(crate) fn query(
@@ -101,20 +110,86 @@ pub(crate) fn query(
     rows.collect::<Result<_, _>>().map_err(read)
 }
 
+pub(crate) fn record_members(
+    conn: &mut Connection,
+    path: &Path,
+    events: &[MemberEvent],
+) -> Result<(), StoreError> {
+    let insert = "INSERT OR IGNORE INTO member_events (service, member, at, what, record)
+         VALUES (?1, ?2, ?3, ?4, ?5)";
+    write_each(conn, path, insert, events, |stmt, e| {
+        stmt.execute(params![
+            e.service,
+            e.member,
+            e.at.as_nanos(),
+            e.what,
+            e.record
+        ])
+    })
+}
+
+pub(crate) fn timeline(
+    conn: &Connection,
+    path: &Path,
+    q: &TimelineQuery,
+) -> Result<Vec<MemberEvent>, StoreError> {
+    let read = |e| db_error(path, e, Op::Read);
+    let (after_at, after_what) = q
+        .after
+        .as_ref()
+        .map_or((i64::MIN, ""), |(at, what)| (at.as_nanos(), what.as_str()));
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT at, what, record FROM member_events
+             WHERE service = ?1 AND member = ?2 AND at >= ?3 AND at < ?4
+               AND (at, what) > (?5, ?6)
+             ORDER BY at, what
+             LIMIT ?7",
+        )
+        .map_err(read)?;
+    let rows = stmt
+        .query_map(
+            params![
+                q.service,
+                q.member,
+                q.since.as_nanos(),
+                q.until.as_nanos(),
+                after_at,
+                after_what,
+                q.limit as i64
+            ],
+            |r| {
+                Ok(MemberEvent {
+                    service: q.service.clone(),
+                    member: q.member.clone(),
+                    at: Time::from_nanos(r.get(0)?),
+                    what: r.get(1)?,
+                    record: r.get(2)?,
+                })
+            },
+        )
+        .map_err(read)?;
+    rows.collect::<Result<_, _>>().map_err(read)
+}
+
 pub(crate) fn prune(conn: &mut Connection, path: &Path, before: Time) -> Result<u64, StoreError> {
     let write_err = |e| db_error(path, e, Op::Write);
     let mut total = 0;
-    loop {
-        let deleted = conn
-            .execute(
-                "DELETE FROM episodes WHERE (id, opened_at) IN (
-                     SELECT id, opened_at FROM episodes WHERE ends_at < ?1 LIMIT ?2)",
-                params![before.as_nanos(), DELETE_CHUNK],
-            )
-            .map_err(write_err)?;
-        total += deleted as u64;
-        if (deleted as i64) < DELETE_CHUNK {
-            return Ok(total);
+    for delete in [
+        "DELETE FROM episodes WHERE (id, opened_at) IN (
+             SELECT id, opened_at FROM episodes WHERE ends_at < ?1 LIMIT ?2)",
+        "DELETE FROM member_events WHERE (service, member, at, what) IN (
+             SELECT service, member, at, what FROM member_events WHERE at < ?1 LIMIT ?2)",
+    ] {
+        loop {
+            let deleted = conn
+                .execute(delete, params![before.as_nanos(), DELETE_CHUNK])
+                .map_err(write_err)?;
+            total += deleted as u64;
+            if (deleted as i64) < DELETE_CHUNK {
+                break;
+            }
         }
     }
+    Ok(total)
 }

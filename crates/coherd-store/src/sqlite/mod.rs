@@ -12,7 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, NewEntry, Store, StoreError, Time, TruncateStats,
+    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, Store, StoreError, Time,
+    TimelineQuery, TruncateStats,
 };
 use error::{Op, db_error};
 
@@ -33,7 +34,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// reused; observation batches as zstd-compressed JSON), `checkpoints` and
 /// `checkpoint_chunks` (the engine's checkpoints, compressed, in pieces of
 /// 1 MiB), `episodes` (the history of divergence episodes, indexed by when
-/// they opened and ended), and `member_states` (member states an older coherd kept when it
+/// they opened and ended), `member_events` (members' timelines), and `member_states` (member states an older coherd kept when it
 /// pruned the log; read at start, deleted by the first truncation).
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -139,6 +140,14 @@ impl Store for SqliteStore {
 
     fn episodes(&mut self, query: &EpisodeQuery) -> Result<Vec<Episode>, StoreError> {
         history::query(&self.conn, &self.path, query)
+    }
+
+    fn record_member_events(&mut self, events: &[MemberEvent]) -> Result<(), StoreError> {
+        history::record_members(&mut self.conn, &self.path, events)
+    }
+
+    fn member_events(&mut self, query: &TimelineQuery) -> Result<Vec<MemberEvent>, StoreError> {
+        history::timeline(&self.conn, &self.path, query)
     }
 
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError> {

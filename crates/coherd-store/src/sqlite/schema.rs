@@ -100,7 +100,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (checkpoint, seq)
     ) STRICT, WITHOUT ROWID;
     ",
-    // Version 4: history of divergence episodes.
+    // Version 4: history of divergence episodes and member events.
     "
     CREATE TABLE episodes (
         id          TEXT    NOT NULL,
@@ -116,6 +116,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX episodes_by_opening ON episodes (opened_at, id);
     CREATE INDEX episodes_by_end ON episodes (ends_at);
+    CREATE TABLE member_events (
+        service TEXT    NOT NULL,
+        member  TEXT    NOT NULL,
+        at      INTEGER NOT NULL,
+        -- What happened, with the facet for a change: joined, changed:version...
+        what    TEXT    NOT NULL,
+        -- The event as the API shows it, JSON.
+        record  TEXT    NOT NULL,
+        PRIMARY KEY (service, member, at, what)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX member_events_by_time ON member_events (at);
     ",
 ];
 
