@@ -264,10 +264,13 @@ pub(crate) async fn get_member(
     Ok(Json(body).into_response())
 }
 
-/// Query of `GET /v1/services/{service}/members/{member}/timeline`.
+/// Query of `GET /v1/history/timeline` and `GET /v1/history/sli`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TimelineParams {
+pub(crate) struct HistoryParams {
+    service: String,
+    /// The timeline's member (required there, refused for `sli`).
+    member: Option<String>,
     since: Option<Time>,
     until: Option<Time>,
     limit: Option<u16>,
@@ -286,6 +289,13 @@ impl serde::Serialize for StoredRecord {
     }
 }
 
+/// A service name from the query, or 400 saying what is wrong with it.
+fn check_service(service: &str) -> ApiResult<()> {
+    coherd_model::names::service(service)
+        .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
+    Ok(())
+}
+
 /// Reads the history off the engine and the writer.
 async fn read_history<T: Send + 'static>(
     state: &AppState,
@@ -300,20 +310,22 @@ async fn read_history<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("cannot read the history: {e}")))
 }
 
-/// `GET /v1/services/{service}/members/{member}/timeline`: what happened to
-/// a member (joins, facet changes, silences, departures), oldest first, a
-/// page at a time; also for a member deleted or forgotten since.
+/// `GET /v1/history/timeline?service=&member=`: what happened to a member
+/// (joins, facet changes, silences, departures), oldest first, a page at a
+/// time; history, so also for a member deleted or forgotten since.
 pub(crate) async fn get_timeline(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    Path((service, member)): Path<(String, String)>,
-    Query(q): Query<TimelineParams>,
+    Query(q): Query<HistoryParams>,
 ) -> ApiResult<Response> {
     use coherd_store::Store;
     state.tokens.check(&headers, Scope::Read)?;
-    coherd_model::names::service(&service)
-        .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
+    let service = q.service;
+    check_service(&service)?;
+    let member = q
+        .member
+        .ok_or_else(|| page::bad("member: give the member whose timeline to show"))?;
     coherd_model::names::member(&member)
         .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("member: {e}")))?;
     let limit = page::limit(q.limit)?;
@@ -364,6 +376,45 @@ fn stored_page(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(page::respond(uri, list, limit, |r| r.cursor.clone()))
+}
+
+/// `GET /v1/history/sli?service=`: the service's SLIs per minute, oldest
+/// first, a page at a time (the default window: the last 24 hours).
+pub(crate) async fn get_sli_minutes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<HistoryParams>,
+) -> ApiResult<Response> {
+    use coherd_store::Store;
+    state.tokens.check(&headers, Scope::Read)?;
+    let service = q.service;
+    check_service(&service)?;
+    if q.member.is_some() {
+        return Err(page::bad("member: SLIs are per service; leave member out"));
+    }
+    let limit = page::limit(q.limit)?;
+    let until = q.until.unwrap_or(Time::from_nanos(i64::MAX));
+    let mut since = q.since.unwrap_or_else(|| {
+        coherd_model::time::wall_now().sub(std::time::Duration::from_secs(86_400))
+    });
+    if since >= until {
+        return Err(empty_window(since, until));
+    }
+    if let Some(cursor) = &q.cursor {
+        let after: i64 = cursor
+            .parse()
+            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?;
+        since = since.max(Time::from_nanos(after.saturating_add(1)));
+    }
+    let minutes = read_history(&state, move |store| {
+        store.sli_minutes(&service, since, until, limit + 1)
+    })
+    .await?;
+    let rows = minutes
+        .into_iter()
+        .map(|m| (m.minute.as_nanos().to_string(), m.record));
+    stored_page(&uri, rows, limit)
 }
 
 /// The answer to a history window that ends before it starts.
@@ -514,8 +565,7 @@ pub(crate) async fn get_divergences(
         }
     };
     if let Some(service) = &q.service {
-        coherd_model::names::service(service)
-            .map_err(|e| ApiError::Request(StatusCode::BAD_REQUEST, format!("service: {e}")))?;
+        check_service(service)?;
     }
     let limit = page::limit(q.limit)?;
     let after = q

@@ -49,10 +49,8 @@ pub fn app(state: AppState) -> Router {
             get(api::get_service).delete(api::delete_service),
         )
         .route("/v1/services/{service}/members", get(api::get_members))
-        .route(
-            "/v1/services/{service}/members/{member}/timeline",
-            get(api::get_timeline),
-        )
+        .route("/v1/history/timeline", get(api::get_timeline))
+        .route("/v1/history/sli", get(api::get_sli_minutes))
         .route(
             "/v1/services/{service}/members/{member}",
             get(api::get_member).delete(api::delete_member),

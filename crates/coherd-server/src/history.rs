@@ -10,7 +10,8 @@
 //! records every episode the engine holds, and a start records the member
 //! events of the reports it replayed, which covers what a crash kept from
 //! being written. Member events that overflow the queue are counted in
-//! `coherd_history_dropped_total`.
+//! `coherd_history_dropped_total`. At the start of every minute (and at
+//! start) the thread also records each service's SLIs, for their trend.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use coherd_engine::{Divergence, MemberChange};
 use coherd_model::Time;
 use coherd_model::time::wall_now;
-use coherd_store::{Episode, MemberEvent, Store};
+use coherd_store::{Episode, MemberEvent, SliMinute, Store};
 use tokio::sync::watch;
 
 use crate::pipeline::Shared;
@@ -127,6 +128,8 @@ pub(crate) fn start(
             }
             drop(replayed);
             let mut next_prune = Instant::now();
+            // The first record is taken at start, for the minute the server started in.
+            let mut next_minute = wall_now();
             loop {
                 let stopping = *stop.borrow();
                 if shared.history.lost.swap(false, Ordering::SeqCst) {
@@ -155,6 +158,15 @@ pub(crate) fn start(
                 }
                 let idle = episodes.is_empty() && members.is_empty();
                 write(&mut *store, &shared, &episodes, &members);
+                let now = wall_now();
+                if now >= next_minute {
+                    let minute = minute_of(now);
+                    next_minute = minute.add(Duration::from_secs(60));
+                    if let Err(e) = store.record_sli(&sli_minutes(&shared, minute)) {
+                        tracing::error!(error = %e, "cannot record the SLIs of this minute");
+                        shared.metrics.history_failures.inc();
+                    }
+                }
                 if Instant::now() >= next_prune {
                     next_prune = Instant::now() + PRUNE_EVERY;
                     match store.prune_history(wall_now().sub(retention)) {
@@ -169,6 +181,54 @@ pub(crate) fn start(
             }
         })
         .expect("spawn the history thread")
+}
+
+/// The start of the minute `t` is in.
+fn minute_of(t: Time) -> Time {
+    Time::from_nanos(t.as_nanos() - t.as_nanos().rem_euclid(60_000_000_000))
+}
+
+/// Every service's SLIs now, as the minute's record: what a trend needs,
+/// not every window (those are on `/v1/services/{service}/slis` and `/metrics`).
+fn sli_minutes(shared: &Shared, minute: Time) -> Vec<SliMinute> {
+    // Computed under the engine lock, written out after.
+    let slis: Vec<(String, u32, coherd_engine::ServiceSlis)> = {
+        let mut engine = shared.engine();
+        let services = engine.services();
+        services
+            .into_iter()
+            .filter_map(|s| {
+                let slis = engine.service_slis(&s.service)?;
+                Some((s.service, s.open_divergences, slis))
+            })
+            .collect()
+    };
+    slis.into_iter()
+        .map(|(service, open, s)| {
+            let exposure: std::collections::BTreeMap<&str, Option<f64>> = s
+                .exposure
+                .iter()
+                .map(|(f, e)| (f.as_str(), e.now))
+                .collect();
+            let record = serde_json::json!({
+                "minute": minute,
+                "members": s.members,
+                "live": s.live,
+                "silent": s.silent,
+                "open_divergences": open,
+                "coherence": s.coherence,
+                "telemetry_completeness": s.telemetry_completeness,
+                "phase_mismatch_rate": s.phase_mismatch_rate,
+                "flap_frequency": s.flap_frequency,
+                "exposure": exposure,
+            });
+            SliMinute {
+                service,
+                minute,
+                record: record.to_string(),
+            }
+        })
+        .collect()
 }
 
 fn write(store: &mut dyn Store, shared: &Shared, episodes: &[Episode], members: &[MemberEvent]) {

@@ -53,6 +53,12 @@ fn query(name: &str, description: &str, schema: Value) -> Value {
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
 }
 
+fn required_query(name: &str, description: &str, schema: Value) -> Value {
+    let mut q = query(name, description, schema);
+    q["required"] = true.into();
+    q
+}
+
 /// `limit` and `cursor` (of the shape the endpoint gives), for endpoints that page.
 fn paging(cursor: &str) -> [Value; 2] {
     [
@@ -235,14 +241,33 @@ pub(crate) fn document() -> Value {
             },
         ),
         (
-            "/v1/services/{service}/members/{member}/timeline",
+            "/v1/history/sli",
             "get",
             Op {
-                summary: "What happened to a member, oldest first: joined, changed (a facet or the phase), silent, back, left, deleted, forgotten; from the history, also for members gone since",
+                summary: "A service's SLIs per minute, oldest first: members, live, silent, open divergences, coherence, telemetry completeness, phase mismatch, flap frequency, exposure; kept history_retention, also for services deleted since",
                 auth: Auth::Scope,
                 params: vec![
-                    service(),
-                    path_param("member", "member id", MEMBER),
+                    required_query("service", "the service", json!({"type": "string", "pattern": SERVICE})),
+                    query("since", "only minutes at or after this time (default: 24 hours ago)", time()),
+                    query("until", "only minutes before this time", time()),
+                ]
+                .into_iter()
+                .chain(paging("^-?[0-9]{1,19}$"))
+                .collect(),
+                body: None,
+                ok: vec![("200", "minutes", json_content(list()))],
+                errors: &["400", "422"],
+            },
+        ),
+        (
+            "/v1/history/timeline",
+            "get",
+            Op {
+                summary: "What happened to a member, oldest first: joined, changed (a facet or the phase), silent, back, left, deleted, forgotten; kept history_retention, also for members gone since",
+                auth: Auth::Scope,
+                params: vec![
+                    required_query("service", "the member's service", json!({"type": "string", "pattern": SERVICE})),
+                    required_query("member", "the member", json!({"type": "string", "pattern": MEMBER})),
                     query("since", "only events at or after this time", time()),
                     query("until", "only events before this time", time()),
                 ]

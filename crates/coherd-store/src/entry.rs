@@ -155,3 +155,14 @@ pub struct TimelineQuery {
     /// At most this many.
     pub limit: usize,
 }
+
+/// A service's SLIs over one minute, for the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliMinute {
+    /// The service.
+    pub service: String,
+    /// The minute's start.
+    pub minute: Time,
+    /// The SLIs as the API shows them (JSON).
+    pub record: String,
+}

@@ -28,8 +28,10 @@
 //! ([`Store::record_episodes`]) and read by time window
 //! ([`Store::episodes`]); member events (joins, facet changes, silences,
 //! departures) are recorded as they happen ([`Store::record_member_events`])
-//! and read as a member's timeline ([`Store::member_events`]). Both are
-//! pruned after their retention ([`Store::prune_history`]).
+//! and read as a member's timeline ([`Store::member_events`]); each
+//! service's SLIs are kept per minute ([`Store::record_sli`],
+//! [`Store::sli_minutes`]). All are pruned after their retention
+//! ([`Store::prune_history`]).
 //!
 //! The trait is synchronous and says nothing about SQL: ids are plain `u64`
 //! sequence numbers, checkpoints are bytes, and errors are [`StoreError`]s
@@ -76,7 +78,7 @@ mod error;
 mod sqlite;
 
 pub use entry::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, TimelineQuery,
+    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, SliMinute, TimelineQuery,
     TruncateStats,
 };
 pub use error::StoreError;
@@ -164,8 +166,20 @@ pub trait Store: Send {
     /// One member's events that `query` selects (its timeline).
     fn member_events(&mut self, query: &TimelineQuery) -> Result<Vec<MemberEvent>, StoreError>;
 
-    /// Deletes history older than `before`: episodes resolved before it and
-    /// member events from before it. Returns how many rows went. Works in
-    /// bounded chunks.
+    /// Records services' SLIs per minute; a minute already there is replaced.
+    fn record_sli(&mut self, minutes: &[SliMinute]) -> Result<(), StoreError>;
+
+    /// A service's SLI minutes in `[since, until)`, oldest first, at most `limit`.
+    fn sli_minutes(
+        &mut self,
+        service: &str,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> Result<Vec<SliMinute>, StoreError>;
+
+    /// Deletes history older than `before`: episodes resolved before it,
+    /// member events and SLI minutes from before it. Returns how many rows
+    /// went. Works in bounded chunks.
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError>;
 }

@@ -504,3 +504,35 @@ fn a_members_timeline_is_read_by_window_in_time_order_and_recording_twice_change
         ["silent"]
     );
 }
+
+#[test]
+fn sli_minutes_are_read_by_window_and_a_minute_recorded_again_is_replaced() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let minute = |service: &str, m: i64, v: &str| coherd_store::SliMinute {
+        service: service.into(),
+        minute: t(m * 60),
+        record: v.into(),
+    };
+    store
+        .record_sli(&[
+            minute("web", 0, "a"),
+            minute("web", 1, "b"),
+            minute("db", 1, "x"),
+            minute("web", 2, "c"),
+        ])
+        .unwrap();
+    store.record_sli(&[minute("web", 1, "b2")]).unwrap();
+    let records = |store: &mut SqliteStore, since: i64, until: i64, limit: usize| {
+        store
+            .sli_minutes("web", t(since * 60), t(until * 60), limit)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.record)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(records(&mut store, 0, 3, 10), ["a", "b2", "c"]);
+    assert_eq!(records(&mut store, 1, 2, 10), ["b2"]);
+    assert_eq!(records(&mut store, 0, 3, 2), ["a", "b2"]);
+    assert_eq!(store.prune_history(t(120)).unwrap(), 3);
+    assert_eq!(records(&mut store, 0, 3, 10), ["c"]);
+}

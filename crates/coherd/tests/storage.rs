@@ -314,7 +314,7 @@ fn a_members_timeline_shows_its_changes_across_a_restart_and_after_it_is_deleted
     post(&s, &report(1, "1.4.1"));
     post(&s, &report(2, "1.4.1"));
     post(&s, &report(3, "1.4.2"));
-    let url = format!("{}/v1/services/web/members/w-1/timeline", s.url);
+    let url = format!("{}/v1/history/timeline?service=web&member=w-1", s.url);
     let events = eventually(&url, |v| v.as_array().is_some_and(|a| a.len() == 2));
     assert_eq!(events[0]["event"], "joined", "{events}");
     assert_eq!(events[0]["facets"]["version"], "1.4.1", "{events}");
@@ -350,6 +350,31 @@ fn a_members_timeline_shows_its_changes_across_a_restart_and_after_it_is_deleted
     assert_eq!(after[2]["event"], "deleted", "{after}");
     // A window before the change holds only the join.
     let changed: coherd_model::Time = events[1]["at"].as_str().unwrap().parse().unwrap();
-    let v = get_json(&format!("{url}?until={changed}"));
+    let v = get_json(&format!("{url}&until={changed}"));
     assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+}
+
+#[test]
+fn a_services_slis_are_kept_per_minute() {
+    let mut s = start("sli", &[]);
+    post(&s, &round(1));
+    // A start records the minute it began in, with the fleet it rebuilt.
+    s.kill_and_restart();
+    let url = format!("{}/v1/history/sli?service=web", s.url);
+    let minutes = eventually(&url, |v| {
+        v.as_array()
+            .and_then(|a| a.last())
+            .is_some_and(|m| m["members"] == 40)
+    });
+    let last = minutes.as_array().unwrap().last().unwrap();
+    assert_eq!(last["live"], 40, "{last}");
+    // Two members on 0.9.0 drift, and the version is mixed.
+    assert_eq!(last["open_divergences"], 3, "{last}");
+    assert!(last["minute"].as_str().unwrap().ends_with(":00Z"), "{last}");
+    assert!(
+        last["coherence"]
+            .as_f64()
+            .is_some_and(|c| (c - 38.0 / 40.0).abs() < 1e-9),
+        "{last}"
+    );
 }

@@ -7,7 +7,7 @@ use coherd_model::Time;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::error::{Op, db_error};
-use crate::{Episode, EpisodeQuery, MemberEvent, StoreError, TimelineQuery};
+use crate::{Episode, EpisodeQuery, MemberEvent, SliMinute, StoreError, TimelineQuery};
 
 /// Rows deleted per transaction while pruning.
 const DELETE_CHUNK: i64 = 10_000;
@@ -128,6 +128,49 @@ pub(crate) fn record_members(
     })
 }
 
+pub(crate) fn record_sli(
+    conn: &mut Connection,
+    path: &Path,
+    minutes: &[SliMinute],
+) -> Result<(), StoreError> {
+    let upsert = "INSERT INTO sli_minutes (service, minute, record) VALUES (?1, ?2, ?3)
+         ON CONFLICT (service, minute) DO UPDATE SET record = excluded.record";
+    write_each(conn, path, upsert, minutes, |stmt, m| {
+        stmt.execute(params![m.service, m.minute.as_nanos(), m.record])
+    })
+}
+
+pub(crate) fn sli_minutes(
+    conn: &Connection,
+    path: &Path,
+    service: &str,
+    since: Time,
+    until: Time,
+    limit: usize,
+) -> Result<Vec<SliMinute>, StoreError> {
+    let read = |e| db_error(path, e, Op::Read);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT minute, record FROM sli_minutes
+             WHERE service = ?1 AND minute >= ?2 AND minute < ?3
+             ORDER BY minute LIMIT ?4",
+        )
+        .map_err(read)?;
+    let rows = stmt
+        .query_map(
+            params![service, since.as_nanos(), until.as_nanos(), limit as i64],
+            |r| {
+                Ok(SliMinute {
+                    service: service.to_string(),
+                    minute: Time::from_nanos(r.get(0)?),
+                    record: r.get(1)?,
+                })
+            },
+        )
+        .map_err(read)?;
+    rows.collect::<Result<_, _>>().map_err(read)
+}
+
 pub(crate) fn timeline(
     conn: &Connection,
     path: &Path,
@@ -180,6 +223,8 @@ pub(crate) fn prune(conn: &mut Connection, path: &Path, before: Time) -> Result<
              SELECT id, opened_at FROM episodes WHERE ends_at < ?1 LIMIT ?2)",
         "DELETE FROM member_events WHERE (service, member, at, what) IN (
              SELECT service, member, at, what FROM member_events WHERE at < ?1 LIMIT ?2)",
+        "DELETE FROM sli_minutes WHERE (service, minute) IN (
+             SELECT service, minute FROM sli_minutes WHERE minute < ?1 LIMIT ?2)",
     ] {
         loop {
             let deleted = conn

@@ -12,8 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, Store, StoreError, Time,
-    TimelineQuery, TruncateStats,
+    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, SliMinute, Store,
+    StoreError, Time, TimelineQuery, TruncateStats,
 };
 use error::{Op, db_error};
 
@@ -34,7 +34,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// reused; observation batches as zstd-compressed JSON), `checkpoints` and
 /// `checkpoint_chunks` (the engine's checkpoints, compressed, in pieces of
 /// 1 MiB), `episodes` (the history of divergence episodes, indexed by when
-/// they opened and ended), `member_events` (members' timelines), and `member_states` (member states an older coherd kept when it
+/// they opened and ended), `member_events` (members' timelines),
+/// `sli_minutes` (each service's SLIs per minute), and `member_states` (member states an older coherd kept when it
 /// pruned the log; read at start, deleted by the first truncation).
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -148,6 +149,20 @@ impl Store for SqliteStore {
 
     fn member_events(&mut self, query: &TimelineQuery) -> Result<Vec<MemberEvent>, StoreError> {
         history::timeline(&self.conn, &self.path, query)
+    }
+
+    fn record_sli(&mut self, minutes: &[SliMinute]) -> Result<(), StoreError> {
+        history::record_sli(&mut self.conn, &self.path, minutes)
+    }
+
+    fn sli_minutes(
+        &mut self,
+        service: &str,
+        since: Time,
+        until: Time,
+        limit: usize,
+    ) -> Result<Vec<SliMinute>, StoreError> {
+        history::sli_minutes(&self.conn, &self.path, service, since, until, limit)
     }
 
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError> {

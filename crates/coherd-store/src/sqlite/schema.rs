@@ -100,7 +100,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (checkpoint, seq)
     ) STRICT, WITHOUT ROWID;
     ",
-    // Version 4: history of divergence episodes and member events.
+    // Version 4: history: divergence episodes, member events, SLIs per minute.
     "
     CREATE TABLE episodes (
         id          TEXT    NOT NULL,
@@ -127,6 +127,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (service, member, at, what)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX member_events_by_time ON member_events (at);
+    CREATE TABLE sli_minutes (
+        service TEXT    NOT NULL,
+        -- The minute's start; ns since the epoch.
+        minute  INTEGER NOT NULL,
+        -- The service's SLIs then, JSON.
+        record  TEXT    NOT NULL,
+        PRIMARY KEY (service, minute)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX sli_minutes_by_time ON sli_minutes (minute);
     ",
 ];
 
