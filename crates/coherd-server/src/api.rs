@@ -417,6 +417,51 @@ pub(crate) async fn get_sli_minutes(
     stored_page(&uri, rows, limit)
 }
 
+/// Query of `GET /v1/history/intents`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WindowParams {
+    since: Option<Time>,
+    until: Option<Time>,
+    limit: Option<u16>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/history/intents`: every revision of the intent, oldest first,
+/// with the text the operator sent.
+pub(crate) async fn get_intents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<WindowParams>,
+) -> ApiResult<Response> {
+    use coherd_store::Store;
+    state.tokens.check(&headers, Scope::Read)?;
+    let limit = page::limit(q.limit)?;
+    let since = q.since.unwrap_or(Time::EPOCH);
+    let until = q.until.unwrap_or(Time::from_nanos(i64::MAX));
+    if since >= until {
+        return Err(empty_window(since, until));
+    }
+    let after = match &q.cursor {
+        Some(c) => c
+            .parse()
+            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?,
+        None => 0,
+    };
+    let current = state.shared.intent().map_or(0, |i| i.revision);
+    let revisions = read_history(&state, move |store| {
+        store.intents(since, until, after, limit + 1)
+    })
+    .await?;
+    let rows = revisions.into_iter().map(|r| {
+        let revision = current.saturating_sub(r.newer);
+        let record = json!({"revision": revision, "at": r.at, "source": r.source});
+        (r.id.to_string(), record.to_string())
+    });
+    stored_page(&uri, rows, limit)
+}
+
 /// The answer to a history window that ends before it starts.
 fn empty_window(since: Time, until: Time) -> ApiError {
     ApiError::Request(

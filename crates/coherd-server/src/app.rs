@@ -51,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/members", get(api::get_members))
         .route("/v1/history/timeline", get(api::get_timeline))
         .route("/v1/history/sli", get(api::get_sli_minutes))
+        .route("/v1/history/intents", get(api::get_intents))
         .route(
             "/v1/services/{service}/members/{member}",
             get(api::get_member).delete(api::delete_member),

@@ -260,6 +260,24 @@ pub(crate) fn document() -> Value {
             },
         ),
         (
+            "/v1/history/intents",
+            "get",
+            Op {
+                summary: "Every revision of the intent, oldest first: revision, when it took force, the text as sent; kept history_retention (the one in force always)",
+                auth: Auth::Scope,
+                params: vec![
+                    query("since", "only revisions that took force at or after this time", time()),
+                    query("until", "only revisions that took force before this time", time()),
+                ]
+                .into_iter()
+                .chain(paging("^[0-9]{1,19}$"))
+                .collect(),
+                body: None,
+                ok: vec![("200", "revisions", json_content(list()))],
+                errors: &["400", "422"],
+            },
+        ),
+        (
             "/v1/history/timeline",
             "get",
             Op {

@@ -166,3 +166,16 @@ pub struct SliMinute {
     /// The SLIs as the API shows them (JSON).
     pub record: String,
 }
+
+/// An intent as the history shows it: one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentRevision {
+    /// Its entry in the log: strictly increasing with revisions.
+    pub id: u64,
+    /// When it took force.
+    pub at: Time,
+    /// How many intents the store holds that came after it (0: the one in force).
+    pub newer: u64,
+    /// Its source text as the operator sent it.
+    pub source: String,
+}

@@ -78,8 +78,8 @@ mod error;
 mod sqlite;
 
 pub use entry::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, SliMinute, TimelineQuery,
-    TruncateStats,
+    CheckpointInfo, Entry, Episode, EpisodeQuery, IntentRevision, MemberEvent, NewEntry, SliMinute,
+    TimelineQuery, TruncateStats,
 };
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
@@ -178,8 +178,19 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<SliMinute>, StoreError>;
 
+    /// The intents that took force in `[since, until)`, after entry `after`,
+    /// oldest first, at most `limit`.
+    fn intents(
+        &mut self,
+        since: Time,
+        until: Time,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<IntentRevision>, StoreError>;
+
     /// Deletes history older than `before`: episodes resolved before it,
-    /// member events and SLI minutes from before it. Returns how many rows
-    /// went. Works in bounded chunks.
+    /// member events and SLI minutes from before it, and intents replaced
+    /// before it (never the one in force, nor one a restart would still
+    /// replay). Returns how many rows went. Works in bounded chunks.
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError>;
 }

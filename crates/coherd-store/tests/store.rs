@@ -536,3 +536,50 @@ fn sli_minutes_are_read_by_window_and_a_minute_recorded_again_is_replaced() {
     assert_eq!(store.prune_history(t(120)).unwrap(), 3);
     assert_eq!(records(&mut store, 0, 3, 10), ["c"]);
 }
+
+#[test]
+fn intent_revisions_are_listed_by_window_and_only_replaced_ones_a_checkpoint_covers_are_pruned() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let ids = store
+        .append(&[
+            intent(10, "one"),
+            intent(20, "two"),
+            intent(30, "three"),
+            intent(40, "four"),
+        ])
+        .unwrap();
+    let list = |store: &mut SqliteStore, since: i64, after: u64| {
+        store
+            .intents(t(since), t(1000), after, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.source, r.newer))
+            .collect::<Vec<_>>()
+    };
+    let s = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(&mut store, 0, 0),
+        s(&[("one", 3), ("two", 2), ("three", 1), ("four", 0)])
+    );
+    assert_eq!(
+        list(&mut store, 20, 0),
+        s(&[("two", 2), ("three", 1), ("four", 0)])
+    );
+    assert_eq!(list(&mut store, 0, ids[2]), s(&[("four", 0)]));
+
+    // Without a checkpoint every intent is still needed to rebuild.
+    assert_eq!(store.prune_history(t(1000)).unwrap(), 0);
+    // A checkpoint that covers the first two lets them go.
+    store.save_checkpoint(ids[1], t(20), b"state").unwrap();
+    assert_eq!(store.prune_history(t(1000)).unwrap(), 2);
+    assert_eq!(list(&mut store, 0, 0), s(&[("three", 1), ("four", 0)]));
+    // The one in force stays, however old.
+    store.save_checkpoint(ids[3], t(40), b"state").unwrap();
+    store.truncate(2, None).unwrap();
+    store.prune_history(t(1000)).unwrap();
+    assert_eq!(list(&mut store, 0, 0), s(&[("four", 0)]));
+}

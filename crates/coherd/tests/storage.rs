@@ -378,3 +378,23 @@ fn a_services_slis_are_kept_per_minute() {
         "{last}"
     );
 }
+
+#[test]
+fn every_revision_of_the_intent_is_in_the_history_with_its_text() {
+    let mut s = start("intents", &["--checkpoint-interval", "1s"]);
+    // The file's intent is revision 1; a change to the file (reloaded when it
+    // changes) is revision 2.
+    let file = s.dir.join("intent.yaml");
+    let second = INTENT.replace("1.4.2", "1.4.3");
+    std::fs::write(&file, &second).unwrap();
+    let url = format!("{}/v1/history/intents", s.url);
+    let revisions = eventually(&url, |v| v.as_array().is_some_and(|a| a.len() == 2));
+    assert_eq!(revisions[0]["revision"], 1, "{revisions}");
+    assert_eq!(revisions[1]["revision"], 2, "{revisions}");
+    assert_eq!(revisions[1]["source"], second.as_str(), "{revisions}");
+    assert_eq!(get_json(&format!("{}/v1/intent", s.url))["revision"], 2);
+    // Revisions keep their numbers across a restart from a checkpoint.
+    post_until_checkpoints(&s, 1, 1);
+    s.kill_and_restart();
+    assert_eq!(get_json(&url), revisions);
+}

@@ -7,7 +7,10 @@ use coherd_model::Time;
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::error::{Op, db_error};
-use crate::{Episode, EpisodeQuery, MemberEvent, SliMinute, StoreError, TimelineQuery};
+use super::log::INTENT;
+use crate::{
+    Episode, EpisodeQuery, IntentRevision, MemberEvent, SliMinute, StoreError, TimelineQuery,
+};
 
 /// Rows deleted per transaction while pruning.
 const DELETE_CHUNK: i64 = 10_000;
@@ -171,6 +174,47 @@ pub(crate) fn sli_minutes(
     rows.collect::<Result<_, _>>().map_err(read)
 }
 
+pub(crate) fn intents(
+    conn: &Connection,
+    path: &Path,
+    since: Time,
+    until: Time,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<IntentRevision>, StoreError> {
+    let read = |e| db_error(path, e, Op::Read);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, at, payload,
+                    (SELECT count(*) FROM entries n WHERE n.kind = ?1 AND n.id > e.id)
+             FROM entries e
+             WHERE kind = ?1 AND at >= ?2 AND at < ?3 AND id > ?4
+             ORDER BY id LIMIT ?5",
+        )
+        .map_err(read)?;
+    let rows = stmt
+        .query_map(
+            params![
+                INTENT,
+                since.as_nanos(),
+                until.as_nanos(),
+                after as i64,
+                limit as i64
+            ],
+            |r| {
+                let payload: Vec<u8> = r.get(2)?;
+                Ok(IntentRevision {
+                    id: r.get::<_, i64>(0)? as u64,
+                    at: Time::from_nanos(r.get(1)?),
+                    source: String::from_utf8_lossy(&payload).into_owned(),
+                    newer: r.get::<_, i64>(3)? as u64,
+                })
+            },
+        )
+        .map_err(read)?;
+    rows.collect::<Result<_, _>>().map_err(read)
+}
+
 pub(crate) fn timeline(
     conn: &Connection,
     path: &Path,
@@ -225,6 +269,14 @@ pub(crate) fn prune(conn: &mut Connection, path: &Path, before: Time) -> Result<
              SELECT service, member, at, what FROM member_events WHERE at < ?1 LIMIT ?2)",
         "DELETE FROM sli_minutes WHERE (service, minute) IN (
              SELECT service, minute FROM sli_minutes WHERE minute < ?1 LIMIT ?2)",
+        // Intents replaced before `before`: not the one in force, and none a
+        // restart from the oldest kept checkpoint would replay.
+        "DELETE FROM entries WHERE id IN (
+             SELECT id FROM entries
+             WHERE kind = 'intent' AND at < ?1
+               AND id < (SELECT max(id) FROM entries WHERE kind = 'intent')
+               AND id <= (SELECT coalesce(min(covers), 0) FROM checkpoints WHERE complete = 1)
+             LIMIT ?2)",
     ] {
         loop {
             let deleted = conn

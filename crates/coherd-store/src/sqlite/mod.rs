@@ -12,8 +12,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, MemberEvent, NewEntry, SliMinute, Store,
-    StoreError, Time, TimelineQuery, TruncateStats,
+    CheckpointInfo, Entry, Episode, EpisodeQuery, IntentRevision, MemberEvent, NewEntry, SliMinute,
+    Store, StoreError, Time, TimelineQuery, TruncateStats,
 };
 use error::{Op, db_error};
 
@@ -163,6 +163,16 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<SliMinute>, StoreError> {
         history::sli_minutes(&self.conn, &self.path, service, since, until, limit)
+    }
+
+    fn intents(
+        &mut self,
+        since: Time,
+        until: Time,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<IntentRevision>, StoreError> {
+        history::intents(&self.conn, &self.path, since, until, after, limit)
     }
 
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError> {
