@@ -240,5 +240,7 @@ fn write(store: &mut dyn Store, shared: &Shared, episodes: &[Episode], members: 
         shared.metrics.history_failures.inc();
         shared.metrics.history_dropped.inc_by(members.len() as u64);
         shared.history.lost.store(true, Ordering::SeqCst);
+        // A full or failing disk: do not copy every episode out again at once.
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
