@@ -55,6 +55,9 @@ fn checkpoint(c: &mut Criterion) {
     let mut group = c.benchmark_group("checkpoint/100k members");
     group.sample_size(10);
     group.bench_function("write", |b| b.iter(|| black_box(engine.checkpoint())));
+    group.bench_function("snapshot (copy)", |b| {
+        b.iter(|| black_box(engine.snapshot()))
+    });
     group.bench_function("load", |b| {
         b.iter(|| {
             Engine::from_checkpoint(EngineConfig::default(), black_box(&bytes), None)

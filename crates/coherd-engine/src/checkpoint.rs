@@ -181,7 +181,38 @@ struct EngineRef<'a> {
     next_prune: Time,
 }
 
-/// The engine's state, as loaded.
+/// A copy of the engine's state, taken in the time a copy takes, to be
+/// encoded elsewhere ([`Snapshot::encode`]) while the engine goes on.
+pub struct Snapshot(EngineState);
+
+impl Snapshot {
+    /// The checkpoint bytes, as [`Engine::checkpoint`] writes them.
+    pub fn encode(&self) -> Vec<u8> {
+        let s = &self.0;
+        encode(&EngineRef {
+            syms: &s.syms,
+            services: &s.services,
+            service_index: &s.service_index,
+            timers: &s.timers,
+            table: &s.table,
+            views: &s.views,
+            labels: &s.labels,
+            now: s.now,
+            clock: s.clock,
+            counts: s.counts,
+            next_prune: s.next_prune,
+        })
+    }
+}
+
+fn encode(state: &EngineRef<'_>) -> Vec<u8> {
+    let out = postcard::to_extend(&CHECKPOINT_FORMAT, Vec::new())
+        .and_then(|out| postcard::to_extend(state, out));
+    // Every part is plain data; encoding into a vector cannot fail.
+    out.expect("an engine always encodes")
+}
+
+/// The engine's state, as loaded or copied.
 #[derive(Deserialize)]
 struct EngineState {
     syms: Interner,
@@ -208,7 +239,7 @@ impl Engine {
             self.events.is_empty(),
             "events are drained before a checkpoint"
         );
-        let state = EngineRef {
+        encode(&EngineRef {
             syms: &self.syms,
             services: &self.services,
             service_index: &self.service_index,
@@ -220,11 +251,30 @@ impl Engine {
             clock: self.clock,
             counts: self.counts,
             next_prune: self.next_prune,
-        };
-        let out = postcard::to_extend(&CHECKPOINT_FORMAT, Vec::new())
-            .and_then(|out| postcard::to_extend(&state, out));
-        // Every part is plain data; encoding into a vector cannot fail.
-        out.expect("an engine always encodes")
+        })
+    }
+
+    /// A copy of the engine's state to encode elsewhere: what a server holds
+    /// the engine for is the copy (a few times faster than encoding), not the
+    /// encoding. Same preconditions as [`checkpoint`](Engine::checkpoint).
+    pub fn snapshot(&self) -> Snapshot {
+        debug_assert!(
+            self.events.is_empty(),
+            "events are drained before a checkpoint"
+        );
+        Snapshot(EngineState {
+            syms: self.syms.clone(),
+            services: self.services.clone(),
+            service_index: self.service_index.clone(),
+            timers: self.timers.clone(),
+            table: self.table.clone(),
+            views: self.views.clone(),
+            labels: self.labels.clone(),
+            now: self.now,
+            clock: self.clock,
+            counts: self.counts,
+            next_prune: self.next_prune,
+        })
     }
 
     /// An engine loaded from [`checkpoint`](Engine::checkpoint) bytes, with

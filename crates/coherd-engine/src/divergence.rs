@@ -205,7 +205,7 @@ impl DivKey {
 
 /// Every divergence record, one per episode in the order they opened, and
 /// the latest episode of each key.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct DivergenceTable {
     pub records: Vec<Divergence>,
     pub latest: HashMap<DivKey, u32>,

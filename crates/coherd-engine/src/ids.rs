@@ -70,6 +70,15 @@ pub(crate) struct IdVec<I, T> {
     id: PhantomData<fn(I) -> I>,
 }
 
+impl<I, T: Clone> Clone for IdVec<I, T> {
+    fn clone(&self) -> IdVec<I, T> {
+        IdVec {
+            items: self.items.clone(),
+            id: PhantomData,
+        }
+    }
+}
+
 impl<I, T> Default for IdVec<I, T> {
     fn default() -> IdVec<I, T> {
         IdVec {

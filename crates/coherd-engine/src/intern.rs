@@ -19,7 +19,7 @@ pub(crate) struct Sym(u32);
 pub(crate) const NONE: Sym = Sym(u32::MAX);
 
 /// Interns strings into [`Sym`]s.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Interner {
     arena: String,
     spans: Vec<(u32, u32)>,

@@ -49,7 +49,7 @@ pub(crate) struct Run {
 }
 
 /// The runs of one job in one service.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Job {
     pub(crate) cfg: JobCfg,
     /// Sorted by (start, member).

@@ -7,7 +7,7 @@ use crate::ids::{IdVec, LabelSetId};
 use crate::intern::Sym;
 
 /// Every distinct set of (label, value) pairs seen, sorted by label.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct LabelSets {
     #[serde(with = "crate::checkpoint::sorted")]
     ids: HashMap<Vec<(Sym, Sym)>, LabelSetId>,

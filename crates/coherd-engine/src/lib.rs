@@ -67,7 +67,7 @@ mod timer;
 mod views;
 
 pub use admission::Admission;
-pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError};
+pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, Snapshot};
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
 pub use driver::{Discard, Driver, Sink};

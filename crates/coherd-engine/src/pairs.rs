@@ -31,7 +31,7 @@ pub(crate) struct PairState {
 }
 
 /// Observers and the pairs that disagree.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Views {
     /// Pairs that disagree now, pending or open.
     #[serde(with = "crate::checkpoint::sorted")]

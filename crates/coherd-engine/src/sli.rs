@@ -65,7 +65,7 @@ pub(crate) fn add_exposed(v: &mut Vec<(Sym, u64)>, facet: Sym, n: u64) {
 }
 
 /// A ring of buckets covering the last hour, plus the coherence integrator.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Windows {
     buckets: Vec<Bucket>,
     coherence: Option<f64>,

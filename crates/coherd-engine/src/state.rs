@@ -22,7 +22,7 @@ pub(crate) mod flag {
 }
 
 /// One member. Kept small: most of a fleet is quiet members at target.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Member {
     pub name: Sym,
     pub phase: Sym,
@@ -85,7 +85,7 @@ impl Member {
 }
 
 /// State few members have: views, leases, flips, holds.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct MemberExtra {
     /// Views as last reported, sorted by (service, member).
     pub views: Vec<(Sym, Sym, Sym)>,
@@ -173,7 +173,7 @@ impl FacetRule {
 }
 
 /// One facet of one service: every member's value, and counts among counting members.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Column {
     pub facet: Sym,
     pub values: IdVec<MemberSlot, Sym>,
@@ -256,7 +256,7 @@ impl ServiceCfg {
 }
 
 /// Checksums of one dataset in one service.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Dataset {
     /// position -> (member, digest) reports at that position.
     pub positions: BTreeMap<u64, Vec<(Sym, Sym)>>,
@@ -273,7 +273,7 @@ pub(crate) struct Dataset {
 pub(crate) type Holder = (Sym, u64, Time);
 
 /// Holders of one exclusive resource.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Resource {
     pub max_epoch: u64,
     /// Members listing a lease in their latest report.
@@ -284,7 +284,7 @@ pub(crate) struct Resource {
 }
 
 /// A service: its members, columns, rules and windows.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Service {
     pub name: Sym,
     pub name_str: String,

@@ -42,7 +42,7 @@ pub(crate) enum Timer {
 }
 
 /// A min-heap of deadlines.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Time, Timer)>>,
 }

@@ -310,6 +310,11 @@ fn finish(f: &mut Harness, log: &[(Time, Observation)]) -> Vec<Divergence> {
 /// Writes a checkpoint of `f` and loads it back into a new harness.
 fn restart_from_checkpoint(f: &Harness) -> Harness {
     let bytes = f.engine().checkpoint();
+    // A copy encoded elsewhere (as the server does) writes the same bytes.
+    assert!(
+        f.engine().snapshot().encode() == bytes,
+        "a snapshot encodes as the engine"
+    );
     let engine = Engine::from_checkpoint(EngineConfig::default(), &bytes, Some(intent(INTENT)))
         .unwrap_or_else(|e| panic!("{e}"));
     // Loading and writing again gives the same bytes: nothing was lost.

@@ -2,9 +2,9 @@
 //! in force beside them (as the operator wrote it), written by a thread of
 //! their own, and the restart that loads the newest intact one.
 //!
-//! The writer encodes a checkpoint between two batches, holding the engine
-//! only for the encoding; the checkpoint thread compresses and stores it
-//! with its own store handle, then truncates what the checkpoint before it
+//! The writer copies the engine's state between two batches, holding the
+//! engine only for the copy; the checkpoint thread encodes, compresses and
+//! stores it with its own store handle, then truncates what the checkpoint before it
 //! covers. So the store always holds the two newest checkpoints and the log
 //! since the older one: a damaged newest checkpoint falls back to the one
 //! before plus the log.
@@ -40,9 +40,12 @@ struct StoredIntent {
     at: Time,
 }
 
-/// The bytes of a checkpoint of `engine`, with the intent in force as its
-/// source text, revision and the time it took force.
-pub fn encode_checkpoint(engine: &Engine, intent: Option<(&str, u64, Time)>) -> Vec<u8> {
+/// The bytes of a checkpoint of an engine's `snapshot`, with the intent in
+/// force as its source text, revision and the time it took force.
+pub fn encode_checkpoint(
+    snapshot: &coherd_engine::Snapshot,
+    intent: Option<(&str, u64, Time)>,
+) -> Vec<u8> {
     let meta = Meta {
         intent: intent.map(|(source, revision, at)| StoredIntent {
             source: source.to_string(),
@@ -53,7 +56,7 @@ pub fn encode_checkpoint(engine: &Engine, intent: Option<(&str, u64, Time)>) -> 
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&FORMAT.to_le_bytes());
     let mut out = postcard::to_extend(&meta, out).expect("metadata always encodes");
-    out.extend_from_slice(&engine.checkpoint());
+    out.extend_from_slice(&snapshot.encode());
     out
 }
 
@@ -215,7 +218,10 @@ pub(crate) struct Pending {
     pub covers: u64,
     /// The engine's time.
     pub at: Time,
-    pub bytes: Vec<u8>,
+    /// A copy of the engine's state, encoded by the checkpoint thread.
+    pub snapshot: coherd_engine::Snapshot,
+    /// The intent in force: source, revision, when it took force.
+    pub intent: Option<(String, u64, Time)>,
 }
 
 /// The thread that stores checkpoints, and truncates behind them.
@@ -277,7 +283,13 @@ fn save_loop(
         .and_then(|list| list.first().map(|c| c.id));
     for pending in rx {
         let started = Instant::now();
-        let saved = store.save_checkpoint(pending.covers, pending.at, &pending.bytes);
+        let intent = pending.intent.as_ref();
+        let bytes = encode_checkpoint(
+            &pending.snapshot,
+            intent.map(|(source, revision, at)| (source.as_str(), *revision, *at)),
+        );
+        drop(pending.snapshot);
+        let saved = store.save_checkpoint(pending.covers, pending.at, &bytes);
         let id = match saved {
             Ok(id) => id,
             Err(e) => {
@@ -289,7 +301,7 @@ fn save_loop(
         metrics
             .checkpoint_save_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.checkpoint_bytes.set(pending.bytes.len() as i64);
+        metrics.checkpoint_bytes.set(bytes.len() as i64);
         // The first checkpoint has none before it to fall back to: the log
         // stays until the second one is stored.
         let Some(keep) = previous.replace(id) else {
@@ -300,7 +312,7 @@ fn save_loop(
             Ok(stats) => tracing::debug!(
                 checkpoint = id,
                 covers = pending.covers,
-                bytes = pending.bytes.len(),
+                bytes = bytes.len(),
                 took_ms = started.elapsed().as_millis() as u64,
                 ?stats,
                 "checkpoint stored"

@@ -67,9 +67,9 @@ pub(crate) struct Metrics {
     pub ingest_seconds: Histogram,
     /// Store commit latency (one per group commit).
     pub commit_seconds: Histogram,
-    /// Engine time taken to encode a checkpoint (ingest waits that long).
-    pub checkpoint_encode_seconds: Histogram,
-    /// Time to compress and store a checkpoint (off the engine).
+    /// Engine time taken to copy the state for a checkpoint (ingest waits that long).
+    pub checkpoint_copy_seconds: Histogram,
+    /// Time to encode, compress and store a checkpoint (off the engine).
     pub checkpoint_save_seconds: Histogram,
     /// Size of the last checkpoint before compression.
     pub checkpoint_bytes: Gauge,
@@ -134,7 +134,7 @@ impl Default for Metrics {
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
-            checkpoint_encode_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            checkpoint_copy_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             checkpoint_save_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             checkpoint_bytes: Gauge::default(),
             checkpoint_failures: Counter::default(),
@@ -263,14 +263,14 @@ impl Metrics {
             self.commit_seconds.clone(),
         );
         r.register_with_unit(
-            "checkpoint_encode",
-            "Engine time taken to encode a checkpoint; ingest waits that long",
+            "checkpoint_copy",
+            "Engine time taken to copy the state for a checkpoint; ingest waits that long",
             Unit::Seconds,
-            self.checkpoint_encode_seconds.clone(),
+            self.checkpoint_copy_seconds.clone(),
         );
         r.register_with_unit(
             "checkpoint_save",
-            "Time to compress and store a checkpoint, off the engine",
+            "Time to encode, compress and store a checkpoint, off the engine",
             Unit::Seconds,
             self.checkpoint_save_seconds.clone(),
         );

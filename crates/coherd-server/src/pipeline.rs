@@ -22,7 +22,7 @@ use coherd_store::{Entry, NewEntry, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::checkpoint::{self, Checkpointer, Pending, RestoredIntent};
+use crate::checkpoint::{Checkpointer, Pending, RestoredIntent};
 use crate::metrics::Metrics;
 
 /// An intent as the operator wrote it, and as it parsed.
@@ -373,30 +373,28 @@ pub(crate) struct Checkpoints {
 
 impl Checkpoints {
     /// A checkpoint of the engine as it is now, if it has applied anything
-    /// the last one does not cover. The engine is held only to encode it.
+    /// the last one does not cover. The engine is held only to copy it.
     fn take(&mut self, shared: &Shared) -> Option<Pending> {
         if self.applied <= self.covered {
             return None;
         }
         let driver = shared.driver();
         let started = std::time::Instant::now();
-        let intent = shared.intent();
-        let bytes = checkpoint::encode_checkpoint(
-            driver.engine(),
-            intent
-                .as_deref()
-                .map(|i| (i.source.as_str(), i.revision, i.at)),
-        );
+        let snapshot = driver.engine().snapshot();
         let at = driver.engine().now();
         drop(driver);
         shared
             .metrics
-            .checkpoint_encode_seconds
+            .checkpoint_copy_seconds
             .observe(started.elapsed().as_secs_f64());
+        let intent = shared
+            .intent()
+            .map(|i| (i.source.clone(), i.revision, i.at));
         Some(Pending {
             covers: self.applied,
             at,
-            bytes,
+            snapshot,
+            intent,
         })
     }
 

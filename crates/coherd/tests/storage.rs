@@ -440,7 +440,14 @@ fn sigkill_during_ingest_and_checkpoints_loses_nothing_acknowledged() {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(fastrand::u64(700..2500)));
+        // At least one checkpoint in this run, so the restart loads one; then
+        // a random moment, often during the next.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while checkpoints_stored(&s) == 0 {
+            assert!(Instant::now() < deadline, "no checkpoint in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..1500)));
         s.kill9();
         stop.store(true, Ordering::SeqCst);
         for c in clients {
