@@ -133,11 +133,12 @@ impl Engine {
                 .get(m)
                 .is_some_and(|&sl| s.members[sl].has(flag::LIVE))
         };
-        let all_agree = d
-            .reporters
-            .iter()
-            .filter(|m| live(m))
-            .all(|m| entry.iter().any(|(x, _)| x == m));
+        let mut live_reporters = d.reporters.iter().filter(|m| live(m)).peekable();
+        // Silence never repairs data: with no live reporter left, nobody agrees.
+        if live_reporters.peek().is_none() {
+            return false;
+        }
+        let all_agree = live_reporters.all(|m| entry.iter().any(|(x, _)| x == m));
         if !all_agree {
             return false;
         }

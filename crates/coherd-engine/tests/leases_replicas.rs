@@ -249,6 +249,24 @@ fn replica_divergence_resolves_when_the_last_dissenting_reporter_goes_silent() {
     assert_episode(f.one(Kind::ReplicaDivergence), "0s", Some("30s"));
 }
 
+/// Regression (found by differential fuzzing): two replicas disagree, one
+/// moves on alone, then both go silent at once. Every live reporter
+/// "agreed" when none was live, so the divergence resolved the moment the
+/// last one went silent. Silence never repairs data.
+#[test]
+fn replica_divergence_stays_open_when_every_reporter_goes_silent() {
+    let yaml = "services:\n  db:\n    report_interval: 10s\n";
+    let mut f = Harness::new(yaml);
+    f.report("0s", digest("a", 1, 100, "x"));
+    f.report("0s", digest("b", 1, 100, "y"));
+    f.report("5s", digest("a", 2, 200, "z"));
+    f.report("5s", rep("db", "b", 2, json!({})));
+    f.tick("1m");
+    assert_episode(f.by_id("silent:db:a")[0], "35s", None);
+    assert_episode(f.by_id("silent:db:b")[0], "35s", None);
+    assert_episode(f.one(Kind::ReplicaDivergence), "0s", None);
+}
+
 /// Regression: a checksum at a position below every kept position was
 /// dropped at once, then looked up, and the engine panicked.
 #[test]
