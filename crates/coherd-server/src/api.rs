@@ -342,17 +342,15 @@ pub(crate) async fn get_timeline(
                 })
         })
         .transpose()?;
+    let (since, until) = window(q.since, q.until, Time::EPOCH)?;
     let query = coherd_store::TimelineQuery {
         service,
         member,
-        since: q.since.unwrap_or(Time::EPOCH),
-        until: q.until.unwrap_or(Time::from_nanos(i64::MAX)),
+        since,
+        until,
         after,
         limit: limit + 1,
     };
-    if query.since >= query.until {
-        return Err(empty_window(query.since, query.until));
-    }
     let events = read_history(&state, move |store| store.member_events(&query)).await?;
     let rows = events
         .into_iter()
@@ -394,13 +392,8 @@ pub(crate) async fn get_sli_minutes(
         return Err(page::bad("member: SLIs are per service; leave member out"));
     }
     let limit = page::limit(q.limit)?;
-    let until = q.until.unwrap_or(Time::from_nanos(i64::MAX));
-    let mut since = q.since.unwrap_or_else(|| {
-        coherd_model::time::wall_now().sub(std::time::Duration::from_secs(86_400))
-    });
-    if since >= until {
-        return Err(empty_window(since, until));
-    }
+    let day_ago = coherd_model::time::wall_now().sub(std::time::Duration::from_secs(86_400));
+    let (mut since, until) = window(q.since, q.until, day_ago)?;
     if let Some(cursor) = &q.cursor {
         let after: i64 = cursor
             .parse()
@@ -438,11 +431,7 @@ pub(crate) async fn get_intents(
     use coherd_store::Store;
     state.tokens.check(&headers, Scope::Read)?;
     let limit = page::limit(q.limit)?;
-    let since = q.since.unwrap_or(Time::EPOCH);
-    let until = q.until.unwrap_or(Time::from_nanos(i64::MAX));
-    if since >= until {
-        return Err(empty_window(since, until));
-    }
+    let (since, until) = window(q.since, q.until, Time::EPOCH)?;
     let after = match &q.cursor {
         Some(c) => c
             .parse()
@@ -462,12 +451,18 @@ pub(crate) async fn get_intents(
     stored_page(&uri, rows, limit)
 }
 
-/// The answer to a history window that ends before it starts.
-fn empty_window(since: Time, until: Time) -> ApiError {
-    ApiError::Request(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!("since ({since}) must be before until ({until}): the window holds no time"),
-    )
+/// A history window from `since` (default: `from`) to `until` (default:
+/// open-ended); 422 when it ends before it starts.
+fn window(since: Option<Time>, until: Option<Time>, from: Time) -> ApiResult<(Time, Time)> {
+    let since = since.unwrap_or(from);
+    let until = until.unwrap_or(Time::from_nanos(i64::MAX));
+    if since >= until {
+        return Err(ApiError::Request(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("since ({since}) must be before until ({until}): the window holds no time"),
+        ));
+    }
+    Ok((since, until))
 }
 
 /// `DELETE /v1/services/{service}`: forget a service and its members now.
@@ -592,23 +587,24 @@ pub(crate) async fn get_divergences(
         })?),
         None => None,
     };
-    let window = q.since.is_some() || q.until.is_some();
+    let in_window = q.since.is_some() || q.until.is_some();
     // Open ones now, by default; every episode in a window of the history.
-    let open: Option<bool> = match q
-        .state
-        .as_deref()
-        .unwrap_or(if window { "all" } else { "open" })
-    {
-        "open" => Some(true),
-        "resolved" => Some(false),
-        "all" => None,
-        other => {
-            return Err(ApiError::Request(
-                StatusCode::BAD_REQUEST,
-                format!("state={other:?}: use open, resolved or all"),
-            ));
-        }
-    };
+    let open: Option<bool> =
+        match q
+            .state
+            .as_deref()
+            .unwrap_or(if in_window { "all" } else { "open" })
+        {
+            "open" => Some(true),
+            "resolved" => Some(false),
+            "all" => None,
+            other => {
+                return Err(ApiError::Request(
+                    StatusCode::BAD_REQUEST,
+                    format!("state={other:?}: use open, resolved or all"),
+                ));
+            }
+        };
     if let Some(service) = &q.service {
         check_service(service)?;
     }
@@ -618,19 +614,17 @@ pub(crate) async fn get_divergences(
         .as_deref()
         .map(parse_divergence_cursor)
         .transpose()?;
-    if window {
+    if in_window {
+        let (since, until) = window(q.since, q.until, Time::EPOCH)?;
         let query = coherd_store::EpisodeQuery {
-            since: q.since.unwrap_or(Time::EPOCH),
-            until: q.until.unwrap_or(Time::from_nanos(i64::MAX)),
+            since,
+            until,
             service: q.service.clone(),
             kind: kind.map(|k| k.as_str().to_string()),
             open,
             after: after.map(|(at, id)| (at, id.to_string())),
             limit: limit + 1,
         };
-        if query.since >= query.until {
-            return Err(empty_window(query.since, query.until));
-        }
         return history_page(&state, &uri, query, limit).await;
     }
     let want = |d: &Divergence| open.is_none_or(|o| d.is_open() == o);

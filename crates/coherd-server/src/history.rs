@@ -38,8 +38,28 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub(crate) enum Item {
     /// A divergence record that changed.
     Episode(Divergence),
-    /// A member event.
-    Member(MemberEvent),
+    /// A member event, formatted by the history thread (not the writer).
+    Member {
+        service: String,
+        member: String,
+        at: Time,
+        change: MemberChange,
+    },
+}
+
+impl Item {
+    /// The member event this is, as the history keeps it.
+    fn member_event(self) -> Option<MemberEvent> {
+        match self {
+            Item::Member {
+                service,
+                member,
+                at,
+                change,
+            } => Some(member_event(service, member, at, &change)),
+            Item::Episode(_) => None,
+        }
+    }
 }
 
 /// The ends of the queue from the engine's sink to the history thread.
@@ -134,13 +154,8 @@ pub(crate) fn start(
                 let stopping = *stop.borrow();
                 if shared.history.lost.swap(false, Ordering::SeqCst) {
                     // What is queued is covered below, but for member events.
-                    let members: Vec<MemberEvent> = feed
-                        .try_iter()
-                        .filter_map(|item| match item {
-                            Item::Member(e) => Some(e),
-                            Item::Episode(_) => None,
-                        })
-                        .collect();
+                    let members: Vec<MemberEvent> =
+                        feed.try_iter().filter_map(Item::member_event).collect();
                     // Copied out under the engine lock, written after.
                     let all: Vec<Episode> =
                         shared.engine().divergences().iter().map(episode).collect();
@@ -150,7 +165,7 @@ pub(crate) fn start(
                 let mut members = Vec::new();
                 let mut take = |item| match item {
                     Item::Episode(d) => episodes.push(episode(&d)),
-                    Item::Member(e) => members.push(e),
+                    member => members.extend(member.member_event()),
                 };
                 if let Ok(item) = feed.recv_timeout(Duration::from_millis(500)) {
                     take(item);

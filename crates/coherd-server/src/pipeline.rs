@@ -71,12 +71,13 @@ impl Sink for Publisher {
             change,
         } = event
         {
-            let row = crate::history::member_event(service, member, at, &change);
-            if self
-                .history
-                .try_send(crate::history::Item::Member(row))
-                .is_err()
-            {
+            let item = crate::history::Item::Member {
+                service,
+                member,
+                at,
+                change,
+            };
+            if self.history.try_send(item).is_err() {
                 self.metrics.history_dropped.inc();
             }
             return;
