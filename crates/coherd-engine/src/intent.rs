@@ -23,18 +23,9 @@ impl Engine {
             .unwrap_or_default();
         let old_cfg = std::mem::replace(&mut self.services[svc].cfg, cfg);
 
-        // Silence deadlines move with the report interval; one that the new
-        // interval puts in the past falls due now, not before this intent.
-        let s = &self.services[svc];
-        if old_cfg.report_interval != s.cfg.report_interval && !s.head.is_none() {
-            let d = Time::from_nanos(
-                s.members[s.head]
-                    .last_report
-                    .as_nanos()
-                    .saturating_add(s.cfg.silence_after()),
-            );
-            self.timers.schedule(d.max(now), Timer::Silence { svc });
-        }
+        let back = self.retime_silence(svc, &old_cfg, now);
+        self.retime_phases(svc, &old_cfg, now);
+        self.retime_pairs(svc, &old_cfg, now);
 
         // Facet rules: a different target starts a change.
         for facet in si.facets.keys() {
@@ -158,6 +149,7 @@ impl Engine {
         for c in 0..columns {
             self.eval_mixed(svc, c, now, None);
         }
+        self.reeval_back(svc, &back, now);
         self.apply_herd_intent(svc, now);
         self.touch_coherence(svc);
     }

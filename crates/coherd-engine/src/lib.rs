@@ -59,6 +59,7 @@ mod output;
 mod pairs;
 mod phases;
 mod replicas;
+mod retime;
 mod schedule;
 mod sli;
 mod state;

@@ -118,14 +118,16 @@ impl Engine {
             .as_nanos()
             .saturating_add(s.cfg.silence_after())
             .saturating_add(coherd_model::time::duration_nanos(self.config.retention));
-        // A member that left under a shorter report interval is due after `due`.
-        if !m.has(flag::REMOVED)
-            && !m.has(flag::LIVE)
-            && m.has(flag::TERMINAL)
-            && due <= t.as_nanos()
-        {
+        if m.has(flag::REMOVED) || m.has(flag::LIVE) || !m.has(flag::TERMINAL) {
+            return;
+        }
+        if due <= t.as_nanos() {
             self.member_event(svc, slot, t, MemberChange::Forgotten);
             self.forget_member(svc, slot, t);
+        } else {
+            // It left under a shorter report interval: due later now.
+            let due = Time::from_nanos(due);
+            self.timers.schedule(due, Timer::Forget { svc, slot });
         }
     }
 

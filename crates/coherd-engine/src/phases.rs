@@ -11,7 +11,7 @@ use crate::state::flag;
 use crate::timer::Timer;
 use coherd_model::{Kind, Severity};
 
-const HOUR: i64 = 3_600_000_000_000;
+pub(crate) const HOUR: i64 = 3_600_000_000_000;
 
 impl Engine {
     /// A member's phase moved from `old` (NONE on its first report) to `new`.
@@ -84,7 +84,6 @@ impl Engine {
         let s = &mut self.services[svc];
         let max = s.cfg.max_flips as usize;
         let m = &mut s.members[slot];
-        let name = m.name;
         let flips = &mut m.extra().flips;
         flips.push_back(at);
         while flips.len() > max + 1 {
@@ -94,14 +93,19 @@ impl Engine {
         if flips.len() == max + 1 && front.as_nanos().saturating_add(HOUR) > at.as_nanos() {
             let leaves = Time::from_nanos(front.as_nanos().saturating_add(HOUR));
             self.timers.schedule(leaves, Timer::Flap { svc, slot });
-            let key = DivKey::member(Kind::Flapping, svc, name);
-            self.upsert(key, Severity::Warning, at, true, |e| {
-                (
-                    vec![e.syms.resolve(name).to_string()],
-                    e.flap_evidence(svc, slot, at),
-                )
-            });
+            self.open_flapping(svc, slot, at);
         }
+    }
+
+    pub(crate) fn open_flapping(&mut self, svc: ServiceId, slot: MemberSlot, at: Time) {
+        let name = self.services[svc].members[slot].name;
+        let key = DivKey::member(Kind::Flapping, svc, name);
+        self.upsert(key, Severity::Warning, at, true, |e| {
+            (
+                vec![e.syms.resolve(name).to_string()],
+                e.flap_evidence(svc, slot, at),
+            )
+        });
     }
 
     fn flap_evidence(&self, svc: ServiceId, slot: MemberSlot, at: Time) -> Value {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn coherd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coherd"))
@@ -115,7 +115,7 @@ fn replay_json_has_exact_open_and_resolve_times_across_an_intent_change() {
 
     let drift = record(&report, "drift:web:w2:version");
     assert_eq!(drift["severity"], "critical");
-    assert_eq!(drift["subjects"], serde_json::json!(["w2"]));
+    assert_eq!(drift["subjects"], json!(["w2"]));
     assert_eq!(drift["opened_at"], "2026-11-22T08:01:00Z");
     assert_eq!(drift["resolved_at"], "2026-11-22T08:01:20Z");
 
@@ -250,4 +250,65 @@ fn replay_reports_herd_with_exact_open_and_resolve_times() {
         row.contains("warning") && row.contains("2026-11-22T09:00:30Z") && row.contains("d1,d2,d3"),
         "{row}"
     );
+}
+
+/// The minimal streams differential fuzzing found (DESIGN 3.1 Replicas and
+/// Retiming): each replays to the episodes the rules give.
+#[test]
+fn replay_of_the_fuzzed_streams_gives_the_rules_answers() {
+    let run = |name: &str, stream: &str, intent: &str| -> Value {
+        let out = replay(name, stream, intent, &["--until", "+1m", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON report")
+    };
+    let db = "services:\n  db:\n    report_interval: 10s\n";
+    // Two replicas disagree at a position, then both go silent: still open.
+    let report = run(
+        "replicas-silent",
+        r#"{"service":"db","member":"a","seq":1,"time":"2026-11-22T08:00:00Z","checksums":[{"dataset":"users","position":7,"digest":"x"}]}
+{"service":"db","member":"b","seq":1,"time":"2026-11-22T08:00:00Z","checksums":[{"dataset":"users","position":7,"digest":"y"}]}
+"#,
+        db,
+    );
+    let d = record(&report, "replica_divergence:db:users");
+    assert_eq!(d["resolved_at"], Value::Null, "{d:#}");
+
+    // A longer report interval: the member silent under 10 s is back at the change.
+    let report = run(
+        "longer-interval",
+        r#"{"service":"db","member":"a","seq":1,"time":"2026-11-22T08:00:00Z"}
+{"time":"2026-11-22T08:00:35Z","intent":{"services":{"db":{"report_interval":"20s"}}}}
+{"service":"db","member":"b","seq":1,"time":"2026-11-22T08:00:40Z"}
+"#,
+        db,
+    );
+    // ... and silent again 60 s after its report, under the new interval.
+    let episodes: Vec<(&Value, &Value)> = report["divergences"]
+        .as_array()
+        .expect("divergences")
+        .iter()
+        .filter(|d| d["id"] == "silent:db:a")
+        .map(|d| (&d["opened_at"], &d["resolved_at"]))
+        .collect();
+    assert_eq!(
+        episodes,
+        [
+            (&json!("2026-11-22T08:00:30Z"), &json!("2026-11-22T08:00:35Z")),
+            (&json!("2026-11-22T08:01:00Z"), &Value::Null)
+        ]
+    );
+
+    // A shorter hold: the illegal transition resolves at the change.
+    let phases = "services:\n  web:\n    report_interval: 1h\n    phases:\n      hold: 10m\n";
+    let report = run(
+        "shorter-hold",
+        r#"{"service":"web","member":"w1","seq":1,"time":"2026-11-22T08:00:00Z","facets":{"phase":"ready"}}
+{"service":"web","member":"w1","seq":2,"time":"2026-11-22T08:01:00Z","facets":{"phase":"starting"}}
+{"time":"2026-11-22T08:05:00Z","intent":{"services":{"web":{"report_interval":"1h","phases":{"hold":"2m"}}}}}
+"#,
+        phases,
+    );
+    let d = record(&report, "illegal_transition:web:w1");
+    assert_eq!(d["opened_at"], "2026-11-22T08:01:00Z");
+    assert_eq!(d["resolved_at"], "2026-11-22T08:05:00Z");
 }
