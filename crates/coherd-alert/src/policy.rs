@@ -71,7 +71,7 @@ const fn minutes(m: u64) -> Duration {
 /// correctness or safety now pages; the rest is a ticket. Drift and drain
 /// violations have two rows: the critical ones page, every one is a ticket
 /// (a page mutes the ticket about the same divergence).
-pub const DIVERGENCE_ALERTS: [DivergenceAlert; 13] = [
+pub const DIVERGENCE_ALERTS: [DivergenceAlert; 14] = [
     DivergenceAlert {
         kind: Kind::SplitBrain,
         min_severity: Severity::Info,
@@ -214,6 +214,17 @@ pub const DIVERGENCE_ALERTS: [DivergenceAlert; 13] = [
         what: "periodic jobs running in lockstep",
         why: "Members run a periodic job at the same moments (order parameter or peak concurrency above the limit): a thundering herd.",
         runbook: "Run `coherd herd` on the job's events or crontabs; spread the job with `coherd splay` or the dephase settings in the intent.",
+    },
+    DivergenceAlert {
+        kind: Kind::ClockSkew,
+        min_severity: Severity::Info,
+        alert: "CoherdClockSkew",
+        urgency: Urgency::Ticket,
+        for_: minutes(5),
+        summary: "A member of {service} reports from a clock that runs ahead",
+        what: "members whose clocks run ahead",
+        why: "A member's reports carry times further ahead of coherd's clock than max_clock_skew: its clock is off, which misorders events and lines up work meant to be spread apart.",
+        runbook: "Run `coherd divergences --service {service} --kind clock_skew` for the offset; check NTP or chrony on the member (`chronyc tracking`).",
     },
 ];
 

@@ -30,6 +30,9 @@ pub struct EngineConfig {
     pub resolved_retention: Duration,
     /// Resolved episodes kept per service, newest first.
     pub max_resolved_per_service: usize,
+    /// A report whose own time is further ahead of the time it is applied at
+    /// opens `clock_skew` for its member.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +44,7 @@ impl Default for EngineConfig {
             max_members: 2_000_000,
             resolved_retention: Duration::from_secs(7 * 86_400),
             max_resolved_per_service: 10_000,
+            max_clock_skew: Duration::from_secs(30),
         }
     }
 }
@@ -318,6 +322,7 @@ impl Engine {
             self.member_event(svc, slot, now, change);
         }
         self.apply_labels(svc, slot, obs);
+        self.check_clock(svc, slot, obs, now);
 
         // Phase first, so that terminal status is known before facets count.
         let new_phase = obs

@@ -42,6 +42,7 @@
 
 mod admission;
 mod checkpoint;
+mod clock;
 mod counters;
 mod divergence;
 mod driver;

@@ -19,6 +19,8 @@ pub(crate) mod flag {
     pub(crate) const IN_LIST: u8 = 16;
     pub(crate) const REMOVED: u8 = 32;
     pub(crate) const HAS_REQUESTS: u8 = 64;
+    /// `clock_skew` is open.
+    pub(crate) const SKEWED: u8 = 128;
 }
 
 /// One member. Kept small: most of a fleet is quiet members at target.

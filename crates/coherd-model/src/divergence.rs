@@ -32,11 +32,13 @@ pub enum Kind {
     StaleEpoch,
     /// Periodic events are synchronised across the fleet.
     Herd,
+    /// A member's reports carry a time further ahead than `max_clock_skew`.
+    ClockSkew,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Drift,
         Kind::Mixed,
         Kind::Silent,
@@ -48,6 +50,7 @@ impl Kind {
         Kind::SplitBrain,
         Kind::StaleEpoch,
         Kind::Herd,
+        Kind::ClockSkew,
     ];
 
     /// The name used in ids, the API and metrics.
@@ -64,6 +67,7 @@ impl Kind {
             Kind::SplitBrain => "split_brain",
             Kind::StaleEpoch => "stale_epoch",
             Kind::Herd => "herd",
+            Kind::ClockSkew => "clock_skew",
         }
     }
 
@@ -90,6 +94,7 @@ impl Kind {
                 | Kind::DrainViolation
                 | Kind::Flapping
                 | Kind::StaleEpoch
+                | Kind::ClockSkew
         )
     }
 }

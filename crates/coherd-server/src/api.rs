@@ -24,11 +24,11 @@ use crate::AppState;
 use crate::auth::Scope;
 use crate::error::{ApiError, Path, Query};
 use crate::fairness::{PeerAddr, Reporter};
-use crate::ingest::{ClockRules, Framing, parse_batch};
+use crate::ingest::{ClockRules, Framing, Parsed, parse_batch};
 use coherd_model::time::wall_now;
 
 use crate::page;
-use crate::pipeline::{SubmitError, Work, WorkError};
+use crate::pipeline::{Ingested, SubmitError, Work, WorkError};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -101,28 +101,54 @@ pub(crate) async fn post_observations(
         return Err(ApiError::Overloaded(1));
     };
     let clock = ClockRules {
-        max_skew: state.config.max_clock_skew,
+        max_future: state.config.max_future,
         max_age: state.config.max_report_age,
     };
-    let observations = parse_batch(&body, framing, &state.config.limits, clock, wall_now())?;
+    let Parsed {
+        observations,
+        rejected,
+    } = parse_batch(&body, framing, &state.config.limits, clock, wall_now())?;
     for o in &observations {
         state.tokens.may_report_for(token, &o.service)?;
     }
-    let (tx, rx) = oneshot::channel();
-    submit(
-        &state,
-        Work::Observations {
-            observations,
-            reply: tx,
-        },
-    )?;
-    let got = wait(rx).await?;
+    let got = if observations.is_empty() {
+        Ingested::default()
+    } else {
+        let (tx, rx) = oneshot::channel();
+        submit(
+            &state,
+            Work::Observations {
+                observations,
+                reply: tx,
+            },
+        )?;
+        wait(rx).await?
+    };
+    state
+        .shared
+        .metrics
+        .ingest_rejected
+        .inc_by(rejected.len() as u64);
     state
         .shared
         .metrics
         .ingest_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok(Json(got).into_response())
+    Ok(Json(IngestAnswer {
+        accepted: got.accepted,
+        duplicates: got.duplicates,
+        rejected,
+    })
+    .into_response())
+}
+
+/// The answer to an ingest request (DESIGN 6).
+#[derive(serde::Serialize)]
+struct IngestAnswer {
+    accepted: usize,
+    duplicates: usize,
+    /// Items refused for their time only; the others were stored.
+    rejected: Vec<crate::error::ItemError>,
 }
 
 /// `GET /v1/services`.

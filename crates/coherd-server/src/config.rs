@@ -28,10 +28,14 @@ pub struct ServerConfig {
     pub tokens: Vec<TokenEntry>,
     /// Per-observation and per-request limits.
     pub limits: Limits,
-    /// Reports further in the future than this are refused.
+    /// A report further in the future than this is applied at its receive
+    /// time and opens `clock_skew` for its member.
     #[serde(deserialize_with = "deserialize_duration")]
     pub max_clock_skew: Duration,
-    /// Reports older than this are refused.
+    /// A report further in the future than this is refused (that item only).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub max_future: Duration,
+    /// Reports older than this are refused (that item only).
     #[serde(deserialize_with = "deserialize_duration")]
     pub max_report_age: Duration,
     /// How often the engine is checkpointed: a restart loads the newest
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             limits: Limits::default(),
             max_clock_skew: Duration::from_secs(30),
+            max_future: Duration::from_secs(86_400),
             max_report_age: Duration::from_secs(600),
             checkpoint_interval: Duration::from_secs(60),
             capture_raw: Duration::ZERO,
@@ -183,6 +188,18 @@ impl ServerConfig {
             return Err(ServerError::Config(
                 "every token must be at least 16 characters long".into(),
             ));
+        }
+        if self.max_clock_skew < Duration::from_secs(1) {
+            return Err(ServerError::Config(
+                "max_clock_skew must be at least 1s".into(),
+            ));
+        }
+        if self.max_future < self.max_clock_skew {
+            return Err(ServerError::Config(format!(
+                "max_future ({}s) must be at least max_clock_skew ({}s): reports between the two are applied and flagged as clock_skew",
+                self.max_future.as_secs(),
+                self.max_clock_skew.as_secs()
+            )));
         }
         if self.ingest_concurrency == 0 || self.ingest_queue == 0 {
             return Err(ServerError::Config(

@@ -41,23 +41,35 @@ impl Framing {
     }
 }
 
-/// Clock rules for reports.
+/// The hard time bounds of reports (DESIGN 2.1). Between `max_clock_skew`
+/// and `max_future` ahead, a report is applied and the engine flags the skew.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClockRules {
     /// How far in the future a report's time may be.
-    pub max_skew: Duration,
+    pub max_future: Duration,
     /// How old a report may be.
     pub max_age: Duration,
 }
 
-/// Parses and validates a batch; every item error is collected, and any error refuses the batch.
+/// A batch that passed validation.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The items to store, in body order.
+    pub observations: Vec<Observation>,
+    /// Items refused for their time only; the others are stored.
+    pub rejected: Vec<ItemError>,
+}
+
+/// Parses and validates a batch. Every item error is collected, and any error
+/// of shape, name or limit refuses the whole batch; an item whose time is out
+/// of bounds is refused alone (a request of that one item answers 422).
 pub(crate) fn parse_batch(
     body: &[u8],
     framing: Framing,
     limits: &Limits,
     clock: ClockRules,
     now: Time,
-) -> Result<Vec<Observation>, ApiError> {
+) -> Result<Parsed, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::Request(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
     // NDJSON items with their 1-based line numbers, blank lines skipped.
@@ -71,13 +83,14 @@ pub(crate) fn parse_batch(
         Framing::Json => Vec::new(),
     };
     let mut errors = Vec::new();
+    let mut rejected = Vec::new();
     let mut out = Vec::new();
     let mut check = |index: usize,
                      r: Result<Observation, Vec<coherd_model::FieldError>>,
                      out: &mut Vec<Observation>| match r {
         Ok(obs) => match clock_check(&obs, clock, now) {
             Ok(()) => out.push(obs),
-            Err(e) => errors.push(ItemError {
+            Err(e) => rejected.push(ItemError {
                 index,
                 field: "time".into(),
                 message: e,
@@ -137,15 +150,25 @@ pub(crate) fn parse_batch(
             }
         }
     }
-    if out.is_empty() && errors.is_empty() {
+    if out.is_empty() && errors.is_empty() && rejected.is_empty() {
         return Err(ApiError::Request(
             StatusCode::BAD_REQUEST,
             "the body holds no observations".into(),
         ));
     }
+    if out.is_empty() && errors.is_empty() && rejected.len() == 1 {
+        // One item, refused: the request failed.
+        return Err(ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, rejected));
+    }
     if errors.is_empty() {
-        Ok(out)
+        Ok(Parsed {
+            observations: out,
+            rejected,
+        })
     } else {
+        // The batch is refused: every item's errors, time ones included.
+        errors.extend(rejected);
+        errors.sort_by_key(|e| e.index);
         let syntax = errors.iter().any(|e| e.message.starts_with("line "));
         Err(ApiError::Invalid(
             if syntax {
@@ -207,11 +230,11 @@ fn too_many(n: usize, limits: &Limits) -> ApiError {
 
 fn clock_check(obs: &Observation, clock: ClockRules, now: Time) -> Result<(), String> {
     let Some(t) = obs.time else { return Ok(()) };
-    if t > now.add(clock.max_skew) {
+    if t > now.add(clock.max_future) {
         return Err(format!(
-            "time {t} is {:.0}s ahead of the server's clock (max_clock_skew is {}s): check the member's clock",
+            "time {t} is {:.0}s ahead of the server's clock (max_future is {}s): the member's clock is wrong; fix it (NTP) or send no time",
             t.seconds_since(now),
-            clock.max_skew.as_secs()
+            clock.max_future.as_secs()
         ));
     }
     if t < now.sub(clock.max_age) {
@@ -234,14 +257,14 @@ mod tests {
 
     fn rules() -> ClockRules {
         ClockRules {
-            max_skew: Duration::from_secs(30),
+            max_future: Duration::from_secs(86_400),
             max_age: Duration::from_secs(600),
         }
     }
 
     #[test]
     fn every_item_error_is_reported_with_its_index() {
-        let body = br#"[{"service":"a","member":"m"},{"service":"A","member":"m"},{"service":"a","member":"m","time":"2026-11-22T09:00:00Z"}]"#;
+        let body = br#"[{"service":"a","member":"m"},{"service":"A","member":"m"},{"service":"a","member":"m","time":"2026-11-24T09:00:00Z"}]"#;
         let Err(ApiError::Invalid(status, errs)) =
             parse_batch(body, Framing::Json, &Limits::default(), rules(), now())
         else {
@@ -280,6 +303,7 @@ mod tests {
         assert_eq!(
             parse_batch(body, Framing::Ndjson, &Limits::default(), rules(), now())
                 .unwrap()
+                .observations
                 .len(),
             2
         );
@@ -288,5 +312,32 @@ mod tests {
             Framing::from_content_type(Some("application/x-ndjson; charset=utf-8")).unwrap(),
             Framing::Ndjson
         );
+    }
+
+    #[test]
+    fn an_item_out_of_time_bounds_is_refused_alone() {
+        let body = br#"[{"service":"a","member":"m"},{"service":"a","member":"n","time":"2026-11-22T09:00:00Z"},{"service":"a","member":"o","time":"2026-11-24T08:00:00Z"},{"service":"a","member":"p","time":"2026-11-22T07:00:00Z"}]"#;
+        let parsed = parse_batch(body, Framing::Json, &Limits::default(), rules(), now()).unwrap();
+        // An hour ahead is skew (applied, flagged by the engine); two days
+        // ahead and an hour old are out of bounds.
+        let members: Vec<&str> = parsed.observations.iter().map(|o| o.member.as_str()).collect();
+        assert_eq!(members, ["m", "n"]);
+        let rejected: Vec<(usize, &str)> = parsed
+            .rejected
+            .iter()
+            .map(|e| (e.index, e.field.as_str()))
+            .collect();
+        assert_eq!(rejected, [(2, "time"), (3, "time")]);
+        assert!(parsed.rejected[0].message.contains("max_future"));
+        assert!(parsed.rejected[1].message.contains("max_report_age"));
+
+        let one = br#"{"service":"a","member":"o","time":"2026-11-24T08:00:00Z"}"#;
+        let Err(ApiError::Invalid(status, errs)) =
+            parse_batch(one, Framing::Json, &Limits::default(), rules(), now())
+        else {
+            panic!("a request of one refused item fails")
+        };
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(errs[0].field, "time");
     }
 }

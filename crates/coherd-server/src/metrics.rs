@@ -61,6 +61,8 @@ pub(crate) struct Metrics {
     pub observations: Counter,
     /// Observations ignored as duplicates.
     pub duplicates: Counter,
+    /// Observations refused for their time alone (the rest of their batch was stored).
+    pub ingest_rejected: Counter,
     /// HTTP requests by matched route, method and status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Ingest acknowledgement latency.
@@ -131,6 +133,7 @@ impl Default for Metrics {
         Metrics {
             observations: Counter::default(),
             duplicates: Counter::default(),
+            ingest_rejected: Counter::default(),
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
@@ -244,6 +247,11 @@ impl Metrics {
             "ingest_duplicates",
             "Observations ignored as duplicates (seq at or below the last applied)",
             self.duplicates.clone(),
+        );
+        r.register(
+            "ingest_rejected",
+            "Observations refused for their time alone (beyond max_future or older than max_report_age); the rest of their batch was stored",
+            self.ingest_rejected.clone(),
         );
         r.register(
             "http_requests",

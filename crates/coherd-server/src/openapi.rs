@@ -155,7 +155,7 @@ pub(crate) fn document() -> Value {
             "/v1/observations",
             "post",
             Op {
-                summary: "Report observations: one JSON object, an array, or NDJSON (application/x-ndjson). A batch is stored whole or not at all.",
+                summary: "Report observations: one JSON object, an array, or NDJSON (application/x-ndjson). A batch with an invalid item is refused whole; an item whose time is out of bounds is refused alone and listed in `rejected`. A time ahead by more than max_clock_skew is applied at the receive time and opens clock_skew.",
                 auth: Auth::Scope,
                 params: vec![],
                 body: Some(json!({"required": true, "content": {
@@ -548,8 +548,11 @@ pub(crate) fn document() -> Value {
                     "type": "object", "required": ["message"], "properties": {
                         "message": {"type": "string"}, "index": {"type": "integer"}, "field": {"type": "string"},
                         "line": {"type": "integer"}, "column": {"type": "integer"}, "path": {"type": "string"}}}}}},
-                "Ingested": {"type": "object", "required": ["accepted", "duplicates"], "properties": {
-                    "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}}},
+                "Ingested": {"type": "object", "required": ["accepted", "duplicates", "rejected"], "properties": {
+                    "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                    "rejected": {"type": "array", "description": "items refused for their time alone (beyond max_future ahead or older than max_report_age); the others were stored", "items": {
+                        "type": "object", "required": ["index", "field", "message"], "properties": {
+                            "index": {"type": "integer"}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
                 "Observation": {"type": "object", "required": ["service", "member"], "properties": {
                     "service": {"type": "string", "pattern": SERVICE},
                     "member": {"type": "string", "pattern": MEMBER},

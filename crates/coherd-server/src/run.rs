@@ -75,6 +75,7 @@ impl AppState {
             max_members: config.max_members,
             resolved_retention: config.divergence_retention,
             max_resolved_per_service: config.max_resolved_per_service,
+            max_clock_skew: config.max_clock_skew,
             ..coherd_engine::EngineConfig::default()
         };
         let (rebuilt, replayed_events) = checkpoint::rebuild_engine_with(

@@ -21,8 +21,11 @@ pub enum Step {
     Tick {
         /// When the interval starts.
         at: Time,
-        /// The reports, in time order.
+        /// The reports, in the order they are received.
         reports: Vec<Observation>,
+        /// When each report is received: its `time`, unless the member's
+        /// clock is off.
+        received: Vec<Time>,
     },
 }
 
@@ -103,10 +106,13 @@ impl Iterator for Feed {
         }
         let n = self.actors.len().max(1) as i64;
         let mut reports = Vec::with_capacity(self.actors.len());
+        let mut received = Vec::with_capacity(self.actors.len());
+        let shifted = |t: Time| Time::from_nanos(t.as_nanos() + self.shift);
         for (a, actor) in self.actors.iter().enumerate() {
             let t = Time::from_nanos(tick_start + a as i64 * interval / n);
             if let Some(mut obs) = self.world.report(actor, self.k, t) {
-                obs.time = Some(Time::from_nanos(t.as_nanos() + self.shift));
+                obs.time = Some(shifted(obs.time.unwrap_or(t)));
+                received.push(shifted(t));
                 for l in &mut obs.leases {
                     l.expires = Time::from_nanos(l.expires.as_nanos() + self.shift);
                 }
@@ -123,6 +129,7 @@ impl Iterator for Feed {
         Some(Step::Tick {
             at: Time::from_nanos(tick_start + self.shift),
             reports,
+            received,
         })
     }
 }

@@ -60,11 +60,11 @@ pub(crate) fn simulate(
                 let intent = Intent::from_yaml(&yaml).expect("scenario intents are valid");
                 driver.set_intent(at, intent);
             }
-            Step::Tick { reports, .. } => {
-                let batch: Vec<(Time, &Observation)> = reports
-                    .iter()
-                    .map(|o| (o.time.expect("the feed stamps every report"), o))
-                    .collect();
+            Step::Tick {
+                reports, received, ..
+            } => {
+                let batch: Vec<(Time, &Observation)> =
+                    received.iter().copied().zip(reports.iter()).collect();
                 for r in driver.observe_batch(&batch) {
                     if let Err(e) = r {
                         panic!("simulated observation refused: {e}");

@@ -34,11 +34,14 @@ pub enum Scenario {
     /// Every member runs an hourly `cron:compact` at minute 0, then switches to
     /// evenly spread offsets; `cron:backup` is spread from the start.
     Herd,
+    /// A few members' clocks jump two minutes ahead, then NTP brings them
+    /// back; others run a few seconds ahead, within `max_clock_skew`.
+    ClockSkew,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Rollout,
         Scenario::ConfigDrift,
         Scenario::Drain,
@@ -48,6 +51,7 @@ impl Scenario {
         Scenario::Flap,
         Scenario::IncompatibleMix,
         Scenario::Herd,
+        Scenario::ClockSkew,
     ];
 
     /// The scenario's name, also its service's name.
@@ -62,6 +66,7 @@ impl Scenario {
             Scenario::Flap => "flap",
             Scenario::IncompatibleMix => "incompatible-mix",
             Scenario::Herd => "herd",
+            Scenario::ClockSkew => "clock-skew",
         }
     }
 
@@ -215,7 +220,7 @@ impl World {
                     "services:\n  {svc}:\n    facets:\n      schema: {{target: \"42\", compatible: [\"41\"], rollout_window: 30m}}\n"
                 )),
             )],
-            Scenario::Replica | Scenario::Silent | Scenario::Flap => {
+            Scenario::Replica | Scenario::Silent | Scenario::Flap | Scenario::ClockSkew => {
                 vec![(at(0), yaml("services: {}\n"))]
             }
             Scenario::Herd => {
@@ -319,6 +324,11 @@ impl World {
             Scenario::Herd => {
                 if self.n >= coherd_engine::MIN_MEMBERS {
                     out.push(t(Kind::Herd, "cron:compact".into(), 0));
+                }
+            }
+            Scenario::ClockSkew => {
+                for i in self.every_hundredth(2) {
+                    out.push(t(Kind::ClockSkew, self.name(i), 5 * MIN));
                 }
             }
             Scenario::IncompatibleMix => {
@@ -475,6 +485,15 @@ impl World {
             }
             Scenario::Flap => {}
             Scenario::Herd => obs.events = self.runs_ended(slot, t),
+            Scenario::ClockSkew => {
+                // The report's own time; it is received at `t`.
+                let ahead = match i % 100 {
+                    2 if (5 * MIN..15 * MIN).contains(&s) => 120,
+                    3 => 10,
+                    _ => 0,
+                };
+                obs.time = Some(t.add(Duration::from_secs(ahead)));
+            }
             Scenario::IncompatibleMix => {
                 let schema = if i % 100 == 8 {
                     "40"

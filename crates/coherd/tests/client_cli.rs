@@ -345,16 +345,27 @@ fn report_status_and_divergences_against_a_live_server() {
         "--json",
     ])))
     .expect("JSON");
-    assert_eq!(dup, serde_json::json!({"accepted": 0, "duplicates": 1}));
+    assert_eq!(dup, serde_json::json!({"accepted": 0, "duplicates": 1, "rejected": []}));
 
-    // A file: the batch is atomic, and the server's refusal names the line.
+    // A file with an item beyond max_future: that item alone is refused, by
+    // its line, the rest is stored, and the command fails.
     let bad = write(
         &dir,
         "future.ndjson",
-        "{\"service\":\"web\",\"member\":\"w3\",\"seq\":1}\n{\"service\":\"web\",\"member\":\"w4\",\"time\":\"2999-01-01T00:00:00Z\"}\n",
+        "{\"service\":\"web\",\"member\":\"w3\",\"seq\":0}\n{\"service\":\"web\",\"member\":\"w4\",\"time\":\"2200-01-01T00:00:00Z\"}\n",
     );
     let err = failed(&server.run(&["report", "--file", &bad, "--retries", "0"]));
     assert!(err.contains("line 2: time:"), "{err}");
+    assert!(err.contains("max_future"), "{err}");
+    assert!(err.contains("the others were stored"), "{err}");
+    // A file with an invalid item: the batch is atomic, refused by its line.
+    let bad = write(
+        &dir,
+        "invalid.ndjson",
+        "{\"service\":\"web\",\"member\":\"w4\",\"seq\":0}\n{\"service\":\"web\",\"member\":\"w 4\"}\n",
+    );
+    let err = failed(&server.run(&["report", "--file", &bad, "--retries", "0"]));
+    assert!(err.contains("line 2: member:"), "{err}");
     let good = write(
         &dir,
         "good.ndjson",

@@ -41,7 +41,7 @@ fn endpoints_answer_with_the_design_shapes() {
     );
     assert_eq!(
         (status, body.clone()),
-        (200, json!({"accepted": 2, "duplicates": 0})),
+        (200, json!({"accepted": 2, "duplicates": 0, "rejected": []})),
         "{body}"
     );
     let (status, body) = post_json(
@@ -50,7 +50,7 @@ fn endpoints_answer_with_the_design_shapes() {
     );
     assert_eq!(
         (status, body),
-        (200, json!({"accepted": 0, "duplicates": 1}))
+        (200, json!({"accepted": 0, "duplicates": 1, "rejected": []}))
     );
 
     let services = get_json(&format!("{}/v1/services", s.url));
@@ -124,7 +124,7 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
     let before = snapshot(&s);
 
     let future = jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(3600))
+        .checked_add(jiff::SignedDuration::from_secs(2 * 86_400))
         .unwrap()
         .to_string();
     // (what, headers, body, status, words in the message)
@@ -140,7 +140,7 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
             422,
             "invalid service name",
         ),
-        ("clock skew", vec![("Content-Type", "application/json")], format!(r#"{{"service":"checkout","member":"a","seq":6,"time":"{future}"}}"#), 422, "ahead of the server's clock"),
+        ("beyond max_future", vec![("Content-Type", "application/json")], format!(r#"{{"service":"checkout","member":"a","seq":6,"time":"{future}"}}"#), 422, "ahead of the server's clock"),
         ("too old", vec![("Content-Type", "application/json")], r#"{"service":"checkout","member":"a","seq":6,"time":"2020-01-01T00:00:00Z"}"#.into(), 422, "too old"),
         ("too large", vec![("Content-Type", "application/json")], format!("[{}]", vec![r#"{"service":"checkout","member":"a"}"#; 40_000].join(",")), 413, "larger than"),
         ("empty", vec![("Content-Type", "application/json")], "[]".into(), 400, "no observations"),
@@ -192,9 +192,77 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
     let (status, body) = post_json(&url, r#"{"service":"checkout","member":"a","seq":6}"#);
     assert_eq!(
         (status, body),
-        (200, json!({"accepted": 1, "duplicates": 0})),
+        (200, json!({"accepted": 1, "duplicates": 0, "rejected": []})),
         "the server still works"
     );
+}
+
+/// Clock trouble is a signal (DESIGN 2.1): a skewed item is applied at its
+/// receive time and opens `clock_skew`; an item beyond the hard bounds is
+/// refused alone; the rest of the batch is stored.
+#[test]
+fn a_batch_with_a_skewed_item_is_stored_and_the_skew_opens_clock_skew() {
+    let s = start_with_intent("skew");
+    let url = format!("{}/v1/observations", s.url);
+    let ahead = |secs: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap()
+            .to_string()
+    };
+    let body = format!(
+        "{{\"service\":\"checkout\",\"member\":\"a\",\"seq\":1,\"facets\":{{\"version\":\"1.4.2\"}}}}\n\
+         {{\"service\":\"checkout\",\"member\":\"b\",\"seq\":1,\"time\":\"{}\",\"facets\":{{\"version\":\"1.4.2\"}}}}\n\
+         {{\"service\":\"checkout\",\"member\":\"c\",\"seq\":1,\"time\":\"{}\"}}\n",
+        ahead(300),
+        ahead(3 * 86_400)
+    );
+    let (status, text) = request(
+        "POST",
+        &url,
+        &[("Content-Type", "application/x-ndjson")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["accepted"], 2, "{v}");
+    assert_eq!(v["rejected"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["rejected"][0]["index"], 2);
+    assert_eq!(v["rejected"][0]["field"], "time");
+    assert!(
+        v["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_future"),
+        "{v}"
+    );
+
+    let members = get_json(&format!("{}/v1/services/checkout/members", s.url));
+    let names: Vec<&str> = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["member"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{members}");
+    let skew = get_json(&format!("{}/v1/divergences?kind=clock_skew", s.url));
+    let list = skew.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{skew}");
+    assert_eq!(list[0]["id"], "clock_skew:checkout:b");
+    assert_eq!(list[0]["severity"], "warning");
+    let offset = list[0]["evidence"]["offset_s"].as_f64().unwrap();
+    assert!((290.0..=301.0).contains(&offset), "{offset}");
+    // Applied at its receive time: the member is live and its last report is now.
+    let b = &members["members"][1];
+    assert_eq!(b["state"], "live", "{b}");
+    assert_eq!(b["open_divergences"], 1, "{b}");
+
+    // The member's clock is fixed: its next report resolves the skew.
+    let (status, _) = post_json(&url, r#"{"service":"checkout","member":"b","seq":2}"#);
+    assert_eq!(status, 200);
+    let skew = get_json(&format!("{}/v1/divergences?kind=clock_skew&state=open", s.url));
+    assert_eq!(skew.as_array().unwrap().len(), 0, "{skew}");
 }
 
 #[test]

@@ -42,6 +42,7 @@ fn simulate_all_detects_every_injected_fault_and_nothing_else() {
         "split_brain",
         "stale_epoch",
         "herd",
+        "clock_skew",
     ] {
         let k = &kinds[kind];
         assert!(
@@ -53,6 +54,34 @@ fn simulate_all_detects_every_injected_fault_and_nothing_else() {
         assert!(k["latency_max_s"].as_f64().is_some(), "{kind}: {k}");
     }
     assert!(report["slis"]["rollout"]["coherence"].is_number());
+}
+
+/// The signals scenarios: recall and precision 1.0 over seeds 1 to 5, with
+/// detection latency reported.
+#[test]
+fn signal_scenarios_score_perfectly_over_seeds_one_to_five() {
+    for (scenario, kind) in [("clock-skew", "clock_skew")] {
+        for seed in 1..=5 {
+            let seed = seed.to_string();
+            let out = coherd(&[
+                "simulate", "--scenario", scenario, "--members", "300", "--seed", &seed, "--json",
+            ]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            let k = &report["kinds"][kind];
+            assert_eq!(k["injected"], 3, "{scenario} seed {seed}: {k}");
+            assert_eq!(k["recall"], 1.0, "{scenario} seed {seed}: {k}");
+            assert_eq!(k["precision"], 1.0, "{scenario} seed {seed}: {k}");
+            assert!(k["latency_max_s"].as_f64().is_some(), "{k}");
+            let others: Vec<&String> = report["kinds"]
+                .as_object()
+                .expect("kinds")
+                .keys()
+                .filter(|k| *k != kind)
+                .collect();
+            assert!(others.is_empty(), "{scenario} seed {seed}: also {others:?}");
+        }
+    }
 }
 
 /// A short run counts only the faults it injected: those scheduled after its

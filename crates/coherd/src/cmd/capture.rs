@@ -111,6 +111,8 @@ struct Export<W: Write> {
     first_batch: Option<(u64, Time)>,
 }
 
+const SECOND: i64 = 1_000_000_000;
+
 impl<W: Write> Export<W> {
     fn entry(&mut self, Entry { id, body }: Entry) -> std::io::Result<()> {
         let at = body.time();
@@ -135,8 +137,17 @@ impl<W: Write> Export<W> {
                 observations,
             } => {
                 for mut o in observations {
-                    o.time = Some(received_at);
-                    self.line(&o)?;
+                    match o.time {
+                        // Ahead by a second or more: the skew may matter
+                        // (max_clock_skew is at least 1 s), so it is kept.
+                        Some(t) if t.as_nanos().saturating_sub(received_at.as_nanos()) >= SECOND => {
+                            self.line(&json!({"time": received_at, "report": o}))?;
+                        }
+                        _ => {
+                            o.time = Some(received_at);
+                            self.line(&o)?;
+                        }
+                    }
                 }
             }
             NewEntry::Intent { at, source } => {

@@ -18,7 +18,9 @@ use super::output;
 /// change written as {"time": "...", "intent": {...}} (the intent as JSON, or its YAML
 /// text as a string), or a member deletion written as
 /// {"time": "...", "delete": {"service": "...", "member": "..."}}, as `coherd capture
-/// export` writes them. Lines must not go back in time.
+/// export` writes them. A report received at one time that carries another (a
+/// member whose clock runs ahead) is written {"time": "<received>", "report": {...}}
+/// and is applied at the received time. Lines must not go back in time.
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  coherd replay capture.ndjson --intent intent.yaml\n  \
@@ -171,6 +173,17 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
     let serde_json::Value::Object(mut map) = value else {
         bail!("line {n}: expected a JSON object")
     };
+    if let Some(report) = map.remove("report") {
+        // Received at `time`, carrying a time of its own (clock skew).
+        let time = map
+            .remove("time")
+            .context(format!("line {n}: report line needs a \"time\""))?;
+        if let Some(k) = map.keys().next() {
+            bail!("line {n}: unknown field `{k}` in report line; expected only `time` and `report`");
+        }
+        let obs = observation(report, n, limits)?;
+        return Ok((parse_time_value(&time, n)?, Line::Observation(Box::new(obs))));
+    }
     for (field, parse) in [
         ("intent", intent_line as LineParser),
         ("delete", delete_line),
@@ -188,14 +201,18 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
         }
         return Ok((parse_time_value(&time, n)?, parse(value, n)?));
     }
-    let obs = Observation::from_value(serde_json::Value::Object(map), limits).map_err(|errs| {
-        let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        anyhow::anyhow!("line {n}: invalid observation: {}", list.join("; "))
-    })?;
+    let obs = observation(serde_json::Value::Object(map), n, limits)?;
     let time = obs.time.context(format!(
         "line {n}: every replayed observation needs a \"time\""
     ))?;
     Ok((time, Line::Observation(Box::new(obs))))
+}
+
+fn observation(value: serde_json::Value, n: usize, limits: &Limits) -> Result<Observation> {
+    Observation::from_value(value, limits).map_err(|errs| {
+        let list: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("line {n}: invalid observation: {}", list.join("; "))
+    })
 }
 
 type LineParser = fn(serde_json::Value, usize) -> Result<Line>;

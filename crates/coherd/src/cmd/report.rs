@@ -84,12 +84,24 @@ pub(crate) struct Args {
 }
 
 /// The server's answer to a post.
-#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub(crate) struct Ack {
     /// Observations stored and applied.
     pub accepted: u64,
     /// Observations acknowledged as duplicates of an earlier `seq`.
     pub duplicates: u64,
+    /// Observations refused for their time alone; the others were stored.
+    #[serde(default)]
+    pub rejected: Vec<Rejected>,
+}
+
+/// An item the server refused alone (its time is out of bounds).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct Rejected {
+    /// Its position in what was sent (over every batch).
+    pub index: usize,
+    pub field: String,
+    pub message: String,
 }
 
 /// One observation and where it came from, for messages.
@@ -114,7 +126,23 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     } else {
         println!("accepted {}, duplicates {}", ack.accepted, ack.duplicates);
     }
-    Ok(ExitCode::SUCCESS)
+    if ack.rejected.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The rest was stored; say which items were not, and fail.
+    for r in &ack.rejected {
+        let place = items
+            .get(r.index)
+            .map(|i| i.place.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("the observation");
+        eprintln!("error: {place}: {}: {}", r.field, r.message);
+    }
+    eprintln!(
+        "{} observation(s) refused for their time; the others were stored",
+        ack.rejected.len()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -354,6 +382,12 @@ async fn send(
             })?;
         total.accepted += ack.accepted;
         total.duplicates += ack.duplicates;
+        total
+            .rejected
+            .extend(ack.rejected.into_iter().map(|r| Rejected {
+                index: start + r.index,
+                ..r
+            }));
         bar.inc(body_lines);
     }
     bar.finish_and_clear();
