@@ -71,7 +71,7 @@ const fn minutes(m: u64) -> Duration {
 /// correctness or safety now pages; the rest is a ticket. Drift and drain
 /// violations have two rows: the critical ones page, every one is a ticket
 /// (a page mutes the ticket about the same divergence).
-pub const DIVERGENCE_ALERTS: [DivergenceAlert; 14] = [
+pub const DIVERGENCE_ALERTS: [DivergenceAlert; 17] = [
     DivergenceAlert {
         kind: Kind::SplitBrain,
         min_severity: Severity::Info,
@@ -104,6 +104,17 @@ pub const DIVERGENCE_ALERTS: [DivergenceAlert; 14] = [
         what: "datasets whose replicas disagree",
         why: "Replicas reported different digests for the same dataset at the same position: their data differs.",
         runbook: "Run `coherd divergences --service {service} --kind replica_divergence` for the dataset and the divergent members; stop writes to them and repair from the majority.",
+    },
+    DivergenceAlert {
+        kind: Kind::CanaryRegression,
+        min_severity: Severity::Info,
+        alert: "CoherdCanaryRegression",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "A new value of a facet of {service} fails more requests",
+        what: "facet values failing more requests than the baseline",
+        why: "Members running one value of a facet (a new version, config or flag set) fail significantly more requests than the baseline value, past the canary's max_ratio: the change breaks requests.",
+        runbook: "Run `coherd divergences --service {service} --kind canary_regression` for both error rates and request counts; pause the rollout and roll the value back.",
     },
     DivergenceAlert {
         kind: Kind::DrainViolation,
@@ -206,6 +217,17 @@ pub const DIVERGENCE_ALERTS: [DivergenceAlert; 14] = [
     },
     DivergenceAlert {
         kind: Kind::Herd,
+        min_severity: Severity::Critical,
+        alert: "CoherdHerd",
+        urgency: Urgency::Page,
+        for_: Duration::ZERO,
+        summary: "Periodic work in {service} runs past its concurrency limit",
+        what: "periodic jobs running more at once than they may",
+        why: "More runs of a periodic job overlap than its max_concurrent allows: what they share (a database, an API quota) takes the whole fleet's load at once.",
+        runbook: "Run `coherd divergences --service {service} --kind herd` for the peak and the members; stop the extra runs, then spread the job with `coherd splay` or the dephase settings in the intent.",
+    },
+    DivergenceAlert {
+        kind: Kind::Herd,
         min_severity: Severity::Info,
         alert: "CoherdHerd",
         urgency: Urgency::Ticket,
@@ -214,6 +236,17 @@ pub const DIVERGENCE_ALERTS: [DivergenceAlert; 14] = [
         what: "periodic jobs running in lockstep",
         why: "Members run a periodic job at the same moments (order parameter or peak concurrency above the limit): a thundering herd.",
         runbook: "Run `coherd herd` on the job's events or crontabs; spread the job with `coherd splay` or the dephase settings in the intent.",
+    },
+    DivergenceAlert {
+        kind: Kind::ReplicaLag,
+        min_severity: Severity::Info,
+        alert: "CoherdReplicaLag",
+        urgency: Urgency::Ticket,
+        for_: minutes(5),
+        summary: "A replica of {service} trails its dataset",
+        what: "replicas behind their dataset past max_lag",
+        why: "A replica trails the highest position any live member reported for its dataset by more than the dataset's max_lag: reads from it are stale, and a failover to it loses writes.",
+        runbook: "Run `coherd divergences --service {service} --kind replica_lag` for the lag and the leader; check the replica's replication stream and load.",
     },
     DivergenceAlert {
         kind: Kind::ClockSkew,

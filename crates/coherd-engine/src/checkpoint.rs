@@ -25,12 +25,17 @@ use crate::ids::{IdVec, ServiceId};
 use crate::intern::{Interner, Sym};
 use crate::labels::LabelSets;
 use crate::pairs::Views;
+use crate::signals::Signals;
 use crate::state::Service;
 use crate::timer::Timers;
 
-/// The checkpoint format this engine writes and reads. Raised whenever the
-/// encoding of any part changes; an engine refuses every other number.
-pub const CHECKPOINT_FORMAT: u32 = 1;
+/// The checkpoint format this engine writes. Raised whenever the encoding of
+/// any part changes; an engine reads its own and [`OLDEST_FORMAT_READ`] on.
+pub const CHECKPOINT_FORMAT: u32 = 2;
+
+/// Format 1 is format 2 without the signals (canary traffic, replica
+/// positions) at the end: it loads with none.
+const OLDEST_FORMAT_READ: u32 = 1;
 
 /// Why bytes are not a checkpoint this engine can load.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,11 +184,13 @@ struct EngineRef<'a> {
     clock: Time,
     counts: ReportCounts,
     next_prune: Time,
+    /// Last: format 1 ends before it.
+    signals: &'a Signals,
 }
 
 /// A copy of the engine's state, taken in the time a copy takes, to be
 /// encoded elsewhere ([`Snapshot::encode`]) while the engine goes on.
-pub struct Snapshot(EngineState);
+pub struct Snapshot(EngineState, Signals);
 
 impl Snapshot {
     /// The checkpoint bytes, as [`Engine::checkpoint`] writes them.
@@ -201,6 +208,7 @@ impl Snapshot {
             clock: s.clock,
             counts: s.counts,
             next_prune: s.next_prune,
+            signals: &self.1,
         })
     }
 }
@@ -251,6 +259,7 @@ impl Engine {
             clock: self.clock,
             counts: self.counts,
             next_prune: self.next_prune,
+            signals: &self.signals,
         })
     }
 
@@ -274,7 +283,9 @@ impl Engine {
             clock: self.clock,
             counts: self.counts,
             next_prune: self.next_prune,
-        })
+            },
+            self.signals.clone(),
+        )
     }
 
     /// An engine loaded from [`checkpoint`](Engine::checkpoint) bytes, with
@@ -287,13 +298,18 @@ impl Engine {
     ) -> Result<Engine, CheckpointError> {
         let corrupt = |e: postcard::Error| CheckpointError::Corrupt(e.to_string());
         let (format, rest) = postcard::take_from_bytes::<u32>(bytes).map_err(corrupt)?;
-        if format != CHECKPOINT_FORMAT {
+        if !(OLDEST_FORMAT_READ..=CHECKPOINT_FORMAT).contains(&format) {
             return Err(CheckpointError::UnknownFormat {
                 found: format,
                 supported: CHECKPOINT_FORMAT,
             });
         }
         let (state, rest) = postcard::take_from_bytes::<EngineState>(rest).map_err(corrupt)?;
+        let (signals, rest) = if format >= 2 {
+            postcard::take_from_bytes::<Signals>(rest).map_err(corrupt)?
+        } else {
+            (Signals::default(), rest)
+        };
         if !rest.is_empty() {
             return Err(CheckpointError::Corrupt(format!(
                 "{} bytes follow the engine's state",
@@ -329,6 +345,7 @@ impl Engine {
             counts,
             facet_scratch: Vec::new(),
             next_prune,
+            signals,
         })
     }
 }

@@ -83,5 +83,8 @@ impl Engine {
         if drained && grew {
             self.drain_growth(svc, slot, requests, now);
         }
+        if counts {
+            self.canary_traffic(svc, slot, requests, errors, now);
+        }
     }
 }

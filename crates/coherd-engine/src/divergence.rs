@@ -96,6 +96,10 @@ pub(crate) enum Subject {
     MemberLease { member: Sym, resource: Sym },
     /// `herd`: a periodic job, by its event kind.
     Job(Sym),
+    /// `canary_regression`: one value of a facet.
+    FacetValue { facet: Sym, value: Sym },
+    /// `replica_lag`: a member's replica of a dataset.
+    MemberDataset { member: Sym, dataset: Sym },
 }
 
 /// The identity of a divergence: its kind, its service and its subject.
@@ -189,14 +193,47 @@ impl DivKey {
         }
     }
 
+    /// `canary_regression` of one value of a facet.
+    pub(crate) fn canary(svc: ServiceId, facet: Sym, value: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::CanaryRegression,
+            svc,
+            subject: Subject::FacetValue { facet, value },
+        }
+    }
+
+    /// `replica_lag` of a member's replica of a dataset.
+    pub(crate) fn replica_lag(svc: ServiceId, member: Sym, dataset: Sym) -> DivKey {
+        DivKey {
+            kind: Kind::ReplicaLag,
+            svc,
+            subject: Subject::MemberDataset { member, dataset },
+        }
+    }
+
+    /// The facet a divergence is about, if it is about one.
+    pub(crate) fn facet_of(&self) -> Option<Sym> {
+        match self.subject {
+            Subject::Facet(facet)
+            | Subject::MemberFacet { facet, .. }
+            | Subject::FacetValue { facet, .. } => Some(facet),
+            _ => None,
+        }
+    }
+
     /// The member a member-level divergence is about.
     pub(crate) fn member_of(&self) -> Option<Sym> {
         match self.subject {
             Subject::Member(member)
             | Subject::MemberFacet { member, .. }
             | Subject::Pair { member, .. }
-            | Subject::MemberLease { member, .. } => Some(member),
-            Subject::Facet(_) | Subject::Dataset(_) | Subject::Resource(_) | Subject::Job(_) => {
+            | Subject::MemberLease { member, .. }
+            | Subject::MemberDataset { member, .. } => Some(member),
+            Subject::Facet(_)
+            | Subject::Dataset(_)
+            | Subject::Resource(_)
+            | Subject::Job(_)
+            | Subject::FacetValue { .. } => {
                 None
             }
         }

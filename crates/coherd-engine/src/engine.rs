@@ -216,6 +216,8 @@ pub struct Engine {
     pub(crate) facet_scratch: Vec<(usize, Sym)>,
     /// When resolved episodes are next pruned.
     pub(crate) next_prune: Time,
+    /// Canary traffic and replica positions.
+    pub(crate) signals: crate::signals::Signals,
 }
 
 impl Default for Engine {
@@ -243,6 +245,7 @@ impl Engine {
             counts: ReportCounts::default(),
             facet_scratch: Vec::new(),
             next_prune: Time::EPOCH,
+            signals: Default::default(),
         }
     }
 
@@ -430,6 +433,13 @@ impl Engine {
             .collect();
         for key in open {
             self.resolve(key, now, None);
+        }
+        for (_, c) in self
+            .signals
+            .canaries
+            .range_mut((svc, 0)..=(svc, u16::MAX))
+        {
+            c.values.clear();
         }
         self.touch_coherence(svc);
         self.services[svc].forgotten = true;

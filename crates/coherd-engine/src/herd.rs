@@ -194,7 +194,13 @@ impl Engine {
         let j = job.judge(at);
         let key = DivKey::herd(svc, kind);
         if j.by_order || j.by_concurrency {
-            self.upsert(key, Severity::Warning, at, false, |e| {
+            // More runs at once than the job allows overloads what they share.
+            let severity = if j.by_concurrency {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            self.upsert(key, severity, at, false, |e| {
                 e.herd_view(svc, kind, at)
             });
         } else if self.open_severity(&key).is_some() {

@@ -150,6 +150,7 @@ impl Engine {
             self.eval_mixed(svc, c, now, None);
         }
         self.reeval_back(svc, &back, now);
+        self.apply_signal_rules(svc, &si, now);
         self.apply_herd_intent(svc, now);
         self.touch_coherence(svc);
     }

@@ -18,6 +18,12 @@ pub(crate) struct Sym(u32);
 /// "No value": an unreported facet, no phase.
 pub(crate) const NONE: Sym = Sym(u32::MAX);
 
+impl Sym {
+    /// The lowest and highest symbols, for ranges of ordered keys.
+    pub(crate) const MIN: Sym = Sym(0);
+    pub(crate) const MAX: Sym = Sym(u32::MAX);
+}
+
 /// Interns strings into [`Sym`]s.
 #[derive(Clone, Default)]
 pub(crate) struct Interner {

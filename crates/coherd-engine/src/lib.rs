@@ -41,6 +41,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod admission;
+mod canary;
 mod checkpoint;
 mod clock;
 mod counters;
@@ -53,6 +54,7 @@ mod ids;
 mod intent;
 mod intern;
 mod jobs;
+mod lag;
 mod labels;
 mod leases;
 mod liveness;
@@ -62,6 +64,7 @@ mod phases;
 mod replicas;
 mod retime;
 mod schedule;
+mod signals;
 mod sli;
 mod state;
 mod table;
@@ -82,4 +85,4 @@ pub use jobs::{
 };
 pub use output::{FacetDistribution, JobStats, MemberView, MembersPage, ServiceSummary, Why};
 pub use schedule::{JobSlot, SlotError};
-pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, Windowed};
+pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, ValueTraffic, Windowed};

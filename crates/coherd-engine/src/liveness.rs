@@ -165,6 +165,7 @@ impl Engine {
         for ds in self.services[svc].datasets.values_mut() {
             ds.reporters.retain(|&r| r != name);
         }
+        self.forget_positions(svc, name);
         let s = &mut self.services[svc];
         let m = &s.members[slot];
         if m.has(flag::TERMINAL) {

@@ -443,6 +443,9 @@ impl Engine {
             detection_latency_seconds: s.windows.detection_latency.snapshot(),
             schema_error_rate: rate(|b| b.schema_errors, |b| b.requests),
             duplicate_rate: rate(|b| b.duplicates, |b| b.requests),
+            error_rate: rate(|b| b.errors, |b| b.requests),
+            canary: self.canary_traffic_of(svc),
+            replica_lag_positions: self.max_replica_lag(svc),
         })
     }
 

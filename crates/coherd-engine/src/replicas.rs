@@ -31,6 +31,7 @@ impl Engine {
             let ds = self.syms.intern(&c.dataset);
             let digest = self.syms.intern(&c.digest);
             self.add_checksum(svc, name, ds, c.position, digest, now);
+            self.record_position(svc, name, ds, c.position, c.position_time, now);
         }
     }
 

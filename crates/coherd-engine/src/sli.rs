@@ -271,6 +271,24 @@ pub struct ServiceSlis {
     pub schema_error_rate: Windowed,
     /// Duplicates over requests.
     pub duplicate_rate: Windowed,
+    /// Errors over requests.
+    pub error_rate: Windowed,
+    /// Per canary-watched facet, each value's traffic over the canary window.
+    pub canary: BTreeMap<String, BTreeMap<String, ValueTraffic>>,
+    /// How far the live replica furthest behind trails its dataset's highest
+    /// live position, in positions; `None` without checksums.
+    pub replica_lag_positions: Option<u64>,
+}
+
+/// One value's requests and errors over a canary window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueTraffic {
+    /// Requests served in the window.
+    pub requests: u64,
+    /// Of them, failed.
+    pub errors: u64,
+    /// Errors over requests.
+    pub error_rate: Option<f64>,
 }
 
 /// `num / den` when `den > 0`.

@@ -238,6 +238,10 @@ impl Engine {
             | Subject::Dataset(x)
             | Subject::Resource(x)
             | Subject::Job(x) => s(x).to_string(),
+            Subject::FacetValue { facet, value } => format!("{}:{}", s(facet), s(value)),
+            Subject::MemberDataset { member, dataset } => {
+                format!("{}:{}", s(member), s(dataset))
+            }
         };
         kind.id(service, &subject)
     }

@@ -113,6 +113,7 @@ fn concurrency_above_max_concurrent_opens_at_once_and_resolves_when_a_run_leaves
     assert_episode(d, "20m", None);
     assert_eq!(d.evidence["peak_concurrency"], 3);
     assert_eq!(d.evidence["max_concurrent"], 2);
+    assert_eq!(d.severity, Severity::Critical, "past max_concurrent pages");
     // herd_threshold 1: R never counts; m1's run leaves at 11:00:00 and the peak drops to 2.
     f.tick("3h 30m");
     let d = f.one(Kind::Herd);

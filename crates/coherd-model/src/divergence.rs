@@ -34,11 +34,15 @@ pub enum Kind {
     Herd,
     /// A member's reports carry a time further ahead than `max_clock_skew`.
     ClockSkew,
+    /// A value of a facet fails significantly more requests than the baseline value.
+    CanaryRegression,
+    /// A replica trails the highest live position of its dataset past `max_lag`.
+    ReplicaLag,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Drift,
         Kind::Mixed,
         Kind::Silent,
@@ -51,6 +55,8 @@ impl Kind {
         Kind::StaleEpoch,
         Kind::Herd,
         Kind::ClockSkew,
+        Kind::CanaryRegression,
+        Kind::ReplicaLag,
     ];
 
     /// The name used in ids, the API and metrics.
@@ -68,6 +74,8 @@ impl Kind {
             Kind::StaleEpoch => "stale_epoch",
             Kind::Herd => "herd",
             Kind::ClockSkew => "clock_skew",
+            Kind::CanaryRegression => "canary_regression",
+            Kind::ReplicaLag => "replica_lag",
         }
     }
 
@@ -95,6 +103,7 @@ impl Kind {
                 | Kind::Flapping
                 | Kind::StaleEpoch
                 | Kind::ClockSkew
+                | Kind::ReplicaLag
         )
     }
 }

@@ -61,6 +61,39 @@ pub struct FacetIntent {
     /// How long a change may take before old values count as lagging.
     #[serde(serialize_with = "ser_duration")]
     pub rollout_window: Duration,
+    /// Compare error rates per value: `canary_regression` (needs a target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryIntent>,
+}
+
+/// When a value of a facet fails more requests than the baseline value
+/// (the previous target during a change, else the target): its error rate
+/// over `window` exceeds `max_ratio` times the baseline's, with at least
+/// `min_requests` on both sides, and a one-sided test of that (the rates'
+/// difference `p - max_ratio x p_baseline`, Wald) is significant at `alpha`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanaryIntent {
+    /// How many times the baseline's error rate a value may fail.
+    pub max_ratio: f64,
+    /// Requests each side needs in the window before a verdict.
+    pub min_requests: u64,
+    /// The window error rates are taken over.
+    #[serde(serialize_with = "ser_duration")]
+    pub window: Duration,
+    /// The test's significance level: the chance of a false verdict at one
+    /// evaluation when the value fails exactly `max_ratio` times as often.
+    pub alpha: f64,
+}
+
+impl Default for CanaryIntent {
+    fn default() -> CanaryIntent {
+        CanaryIntent {
+            max_ratio: 2.0,
+            min_requests: 1000,
+            window: Duration::from_secs(600),
+            alpha: 0.001,
+        }
+    }
 }
 
 impl FacetIntent {
@@ -151,7 +184,24 @@ pub struct LeaseIntent {
 
 /// A declared dataset.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct DatasetIntent {}
+pub struct DatasetIntent {
+    /// How far a live replica may trail the highest live position before
+    /// `replica_lag` opens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<MaxLag>,
+}
+
+/// A replica lag limit: in positions, or in time when members report
+/// `position_time` with their checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum MaxLag {
+    /// Positions behind the highest.
+    Positions(u64),
+    /// Time behind the highest position's time.
+    #[serde(serialize_with = "ser_duration")]
+    Time(Duration),
+}
 
 /// Periodic work of a service: how to spread it and when it is a `herd`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]

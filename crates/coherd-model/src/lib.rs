@@ -29,8 +29,8 @@ pub mod yaml;
 pub use divergence::{Kind, Severity};
 pub use error::{FieldError, IntentError, IntentErrors};
 pub use intent::{
-    DatasetIntent, DephaseIntent, FacetIntent, Intent, JobIntent, LeaseIntent, PhaseMachine,
-    ServiceIntent, SpreadMode,
+    CanaryIntent, DatasetIntent, DephaseIntent, FacetIntent, Intent, JobIntent, LeaseIntent,
+    MaxLag, PhaseMachine, ServiceIntent, SpreadMode,
 };
 pub use observation::{Checksum, Lease, Limits, Observation, PeriodicEvent, View, split_view_key};
 pub use time::Time;

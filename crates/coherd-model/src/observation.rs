@@ -100,6 +100,9 @@ pub struct Checksum {
     pub position: u64,
     /// The digest, opaque.
     pub digest: String,
+    /// When the data at `position` was written (for lag in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_time: Option<Time>,
 }
 
 /// One run of periodic work.

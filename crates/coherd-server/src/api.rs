@@ -109,7 +109,7 @@ pub(crate) async fn post_observations(
         rejected,
     } = parse_batch(&body, framing, &state.config.limits, clock, wall_now())?;
     for o in &observations {
-        state.tokens.may_report_for(token, &o.service)?;
+        state.tokens.may_report_for(token, &o.service, &o.member)?;
     }
     let got = if observations.is_empty() {
         Ingested::default()

@@ -2,6 +2,7 @@
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -26,10 +27,16 @@ pub struct TokenEntry {
     pub token: String,
     /// What it may do.
     pub scopes: Vec<Scope>,
-    /// The services it may report for (empty: any). A reporter's token
-    /// bound to its own services cannot speak for another fleet.
+    /// The services it may report for, as names or glob patterns
+    /// (`checkout*`; empty: any). A reporter's token bound to its own
+    /// services cannot speak for another fleet.
     #[serde(default)]
     pub services: Vec<String>,
+    /// The members it may report as, as glob patterns (`web-*`,
+    /// `*.eu-west-1`; empty: any): a member's own token cannot speak for
+    /// its neighbours.
+    #[serde(default)]
+    pub members: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenEntry {
@@ -38,18 +45,52 @@ impl std::fmt::Debug for TokenEntry {
             .field("token", &"<redacted>")
             .field("scopes", &self.scopes)
             .field("services", &self.services)
+            .field("members", &self.members)
             .finish()
     }
 }
 
 /// The configured tokens; empty means open (loopback only).
 #[derive(Clone, Default)]
-pub(crate) struct Tokens(Vec<TokenEntry>);
+pub(crate) struct Tokens(Vec<Bound>);
+
+/// A token with its service and member patterns compiled.
+#[derive(Clone)]
+struct Bound {
+    entry: TokenEntry,
+    services: Option<GlobSet>,
+    members: Option<GlobSet>,
+}
+
+/// Compiles patterns; none means any.
+fn globs(patterns: &[String], what: &str) -> Result<Option<GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| format!("token {what} pattern {p:?}: {e}"))?;
+        set.add(glob);
+    }
+    set.build()
+        .map(Some)
+        .map_err(|e| format!("token {what} patterns: {e}"))
+}
 
 impl Tokens {
-    /// From the configuration.
-    pub(crate) fn new(entries: Vec<TokenEntry>) -> Tokens {
-        Tokens(entries)
+    /// From the configuration; an invalid pattern is an error naming it.
+    pub(crate) fn new(entries: Vec<TokenEntry>) -> Result<Tokens, String> {
+        entries
+            .into_iter()
+            .map(|entry| {
+                Ok(Bound {
+                    services: globs(&entry.services, "services")?,
+                    members: globs(&entry.members, "members")?,
+                    entry,
+                })
+            })
+            .collect::<Result<_, String>>()
+            .map(Tokens)
     }
 
     /// Whether any token is configured.
@@ -57,26 +98,33 @@ impl Tokens {
         !self.0.is_empty()
     }
 
-    /// Refuses a report for a service the token `index` is not bound to.
+    /// Refuses a report for a service or member the token `index` is not
+    /// bound to.
     pub(crate) fn may_report_for(
         &self,
         index: Option<usize>,
         service: &str,
+        member: &str,
     ) -> Result<(), ApiError> {
         let Some(t) = index.and_then(|i| self.0.get(i)) else {
             return Ok(());
         };
-        if t.services.is_empty() || t.services.iter().any(|s| s == service) {
-            Ok(())
-        } else {
-            Err(ApiError::Request(
-                axum::http::StatusCode::FORBIDDEN,
-                format!(
-                    "this token may report for {} only, not for {service:?}: use that service's token",
-                    t.services.join(", ")
-                ),
-            ))
+        let forbidden = |message: String| {
+            Err(ApiError::Request(axum::http::StatusCode::FORBIDDEN, message))
+        };
+        if t.services.as_ref().is_some_and(|s| !s.is_match(service)) {
+            return forbidden(format!(
+                "this token may report for services {} only, not for {service:?}: use that service's token",
+                t.entry.services.join(", ")
+            ));
         }
+        if t.members.as_ref().is_some_and(|m| !m.is_match(member)) {
+            return forbidden(format!(
+                "this token may report as members {} only, not as {member:?}: use that member's token",
+                t.entry.members.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the request's bearer token for `scope`; the position of the
@@ -97,12 +145,12 @@ impl Tokens {
         let mut found = None;
         for (i, t) in self.0.iter().enumerate() {
             // Compare against every token so timing does not reveal which one matched.
-            if bool::from(t.token.as_bytes().ct_eq(given.trim().as_bytes())) {
+            if bool::from(t.entry.token.as_bytes().ct_eq(given.trim().as_bytes())) {
                 found = Some((i, t));
             }
         }
         let (i, t) = found.ok_or(ApiError::Unauthorized)?;
-        if t.scopes.contains(&scope) || t.scopes.contains(&Scope::Admin) {
+        if t.entry.scopes.contains(&scope) || t.entry.scopes.contains(&Scope::Admin) {
             Ok(Some(i))
         } else {
             Err(ApiError::Forbidden(scope))

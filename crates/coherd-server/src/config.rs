@@ -158,6 +158,7 @@ impl ServerConfig {
                         token: t.to_string(),
                         scopes: scopes.clone(),
                         services: Vec::new(),
+                        members: Vec::new(),
                     });
                 }
             }
@@ -201,6 +202,7 @@ impl ServerConfig {
                 self.max_clock_skew.as_secs()
             )));
         }
+        crate::auth::Tokens::new(self.tokens.clone()).map_err(ServerError::Config)?;
         if self.ingest_concurrency == 0 || self.ingest_queue == 0 {
             return Err(ServerError::Config(
                 "ingest_concurrency and ingest_queue must be at least 1".into(),

@@ -122,7 +122,7 @@ impl AppState {
             history: Arc::new(std::sync::Mutex::new(SqliteStore::open(&config.db)?)),
             shared,
             writer,
-            tokens: Arc::new(Tokens::new(config.tokens.clone())),
+            tokens: Arc::new(Tokens::new(config.tokens.clone()).map_err(ServerError::Config)?),
             ingest_slots: crate::fairness::IngestSlots::new(config.ingest_concurrency),
             stopping,
             alerts: alerting::AlertState::new(

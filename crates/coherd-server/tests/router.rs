@@ -37,16 +37,19 @@ async fn open(name: &str, tokens: bool) -> (AppState, Running) {
                 token: ADMIN.into(),
                 scopes: vec![Scope::Admin, Scope::Read, Scope::Report],
                 services: Vec::new(),
+                members: Vec::new(),
             },
             TokenEntry {
                 token: READ.into(),
                 scopes: vec![Scope::Read],
                 services: Vec::new(),
+                members: Vec::new(),
             },
             TokenEntry {
                 token: REPORT.into(),
                 scopes: vec![Scope::Report],
                 services: Vec::new(),
+                members: Vec::new(),
             },
         ];
     }

@@ -37,11 +37,17 @@ pub enum Scenario {
     /// A few members' clocks jump two minutes ahead, then NTP brings them
     /// back; others run a few seconds ahead, within `max_clock_skew`.
     ClockSkew,
+    /// A canary of version v2 fails 5 % of requests where v1 fails 0.1 %;
+    /// a config canary beside it fails as often as the old config.
+    Canary,
+    /// Replicas of shards advance together; a few stop applying for five
+    /// minutes, then catch up.
+    ReplicaLag,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Rollout,
         Scenario::ConfigDrift,
         Scenario::Drain,
@@ -52,6 +58,8 @@ impl Scenario {
         Scenario::IncompatibleMix,
         Scenario::Herd,
         Scenario::ClockSkew,
+        Scenario::Canary,
+        Scenario::ReplicaLag,
     ];
 
     /// The scenario's name, also its service's name.
@@ -67,6 +75,8 @@ impl Scenario {
             Scenario::IncompatibleMix => "incompatible-mix",
             Scenario::Herd => "herd",
             Scenario::ClockSkew => "clock-skew",
+            Scenario::Canary => "canary",
+            Scenario::ReplicaLag => "replica-lag",
         }
     }
 
@@ -113,6 +123,8 @@ pub(crate) struct World {
     /// Herd scenario: per member slot, its evenly spread offsets (seconds) for
     /// `cron:compact` and `cron:backup`, as the service would hand them out.
     offsets: Vec<(f64, f64)>,
+    /// Canary scenario: each member's errors so far.
+    errors: Vec<u64>,
 }
 
 fn at(secs: i64) -> Time {
@@ -157,6 +169,7 @@ impl World {
             perm,
             rule,
             offsets,
+            errors: vec![0; n],
         }
     }
 
@@ -218,6 +231,23 @@ impl World {
                 at(0),
                 yaml(&format!(
                     "services:\n  {svc}:\n    facets:\n      schema: {{target: \"42\", compatible: [\"41\"], rollout_window: 30m}}\n"
+                )),
+            )],
+            Scenario::Canary => {
+                let facets = |v: &str, c: &str| {
+                    format!(
+                        "services:\n  {svc}:\n    facets:\n      version: {{target: {v}, rollout_window: 1h, canary: {{min_requests: 500, window: 5m}}}}\n      config: {{target: {c}, rollout_window: 1h, canary: {{min_requests: 500, window: 5m}}}}\n"
+                    )
+                };
+                vec![(at(0), facets("v1", "c1")), (at(2 * MIN), facets("v2", "c2"))]
+            }
+            Scenario::ReplicaLag => vec![(
+                at(0),
+                yaml(&format!(
+                    "services:\n  {svc}:\n    datasets:\n{}",
+                    (0..self.n.div_ceil(3))
+                        .map(|g| format!("      shard-{g}: {{max_lag: 50}}\n"))
+                        .collect::<String>()
                 )),
             )],
             Scenario::Replica | Scenario::Silent | Scenario::Flap | Scenario::ClockSkew => {
@@ -324,6 +354,23 @@ impl World {
             Scenario::Herd => {
                 if self.n >= coherd_engine::MIN_MEMBERS {
                     out.push(t(Kind::Herd, "cron:compact".into(), 0));
+                }
+            }
+            Scenario::Canary => {
+                if self.n >= 10 {
+                    out.push(t(Kind::Mixed, "version".into(), 2 * MIN));
+                    out.push(t(Kind::Mixed, "config".into(), 2 * MIN));
+                    out.push(t(Kind::CanaryRegression, "version:v2".into(), 2 * MIN));
+                }
+            }
+            Scenario::ReplicaLag => {
+                for i in self.every_hundredth(6) {
+                    let slot = self.perm[i];
+                    out.push(t(
+                        Kind::ReplicaLag,
+                        format!("{}:shard-{}", self.name(i), slot / 3),
+                        5 * MIN,
+                    ));
                 }
             }
             Scenario::ClockSkew => {
@@ -473,6 +520,7 @@ impl World {
                     dataset: format!("shard-{group}"),
                     position: k,
                     digest,
+                    position_time: None,
                 });
             }
             Scenario::Silent => {
@@ -485,6 +533,36 @@ impl World {
             }
             Scenario::Flap => {}
             Scenario::Herd => obs.events = self.runs_ended(slot, t),
+            Scenario::Canary => {
+                // One in ten members takes v2 at 2m, another one in ten c2.
+                let canary = |r: usize| i % 10 == r && s >= 2 * MIN;
+                let version = if canary(0) { "v2" } else { "v1" };
+                facet(&mut obs, "version", version);
+                facet(&mut obs, "config", if canary(1) { "c2" } else { "c1" });
+                let p = if version == "v2" { 0.05 } else { 0.001 };
+                let failed = (0..100u64)
+                    .filter(|r| unit(mix(((slot as u64) << 32) ^ (k << 8) ^ r)) < p)
+                    .count() as u64;
+                self.errors[slot] += failed;
+                obs.counters = BTreeMap::from([
+                    ("requests".to_string(), requests),
+                    ("errors".to_string(), self.errors[slot]),
+                ]);
+                return Some(obs);
+            }
+            Scenario::ReplicaLag => {
+                // Each tick applies ten positions; members with rule index 6
+                // mod 100 stop applying from 5m to 10m, then catch up.
+                let stalled = i % 100 == 6 && (5 * MIN..10 * MIN).contains(&s);
+                let position = if stalled { 10 * (5 * MIN / 10) as u64 } else { 10 * k };
+                let group = slot / 3;
+                obs.checksums.push(Checksum {
+                    dataset: format!("shard-{group}"),
+                    position,
+                    digest: format!("{:016x}", mix(group as u64 * 1_000_003 + position)),
+                    position_time: None,
+                });
+            }
             Scenario::ClockSkew => {
                 // The report's own time; it is received at `t`.
                 let ahead = match i % 100 {
@@ -568,6 +646,11 @@ impl World {
             ..Observation::default()
         }
     }
+}
+
+/// A hash as a number in [0, 1).
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A cheap deterministic hash for digests.

@@ -565,27 +565,33 @@ fn the_divergences_command_follows_pages_and_stops_at_its_limit() {
     );
 }
 
+/// A server started with `config` as its config file.
+fn start_with_config(name: &str, config: &str) -> Server {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("coherd.yaml"), config).unwrap();
+    let path = dir.join("coherd.yaml").display().to_string();
+    Server::start(&dir, &["--config", &path])
+}
+
+/// Posts an observation body with a bearer token.
+fn post_with_token(s: &Server, token: &str, body: &str) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    request(
+        "POST",
+        &format!("{}/v1/observations", s.url),
+        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
 /// A report token bound to services speaks for those only: a batch naming
 /// another service is refused whole, naming it, and nothing is stored.
 #[test]
 fn a_token_bound_to_services_cannot_report_for_another() {
-    let dir = temp_dir("token-services");
     let config = "tokens:\n  - {token: web-reporter-0123456789, scopes: [report], services: [web]}\n  - {token: read-token-0123456789, scopes: [read]}\n";
-    std::fs::write(dir.join("coherd.yaml"), config).unwrap();
-    let path = dir.join("coherd.yaml").display().to_string();
-    let s = Server::start(&dir, &["--config", &path]);
-    let post = |body: &str| {
-        request(
-            "POST",
-            &format!("{}/v1/observations", s.url),
-            &[
-                ("Content-Type", "application/json"),
-                ("Authorization", "Bearer web-reporter-0123456789"),
-            ],
-            body.as_bytes(),
-        )
-        .unwrap()
-    };
+    let s = start_with_config("token-services", config);
+    let post = |body: &str| post_with_token(&s, "web-reporter-0123456789", body);
     let (status, body) = post(r#"{"service":"web","member":"w1"}"#);
     assert_eq!(status, 200, "{body}");
     let (status, body) =
@@ -602,4 +608,51 @@ fn a_token_bound_to_services_cannot_report_for_another() {
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "only web: {listed}");
     assert_eq!(listed[0]["members"], 1, "w2 was not stored: {listed}");
+}
+
+/// A report token bound to member patterns speaks as those members only
+/// (one member's token cannot report as its neighbour); an invalid pattern
+/// keeps the server from starting, naming it.
+#[test]
+fn a_token_bound_to_member_patterns_cannot_report_as_another_member() {
+    let config = "tokens:\n  - {token: web-0-reporter-0123456789, scopes: [report], services: [\"web*\"], members: [\"web-0*\", \"*.canary\"]}\n";
+    let s = start_with_config("token-members", config);
+    let post = |body: &str| post_with_token(&s, "web-0-reporter-0123456789", body);
+    for ok in [
+        r#"{"service":"web","member":"web-01"}"#,
+        r#"{"service":"web-eu","member":"web-07"}"#,
+        r#"{"service":"web","member":"w9.canary"}"#,
+    ] {
+        let (status, body) = post(ok);
+        assert_eq!(status, 200, "{ok}: {body}");
+    }
+    let message = |body: &str| -> String {
+        let v: Value = serde_json::from_str(body).expect("JSON errors");
+        v["errors"][0]["message"].as_str().unwrap_or_default().to_string()
+    };
+    let (status, body) = post(r#"[{"service":"web","member":"web-02"},{"service":"web","member":"web-11"}]"#);
+    assert_eq!(status, 403, "{body}");
+    let m = message(&body);
+    assert!(m.contains("\"web-11\"") && m.contains("web-0*"), "{m}");
+    let (status, body) = post(r#"{"service":"db","member":"web-01"}"#);
+    assert_eq!(status, 403, "{body}");
+    assert!(message(&body).contains("\"db\""), "{body}");
+    drop(s);
+
+    let bad = temp_dir("token-members-bad");
+    std::fs::write(
+        bad.join("coherd.yaml"),
+        "tokens:\n  - {token: web-0-reporter-0123456789, scopes: [report], members: [\"web-[0\"]}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(bad.join("coherd.yaml"))
+        .arg("--db")
+        .arg(bad.join("c.db"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"web-[0\""), "{err}");
 }

@@ -209,8 +209,13 @@ impl Reader {
                         if let Err(e) = names::name(name) {
                             self.err(key_node(v, name), &join(&here, name), e);
                         }
-                        self.map(d, &join(&here, name), Some(&[]));
-                        s.datasets.insert(name.to_string(), DatasetIntent {});
+                        let dp = join(&here, name);
+                        let mut dataset = DatasetIntent::default();
+                        for (k, x) in self.map(d, &dp, Some(&["max_lag"])) {
+                            debug_assert_eq!(k, "max_lag");
+                            dataset.max_lag = self.max_lag(x, &join(&dp, k));
+                        }
+                        s.datasets.insert(name.to_string(), dataset);
                     }
                 }
                 "dephase" => s.dephase = self.dephase(v, &here),
@@ -226,12 +231,13 @@ impl Reader {
             compatible: Vec::new(),
             uniform: false,
             rollout_window: DEFAULT_ROLLOUT_WINDOW,
+            canary: None,
         };
         let mut uniform_node = None;
         for (key, v) in self.map(
             node,
             path,
-            Some(&["target", "compatible", "uniform", "rollout_window"]),
+            Some(&["target", "compatible", "uniform", "rollout_window", "canary"]),
         ) {
             let here = join(path, key);
             match key {
@@ -255,8 +261,16 @@ impl Reader {
                 "rollout_window" => {
                     f.rollout_window = self.duration(v, &here).unwrap_or(DEFAULT_ROLLOUT_WINDOW)
                 }
+                "canary" => f.canary = Some(self.canary(v, &here)),
                 _ => unreachable!("checked by map()"),
             }
+        }
+        if f.canary.is_some() && f.target.is_none() {
+            self.err(
+                node,
+                &join(path, "canary"),
+                "a canary compares each value with the previous target or the target: give the facet a target",
+            );
         }
         if let (Some((v, here)), Some(_)) = (&uniform_node, &f.target)
             && !f.uniform
@@ -285,6 +299,58 @@ impl Reader {
         }
         f.uniform |= f.target.is_some();
         f
+    }
+
+    fn canary(&mut self, node: &Node, path: &str) -> CanaryIntent {
+        let mut c = CanaryIntent::default();
+        let fields = Some(&["max_ratio", "min_requests", "window", "alpha"][..]);
+        for (key, v) in self.map(node, path, fields) {
+            let here = join(path, key);
+            let float = v.as_str().and_then(|s| s.parse::<f64>().ok());
+            match key {
+                "max_ratio" => match float {
+                    Some(r) if (1.0..=1000.0).contains(&r) => c.max_ratio = r,
+                    _ => self.err(v, &here, "expected a number from 1 to 1000"),
+                },
+                "min_requests" => match v.as_str().and_then(|s| s.parse::<u64>().ok()) {
+                    Some(n) if (1..=1_000_000_000_000).contains(&n) => c.min_requests = n,
+                    _ => self.err(v, &here, "expected a whole number from 1 to 10^12"),
+                },
+                "window" => match self.duration(v, &here) {
+                    Some(d) if (Duration::from_secs(10)..=Duration::from_secs(86_400))
+                        .contains(&d) =>
+                    {
+                        c.window = d
+                    }
+                    Some(_) => self.err(v, &here, "must be from 10s to 1d"),
+                    None => {}
+                },
+                "alpha" => match float {
+                    Some(a) if a > 0.0 && a <= 0.1 => c.alpha = a,
+                    _ => self.err(v, &here, "expected a number above 0 and at most 0.1"),
+                },
+                _ => unreachable!("checked by map()"),
+            }
+        }
+        c
+    }
+
+    fn max_lag(&mut self, node: &Node, path: &str) -> Option<MaxLag> {
+        let text = self.string(node, path)?;
+        if let Ok(n) = text.parse::<u64>() {
+            return Some(MaxLag::Positions(n));
+        }
+        match parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Some(MaxLag::Time(d)),
+            _ => {
+                self.err(
+                    node,
+                    path,
+                    "expected positions (a whole number, such as 1000) or a time (such as 30s)",
+                );
+                None
+            }
+        }
     }
 
     fn dephase(&mut self, node: &Node, path: &str) -> DephaseIntent {

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 )]
 pub(crate) struct Args {
     /// Scenario to run: rollout, config-drift, drain, split-brain, replica, silent, flap,
-    /// incompatible-mix, herd (runs at least 2h of simulated time), clock-skew, or all.
+    /// incompatible-mix, herd (runs at least 2h of simulated time), clock-skew, canary, replica-lag, or all.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Members per scenario.
