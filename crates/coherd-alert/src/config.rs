@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::matcher::Matcher;
-use crate::policy::DIVERGENCE_ALERTS;
 pub use crate::policy::Urgency;
+use crate::policy::{DIVERGENCE_ALERTS, SLI_ALERTS, Threshold};
 
 /// Everything alerting needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,12 +118,18 @@ pub struct Rule {
     /// For divergence rules: which divergences.
     #[serde(default, rename = "match")]
     pub matches: Option<DivergenceMatch>,
-    /// For SLI rules: the SLI (`coherence` or `telemetry_completeness`).
+    /// For SLI rules: the SLI (any of [`crate::sli::SLIS`]).
     #[serde(default)]
     pub sli: Option<String>,
     /// For SLI rules: fire while the SLI is below this.
     #[serde(default)]
     pub below: Option<f64>,
+    /// For SLI rules: fire while the SLI is above this.
+    #[serde(default)]
+    pub above: Option<f64>,
+    /// For SLI rules on a facet SLI (`exposure`): only this facet.
+    #[serde(default)]
+    pub facet: Option<String>,
     /// For SLI rules: only this service (default: every service).
     #[serde(default)]
     pub service: Option<String>,
@@ -210,21 +216,32 @@ impl AlertConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         for r in &self.rules {
             match (&r.matches, &r.sli) {
-                (Some(_), None) => {}
-                (None, Some(s))
-                    if matches!(s.as_str(), "coherence" | "telemetry_completeness")
-                        && r.below.is_some() => {}
-                (None, Some(s))
-                    if !matches!(s.as_str(), "coherence" | "telemetry_completeness") =>
-                {
-                    return Err(ConfigError::Invalid(format!(
-                        "rule {}: sli {s:?}: use coherence or telemetry_completeness",
-                        r.name
-                    )));
+                (Some(_), None) if r.below.is_none() && r.above.is_none() && r.facet.is_none() => {}
+                (None, Some(s)) => {
+                    let Some(def) = crate::sli::lookup(s) else {
+                        let names: Vec<&str> = crate::sli::SLIS.iter().map(|d| d.name).collect();
+                        return Err(ConfigError::Invalid(format!(
+                            "rule {}: sli {s:?} is not an SLI coherd measures; use one of {}",
+                            r.name,
+                            names.join(", ")
+                        )));
+                    };
+                    if r.below.is_some() == r.above.is_some() {
+                        return Err(ConfigError::Invalid(format!(
+                            "rule {}: give one of `below` and `above`",
+                            r.name
+                        )));
+                    }
+                    if r.facet.is_some() && !def.per_facet {
+                        return Err(ConfigError::Invalid(format!(
+                            "rule {}: sli {s} is per service, not per facet: remove `facet`",
+                            r.name
+                        )));
+                    }
                 }
                 _ => {
                     return Err(ConfigError::Invalid(format!(
-                        "rule {}: give either `match` or `sli` with `below`",
+                        "rule {}: give either `match` or `sli` with `below` or `above`",
                         r.name
                     )));
                 }
@@ -255,31 +272,55 @@ impl AlertConfig {
 
 /// The built-in rules: one per row of [`DIVERGENCE_ALERTS`].
 pub fn default_rules() -> Vec<Rule> {
-    DIVERGENCE_ALERTS
-        .iter()
-        .map(|a| Rule {
-            name: a.alert.into(),
-            matches: Some(DivergenceMatch {
-                kinds: vec![a.kind],
-                min_severity: Some(a.min_severity),
-                labels: Vec::new(),
-            }),
-            sli: None,
-            below: None,
-            service: None,
-            for_: a.for_,
-            severity: a.urgency,
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::from([
-                ("summary".into(), a.summary.into()),
-                (
-                    "description".into(),
-                    "{kind} in {service}: {subjects}".into(),
-                ),
-                ("runbook".into(), a.runbook.into()),
-            ]),
-        })
-        .collect()
+    let divergences = DIVERGENCE_ALERTS.iter().map(|a| Rule {
+        matches: Some(DivergenceMatch {
+            kinds: vec![a.kind],
+            min_severity: Some(a.min_severity),
+            labels: Vec::new(),
+        }),
+        ..built_in(
+            a.alert,
+            a.for_,
+            a.urgency,
+            [a.summary, "{kind} in {service}: {subjects}", a.runbook],
+        )
+    });
+    let slis = SLI_ALERTS.iter().map(|a| {
+        let (below, above) = match a.threshold {
+            Threshold::Below(t) => (Some(t), None),
+            Threshold::Above(t) => (None, Some(t)),
+        };
+        Rule {
+            sli: Some(a.sli.into()),
+            below,
+            above,
+            ..built_in(a.alert, a.for_, a.urgency, [a.summary, a.why, a.runbook])
+        }
+    });
+    divergences.chain(slis).collect()
+}
+
+/// A built-in rule that matches nothing yet: name, `for`, urgency and its
+/// summary, description and runbook.
+fn built_in(name: &str, for_: Duration, severity: Urgency, text: [&str; 3]) -> Rule {
+    let [summary, description, runbook] = text;
+    Rule {
+        name: name.into(),
+        matches: None,
+        sli: None,
+        below: None,
+        above: None,
+        facet: None,
+        service: None,
+        for_,
+        severity,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::from([
+            ("summary".into(), summary.into()),
+            ("description".into(), description.into()),
+            ("runbook".into(), runbook.into()),
+        ]),
+    }
 }
 
 #[cfg(test)]

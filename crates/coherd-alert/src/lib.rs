@@ -17,7 +17,8 @@
 //! let mut alerting = Alerting::new(AlertConfig::default());
 //! // A service's coherence collapses; with no divergence rule involved, an SLI
 //! // rule or an SLO would page. Here nothing is configured, so nothing fires.
-//! alerting.on_sli(t0, "checkout", Some(0.5), Some(1.0), 100);
+//! let coherence = coherd_alert::SliSample { sli: "coherence", facet: None, value: Some(0.5) };
+//! alerting.on_sli(t0, "checkout", &[coherence], 100);
 //! alerting.handle_timeout(t0.add(std::time::Duration::from_secs(60)));
 //! assert!(alerting.poll_notification().is_none());
 //! ```
@@ -31,6 +32,7 @@ pub mod error;
 pub mod matcher;
 pub mod policy;
 pub mod router;
+pub mod sli;
 pub mod slo;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -44,8 +46,9 @@ pub use alert::{Alert, Labels};
 pub use config::{AlertConfig, Rule, Urgency};
 pub use error::ConfigError;
 pub use matcher::Matcher;
-pub use policy::{DIVERGENCE_ALERTS, DivergenceAlert};
+pub use policy::{DIVERGENCE_ALERTS, DivergenceAlert, SLI_ALERTS, SliAlert, Threshold};
 pub use router::{Notification, Router, Silence};
+pub use sli::{SLIS, SliDef, SliSample};
 pub use slo::{SloStatus, SloTracker};
 
 struct Candidate {
@@ -132,6 +135,14 @@ impl Alerting {
         {
             l.insert("member".into(), m.clone());
         }
+        // The member's deploy and breakdown labels, so that alerts group by
+        // them (`group_by: [service, deploy]`); never over the labels above.
+        if let Some(deploy) = &d.deploy {
+            l.insert("deploy".into(), deploy.clone());
+        }
+        for (k, v) in &d.labels {
+            l.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         l
     }
 
@@ -165,55 +176,65 @@ impl Alerting {
         }
     }
 
-    /// An SLI sample for a service (coherence, telemetry completeness, known members).
-    pub fn on_sli(
-        &mut self,
-        now: Time,
-        service: &str,
-        coherence: Option<f64>,
-        completeness: Option<f64>,
-        members: u32,
-    ) {
+    /// A service's SLIs ([`sli::samples`]) and its known members: threshold
+    /// rules fire or clear, and SLOs count the coherence sample.
+    pub fn on_sli(&mut self, now: Time, service: &str, samples: &[SliSample], members: u32) {
         for i in 0..self.rules.len() {
             let rule = &self.rules[i];
-            let (Some(sli), Some(below)) = (&rule.sli, rule.below) else {
+            let Some(sli) = rule.sli.clone() else {
                 continue;
+            };
+            let threshold = match (rule.below, rule.above) {
+                (Some(t), _) => Threshold::Below(t),
+                (None, Some(t)) => Threshold::Above(t),
+                (None, None) => continue,
             };
             if rule.service.as_deref().is_some_and(|s| s != service) {
                 continue;
             }
-            let value = if sli == "coherence" {
-                coherence
-            } else {
-                completeness
-            };
-            let key = format!("{i}:sli:{service}");
-            match value {
-                Some(v) if v < below => {
-                    let labels = Labels::from([
-                        ("alertname".to_string(), rule.name.clone()),
-                        ("service".to_string(), service.to_string()),
-                        ("sli".to_string(), sli.clone()),
-                        ("severity".to_string(), rule.severity.as_str().to_string()),
-                    ]);
-                    let mut labels = labels;
-                    labels.extend(rule.labels.clone());
-                    let mut annotations: Labels = rule
-                        .annotations
-                        .iter()
-                        .map(|(k, t)| (k.clone(), fill(t, service, sli, "", &format!("{v:.4}"))))
-                        .collect();
-                    annotations
-                        .entry("summary".into())
-                        .or_insert_with(|| format!("{sli} of {service} is {v:.4}, below {below}"));
-                    let since = self.candidates.get(&key).map_or(now, |c| c.since);
-                    let for_ = rule.for_;
-                    self.upsert(now, key, labels, annotations, since, for_);
+            let only_facet = rule.facet.clone();
+            for sample in samples.iter().filter(|x| x.sli == sli) {
+                if only_facet.is_some() && only_facet != sample.facet {
+                    continue;
                 }
-                Some(_) => self.drop_candidate(now, &key, now),
-                None => {} // no telemetry: hold the state
+                let facet = sample.facet.as_deref().unwrap_or("");
+                let key = format!("{i}:sli:{service}:{facet}");
+                match sample.value {
+                    Some(v) if threshold.breached(v) => {
+                        let rule = &self.rules[i];
+                        let mut labels = Labels::from([
+                            ("alertname".to_string(), rule.name.clone()),
+                            ("service".to_string(), service.to_string()),
+                            ("sli".to_string(), sli.clone()),
+                            ("severity".to_string(), rule.severity.as_str().to_string()),
+                        ]);
+                        if let Some(f) = &sample.facet {
+                            labels.insert("facet".to_string(), f.clone());
+                        }
+                        labels.extend(rule.labels.clone());
+                        let mut annotations: Labels = rule
+                            .annotations
+                            .iter()
+                            .map(|(k, t)| {
+                                (k.clone(), fill(t, service, &sli, facet, &format!("{v:.4}")))
+                            })
+                            .collect();
+                        annotations.entry("summary".into()).or_insert_with(|| {
+                            format!("{sli} of {service} is {v:.4}, {}", threshold.words())
+                        });
+                        let since = self.candidates.get(&key).map_or(now, |c| c.since);
+                        let for_ = rule.for_;
+                        self.upsert(now, key, labels, annotations, since, for_);
+                    }
+                    Some(_) => self.drop_candidate(now, &key, now),
+                    None => {} // nothing to measure: hold the state
+                }
             }
         }
+        let coherence = samples
+            .iter()
+            .find(|x| x.sli == "coherence")
+            .and_then(|x| x.value);
         for (i, slo) in self.slos.iter().enumerate() {
             if slo.service != "*" && slo.service != service {
                 continue;

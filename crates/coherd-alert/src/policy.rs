@@ -261,6 +261,141 @@ pub const DIVERGENCE_ALERTS: [DivergenceAlert; 17] = [
     },
 ];
 
+/// Which side of a threshold is bad.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Fires while the SLI is below this.
+    Below(f64),
+    /// Fires while the SLI is above this.
+    Above(f64),
+}
+
+impl Threshold {
+    /// Whether `value` is on the bad side.
+    pub fn breached(self, value: f64) -> bool {
+        match self {
+            Threshold::Below(t) => value < t,
+            Threshold::Above(t) => value > t,
+        }
+    }
+
+    /// The PromQL comparison: `< 0.99`.
+    pub fn promql(self) -> String {
+        match self {
+            Threshold::Below(t) => format!("< {t}"),
+            Threshold::Above(t) => format!("> {t}"),
+        }
+    }
+
+    /// `below 0.99`.
+    pub fn words(self) -> String {
+        match self {
+            Threshold::Below(t) => format!("below {t}"),
+            Threshold::Above(t) => format!("above {t}"),
+        }
+    }
+}
+
+/// A built-in alert on an SLI's threshold, as the playbooks recommend it.
+#[derive(Debug, Clone, Copy)]
+pub struct SliAlert {
+    /// The alert name.
+    pub alert: &'static str,
+    /// The SLI, as in [`crate::sli::SLIS`].
+    pub sli: &'static str,
+    /// When it fires.
+    pub threshold: Threshold,
+    /// How long the threshold must stay breached.
+    pub for_: Duration,
+    /// Page or ticket.
+    pub urgency: Urgency,
+    /// One line; `{service}` is filled in.
+    pub summary: &'static str,
+    /// Why it matters.
+    pub why: &'static str,
+    /// What to do first; `{service}` is filled in.
+    pub runbook: &'static str,
+}
+
+/// The thresholds the playbooks give for the fleet's SLIs: telemetry
+/// completeness above 99 %, unapproved mixed-state exposure under 1 %, phase
+/// mismatch under 0.1 %, drain failures under 0.5 %, schema errors under
+/// 0.1 %, duplicates under 0.01 %, and fewer than 2 phase changes per member
+/// an hour. Each opens a ticket; what breaks safety pages through its
+/// divergence.
+pub const SLI_ALERTS: [SliAlert; 7] = [
+    SliAlert {
+        alert: "CoherdTelemetryIncomplete",
+        sli: "telemetry_completeness",
+        threshold: Threshold::Below(0.99),
+        for_: minutes(15),
+        urgency: Urgency::Ticket,
+        summary: "Fewer than 99% of the members of {service} report",
+        why: "Fewer than 99% of the expected members report: coherence is measured on part of the fleet only.",
+        runbook: "Run `coherd divergences --service {service} --kind silent`; check the members' reporters and `expect_members` in the intent.",
+    },
+    SliAlert {
+        alert: "CoherdUnapprovedExposure",
+        sli: "exposure_unapproved",
+        threshold: Threshold::Above(0.01),
+        for_: minutes(10),
+        urgency: Urgency::Ticket,
+        summary: "Over 1% of the requests of {service} reach a lagging or foreign value",
+        why: "More than 1% of requests are served by members whose facet is neither the target nor converging inside its rollout window: users meet mixed state nobody approved.",
+        runbook: "Run `coherd status --service {service}` for the value distribution and `coherd divergences --service {service} --kind drift`; finish or roll back the rollout.",
+    },
+    SliAlert {
+        alert: "CoherdPhaseMismatch",
+        sli: "phase_mismatch_rate",
+        threshold: Threshold::Above(0.001),
+        for_: minutes(10),
+        urgency: Urgency::Ticket,
+        summary: "Observers of {service} disagree with its members' phases",
+        why: "More than 0.1% of observer and member pairs disagree about the member's phase: routing and discovery act on stale lifecycle state.",
+        runbook: "Run `coherd divergences --service {service} --kind phase_disagreement`; check health checks and discovery propagation.",
+    },
+    SliAlert {
+        alert: "CoherdDrainFailureRate",
+        sli: "drain_failure_rate",
+        threshold: Threshold::Above(0.005),
+        for_: minutes(5),
+        urgency: Urgency::Ticket,
+        summary: "Over 0.5% of the requests of {service} reach non-serving members",
+        why: "More than 0.5% of requests were served by members in a non-serving phase: drains do not deregister members in time.",
+        runbook: "Run `coherd divergences --service {service} --kind drain_violation`; lengthen preStop or fix deregistration in the balancer.",
+    },
+    SliAlert {
+        alert: "CoherdSchemaErrors",
+        sli: "schema_error_rate",
+        threshold: Threshold::Above(0.001),
+        for_: minutes(10),
+        urgency: Urgency::Ticket,
+        summary: "Over 0.1% of the requests of {service} fail on schema",
+        why: "More than 0.1% of requests fail to serialise or parse: a schema change is not compatible with what still runs.",
+        runbook: "Run `coherd status --service {service}` for the schema values; roll back the incompatible schema or add a compatibility layer.",
+    },
+    SliAlert {
+        alert: "CoherdDuplicates",
+        sli: "duplicate_rate",
+        threshold: Threshold::Above(0.0001),
+        for_: minutes(10),
+        urgency: Urgency::Ticket,
+        summary: "{service} processes work twice",
+        why: "More than 0.01% of requests are duplicates: two members, or a retry and the original, both do the same work.",
+        runbook: "Run `coherd divergences --service {service} --kind split_brain` and check idempotency keys and leases.",
+    },
+    SliAlert {
+        alert: "CoherdFlapFrequency",
+        sli: "flap_frequency",
+        threshold: Threshold::Above(2.0),
+        for_: minutes(15),
+        urgency: Urgency::Ticket,
+        summary: "Members of {service} change phase too often",
+        why: "Members changed phase more than twice an hour on average: crash loops, restarts or flapping health checks across the fleet.",
+        runbook: "Run `coherd divergences --service {service} --kind flapping`; check restarts and health checks.",
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +417,18 @@ mod tests {
                     .iter()
                     .any(|a| a.matches(kind, Severity::Critical)),
                 "no alert for {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_sli_alert_watches_a_known_sli() {
+        for a in SLI_ALERTS {
+            assert!(
+                crate::sli::lookup(a.sli).is_some(),
+                "{}: {}",
+                a.alert,
+                a.sli
             );
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use coherd_alert::{AlertConfig, Alerting, Notification};
+use coherd_alert::{AlertConfig, Alerting, Notification, SliSample};
 use coherd_engine::{Engine, Event};
 use coherd_model::{Intent, Limits, Observation, Time};
 
@@ -102,22 +102,96 @@ fn foreign_drift_waits_its_for_before_paging() {
     );
 }
 
+/// A coherence sample, completeness full.
+fn coherence(value: Option<f64>) -> Vec<SliSample> {
+    vec![
+        SliSample {
+            sli: "coherence",
+            facet: None,
+            value,
+        },
+        SliSample {
+            sli: "telemetry_completeness",
+            facet: None,
+            value: value.map(|_| 1.0),
+        },
+    ]
+}
+
 #[test]
 fn an_sli_rule_fires_after_for_and_holds_without_telemetry() {
     let cfg = AlertConfig::from_yaml("defaults: false\nroute: {group_wait: 0s}\nrules:\n  - {name: LowCoherence, sli: coherence, below: 0.9, for: 1m, severity: ticket}\n").unwrap();
     let mut alerting = Alerting::new(cfg);
     let mut out = Vec::new();
     for s in (0..=120).step_by(10) {
-        alerting.on_sli(t(s), "api", Some(0.5), Some(1.0), 10);
+        alerting.on_sli(t(s), "api", &coherence(Some(0.5)), 10);
         alerting.handle_timeout(t(s));
         out.extend(std::iter::from_fn(|| alerting.poll_notification()));
     }
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].at, t(60));
     // Telemetry disappears: nothing resolves.
-    alerting.on_sli(t(130), "api", None, None, 0);
+    alerting.on_sli(t(130), "api", &coherence(None), 0);
     alerting.handle_timeout(t(2000));
     assert!(std::iter::from_fn(|| alerting.poll_notification()).all(|n| n.status == "firing"));
+}
+
+/// Every SLI of DESIGN 4 may be alerted on, above or below a threshold, per
+/// facet for facet SLIs; an unknown SLI or a rule with both sides is refused.
+#[test]
+fn threshold_rules_work_on_every_sli_and_per_facet() {
+    let cfg = AlertConfig::from_yaml("defaults: false\nroute: {group_wait: 0s}\nrules:\n  - {name: Drains, sli: drain_failure_rate, above: 0.005, for: 0s, severity: ticket}\n  - {name: Exposed, sli: exposure_unapproved, facet: version, above: 0.01, for: 0s, severity: page}\n").unwrap();
+    let mut alerting = Alerting::new(cfg);
+    let sample = |sli: &'static str, facet: Option<&str>, value: f64| SliSample {
+        sli,
+        facet: facet.map(String::from),
+        value: Some(value),
+    };
+    let samples = [
+        sample("drain_failure_rate", None, 0.02),
+        sample("exposure_unapproved", Some("version"), 0.05),
+        sample("exposure_unapproved", Some("config"), 0.5),
+    ];
+    alerting.on_sli(t(0), "api", &samples, 10);
+    alerting.handle_timeout(t(1));
+    let fired: Vec<Notification> = std::iter::from_fn(|| alerting.poll_notification()).collect();
+    let mut names: Vec<(String, Option<String>)> = fired
+        .iter()
+        .flat_map(|n| n.alerts.iter())
+        .map(|a| {
+            (
+                a.labels["alertname"].clone(),
+                a.labels.get("facet").cloned(),
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ("Drains".to_string(), None),
+            ("Exposed".to_string(), Some("version".to_string()))
+        ]
+    );
+    for (yaml, words) in [
+        (
+            "{name: X, sli: latency, above: 1, severity: ticket}",
+            "not an SLI coherd measures",
+        ),
+        (
+            "{name: X, sli: error_rate, above: 1, below: 0, severity: ticket}",
+            "one of `below` and `above`",
+        ),
+        (
+            "{name: X, sli: error_rate, facet: version, above: 1, severity: ticket}",
+            "per service, not per facet",
+        ),
+    ] {
+        let err = AlertConfig::from_yaml(&format!("rules:\n  - {yaml}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(words), "{yaml}: {err}");
+    }
 }
 
 #[test]
@@ -131,7 +205,7 @@ fn a_burn_rate_alert_fires_and_clears_on_a_synthetic_history() {
                 coherence: f64,
                 out: &mut Vec<Notification>| {
         for m in from..to {
-            alerting.on_sli(t(m * 60), "api", Some(coherence), Some(1.0), 100);
+            alerting.on_sli(t(m * 60), "api", &self::coherence(Some(coherence)), 100);
             alerting.handle_timeout(t(m * 60));
             out.extend(std::iter::from_fn(|| alerting.poll_notification()));
         }

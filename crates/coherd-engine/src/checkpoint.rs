@@ -151,6 +151,8 @@ impl<'de> Deserialize<'de> for DivergenceTable {
                 last_seen_at: r.last_seen_at,
                 resolved_at: r.resolved_at,
                 reopens: r.reopens,
+                deploy: None,
+                labels: Default::default(),
                 key: r.key,
             });
         }
@@ -271,18 +273,19 @@ impl Engine {
             self.events.is_empty(),
             "events are drained before a checkpoint"
         );
-        Snapshot(EngineState {
-            syms: self.syms.clone(),
-            services: self.services.clone(),
-            service_index: self.service_index.clone(),
-            timers: self.timers.clone(),
-            table: self.table.clone(),
-            views: self.views.clone(),
-            labels: self.labels.clone(),
-            now: self.now,
-            clock: self.clock,
-            counts: self.counts,
-            next_prune: self.next_prune,
+        Snapshot(
+            EngineState {
+                syms: self.syms.clone(),
+                services: self.services.clone(),
+                service_index: self.service_index.clone(),
+                timers: self.timers.clone(),
+                table: self.table.clone(),
+                views: self.views.clone(),
+                labels: self.labels.clone(),
+                now: self.now,
+                clock: self.clock,
+                counts: self.counts,
+                next_prune: self.next_prune,
             },
             self.signals.clone(),
         )
@@ -329,7 +332,7 @@ impl Engine {
             counts,
             next_prune,
         } = state;
-        Ok(Engine {
+        let mut engine = Engine {
             config,
             syms,
             services,
@@ -346,6 +349,9 @@ impl Engine {
             facet_scratch: Vec::new(),
             next_prune,
             signals,
-        })
+        };
+        // Deploys and breakdown labels are not kept: they follow the members.
+        engine.refresh_contexts();
+        Ok(engine)
     }
 }

@@ -68,12 +68,14 @@ impl Engine {
         b.errors += errors;
         b.schema_errors += schema_errors;
         b.duplicates += duplicates;
+        let mut unapproved = false;
         if requests > 0 && counts {
             for c in &s.columns {
                 if let Some(r) = c.rule.as_ref().filter(|r| r.targeted())
                     && c.values[slot] != r.target
                 {
                     add_exposed(&mut b.exposed, c.facet, requests);
+                    unapproved = true;
                 }
             }
         }
@@ -82,6 +84,9 @@ impl Engine {
         }
         if drained && grew {
             self.drain_growth(svc, slot, requests, now);
+        }
+        if unapproved {
+            self.count_unapproved(svc, slot, requests, now);
         }
         if counts {
             self.canary_traffic(svc, slot, requests, errors, now);

@@ -33,6 +33,12 @@ pub struct Divergence {
     pub resolved_at: Option<Time>,
     /// How many earlier episodes this id had.
     pub reopens: u32,
+    /// The member's `deploy`, for member-level divergences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
+    /// The member's values of its service's breakdown labels.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     #[serde(skip)]
     pub(crate) key: DivKey,
 }
@@ -50,6 +56,9 @@ impl PartialEq for Divergence {
             last_seen_at,
             resolved_at,
             reopens,
+            // Context follows the member as it is now; not part of the record's identity.
+            deploy: _,
+            labels: _,
             key: _,
         } = self;
         *id == other.id
@@ -233,9 +242,7 @@ impl DivKey {
             | Subject::Dataset(_)
             | Subject::Resource(_)
             | Subject::Job(_)
-            | Subject::FacetValue { .. } => {
-                None
-            }
+            | Subject::FacetValue { .. } => None,
         }
     }
 }

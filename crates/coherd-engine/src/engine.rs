@@ -434,11 +434,7 @@ impl Engine {
         for key in open {
             self.resolve(key, now, None);
         }
-        for (_, c) in self
-            .signals
-            .canaries
-            .range_mut((svc, 0)..=(svc, u16::MAX))
-        {
+        for (_, c) in self.signals.canaries.range_mut((svc, 0)..=(svc, u16::MAX)) {
             c.values.clear();
         }
         self.touch_coherence(svc);

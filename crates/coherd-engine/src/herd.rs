@@ -200,9 +200,7 @@ impl Engine {
             } else {
                 Severity::Warning
             };
-            self.upsert(key, severity, at, false, |e| {
-                e.herd_view(svc, kind, at)
-            });
+            self.upsert(key, severity, at, false, |e| e.herd_view(svc, kind, at));
         } else if self.open_severity(&key).is_some() {
             // The record keeps the window as it was the instant before it
             // resolved (with the run that resolved it, if one did).

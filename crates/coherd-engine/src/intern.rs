@@ -22,6 +22,8 @@ impl Sym {
     /// The lowest and highest symbols, for ranges of ordered keys.
     pub(crate) const MIN: Sym = Sym(0);
     pub(crate) const MAX: Sym = Sym(u32::MAX);
+    /// "Any other value": past a bound on values kept apart.
+    pub(crate) const OTHER: Sym = Sym(u32::MAX - 1);
 }
 
 /// Interns strings into [`Sym`]s.

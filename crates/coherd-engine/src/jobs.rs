@@ -99,6 +99,12 @@ impl Job {
         coherd_dephase::order_parameter(starts, self.period()).ok()
     }
 
+    /// Starts in the window per slot of the period.
+    pub(crate) fn start_slots(&self, at: Time, slots: usize) -> Vec<usize> {
+        let starts = self.window(at).map(|r| self.phase_offset(r.start));
+        coherd_dephase::histogram(starts, self.period(), slots).unwrap_or_default()
+    }
+
     pub(crate) fn members(&self, at: Time) -> Vec<Sym> {
         let mut m: Vec<Sym> = self.window(at).map(|r| r.member).collect();
         m.sort_unstable();

@@ -41,6 +41,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod admission;
+mod breakdown;
 mod canary;
 mod checkpoint;
 mod clock;
@@ -48,14 +49,15 @@ mod counters;
 mod divergence;
 mod driver;
 mod engine;
+mod exposure;
 mod facets;
 mod herd;
 mod ids;
 mod intent;
 mod intern;
 mod jobs;
-mod lag;
 mod labels;
+mod lag;
 mod leases;
 mod liveness;
 mod output;
@@ -72,6 +74,7 @@ mod timer;
 mod views;
 
 pub use admission::Admission;
+pub use breakdown::{BreakdownSlis, Context, MAX_BREAKDOWN_VALUES};
 pub use checkpoint::{CHECKPOINT_FORMAT, CheckpointError, Snapshot};
 pub use coherd_model::{Kind, Severity};
 pub use divergence::{Change, Divergence};
@@ -83,6 +86,10 @@ pub use jobs::{
     ACTIVE_PERIODS, MAX_RUNS_PER_JOB, MAX_UNDECLARED_JOBS, MIN_MEMBERS, UNDECLARED_PERIOD,
     WINDOW_PERIODS,
 };
-pub use output::{FacetDistribution, JobStats, MemberView, MembersPage, ServiceSummary, Why};
+pub use output::{
+    FacetDistribution, JobStats, MemberView, MembersPage, START_SLOTS, ServiceSummary, Why,
+};
 pub use schedule::{JobSlot, SlotError};
-pub use sli::{Convergence, Exposure, LatencySummary, ServiceSlis, ValueTraffic, Windowed};
+pub use sli::{
+    Convergence, Exposure, LatencySummary, ServiceSlis, UnapprovedExposure, ValueTraffic, Windowed,
+};

@@ -9,8 +9,10 @@ use crate::divergence::Subject;
 use crate::engine::Engine;
 use crate::ids::{MemberSlot, ServiceId};
 use crate::intern::{NONE, Sym};
-use crate::sli::{Convergence, Exposure, ServiceSlis, W1H, W5M, Windowed, ratio};
-use crate::state::flag;
+use crate::sli::{
+    Convergence, Exposure, ServiceSlis, UnapprovedExposure, W1H, W5M, Windowed, ratio,
+};
+use crate::state::{Class, flag};
 
 /// One service at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -182,6 +184,7 @@ impl Engine {
                 order_parameter: j.order_parameter(self.now),
                 peak_concurrency: j.peak_concurrency(self.now),
                 members: j.members(self.now).len(),
+                start_slots: j.start_slots(self.now, START_SLOTS),
             })
             .collect();
         out.sort_by(|a, b| a.job.cmp(&b.job));
@@ -390,6 +393,22 @@ impl Engine {
             let facet = self.syms.resolve(c.facet).to_string();
             let off = counting.saturating_sub(c.count(r.target));
             let now_share = ratio(off as u64, counting as u64);
+            let unapproved_now: u32 = c
+                .counts
+                .iter()
+                .filter(|(v, _)| matches!(r.classify(**v, now), Class::Lagging | Class::Foreign))
+                .map(|(_, n)| n)
+                .sum();
+            let unapproved_share = ratio(unapproved_now as u64, counting as u64);
+            let u = self.signals.unapproved.get(&svc);
+            let unapproved = |b: &crate::sli::Bucket, span: i64| {
+                if b.requests > 0 {
+                    let n = u.map_or(0, |u| u.sum(now, span, c.facet));
+                    ratio(n, b.requests)
+                } else {
+                    unapproved_share
+                }
+            };
             let windowed = |b: &crate::sli::Bucket| {
                 if b.requests > 0 {
                     ratio(b.exposed(c.facet), b.requests)
@@ -403,6 +422,11 @@ impl Engine {
                     now: now_share,
                     w5m: windowed(&w5),
                     w1h: windowed(&w1),
+                    unapproved: UnapprovedExposure {
+                        now: unapproved_share,
+                        w5m: unapproved(&w5, W5M),
+                        w1h: unapproved(&w1, W1H),
+                    },
                 },
             );
             convergence.insert(
@@ -446,6 +470,7 @@ impl Engine {
             error_rate: rate(|b| b.errors, |b| b.requests),
             canary: self.canary_traffic_of(svc),
             replica_lag_positions: self.max_replica_lag(svc),
+            breakdown: self.breakdown_slis(svc),
         })
     }
 
@@ -475,7 +500,13 @@ pub struct JobStats {
     pub peak_concurrency: usize,
     /// Members with a run in the window.
     pub members: usize,
+    /// Run starts in the window per twelfth of the period ([`START_SLOTS`]
+    /// slots): a flat histogram is a job spread out, one tall slot a herd.
+    pub start_slots: Vec<usize>,
 }
+
+/// Slots of a job's period in [`JobStats::start_slots`].
+pub const START_SLOTS: usize = 12;
 
 /// A page of a service's members ([`Engine::members_page`]).
 #[derive(Debug, Clone, Serialize)]

@@ -65,7 +65,10 @@ impl Engine {
         // falls due now, not before this intent.
         let s = &self.services[svc];
         if !s.head.is_none() {
-            let d = s.members[s.head].last_report.as_nanos().saturating_add(after);
+            let d = s.members[s.head]
+                .last_report
+                .as_nanos()
+                .saturating_add(after);
             self.timers
                 .schedule(Time::from_nanos(d).max(now), Timer::Silence { svc });
         }
@@ -85,7 +88,10 @@ impl Engine {
 
     /// `illegal_transition` holds and `flapping` limits under the new phases.
     pub(crate) fn retime_phases(&mut self, svc: ServiceId, old: &ServiceCfg, now: Time) {
-        let (hold, max) = (self.services[svc].cfg.hold, self.services[svc].cfg.max_flips);
+        let (hold, max) = (
+            self.services[svc].cfg.hold,
+            self.services[svc].cfg.max_flips,
+        );
         if hold == old.hold && max == old.max_flips {
             return;
         }
@@ -118,7 +124,11 @@ impl Engine {
         let until = Time::from_nanos(last.saturating_add(hold));
         if until <= now {
             extra.hold_until = None;
-            self.resolve(DivKey::member(Kind::IllegalTransition, svc, name), now, None);
+            self.resolve(
+                DivKey::member(Kind::IllegalTransition, svc, name),
+                now,
+                None,
+            );
         } else {
             extra.hold_until = Some(until);
             self.timers.schedule(until, Timer::Hold { svc, slot });

@@ -21,6 +21,10 @@ pub(crate) struct Signals {
     pub canaries: BTreeMap<(ServiceId, u16), Canary>,
     /// By (service, dataset).
     pub replicas: BTreeMap<(ServiceId, Sym), Replicas>,
+    /// Requests served lagging or foreign, by service.
+    pub unapproved: BTreeMap<ServiceId, crate::exposure::Unapproved>,
+    /// The member labels each service is broken down by.
+    pub breakdowns: BTreeMap<ServiceId, Vec<Sym>>,
 }
 
 impl Engine {
@@ -41,6 +45,21 @@ impl Engine {
                 }
                 None => self.drop_canary(svc, col, now),
             }
+        }
+        let labels: Vec<Sym> = si.breakdown.iter().map(|l| self.syms.intern(l)).collect();
+        let before = self
+            .signals
+            .breakdowns
+            .get(&svc)
+            .cloned()
+            .unwrap_or_default();
+        if labels != before {
+            if labels.is_empty() {
+                self.signals.breakdowns.remove(&svc);
+            } else {
+                self.signals.breakdowns.insert(svc, labels);
+            }
+            self.refresh_contexts();
         }
         let mut limits: BTreeMap<Sym, Limit> = BTreeMap::new();
         for (name, d) in &si.datasets {

@@ -217,6 +217,23 @@ pub struct Exposure {
     /// As `5m`, over the last hour.
     #[serde(rename = "1h")]
     pub w1h: Option<f64>,
+    /// The share served lagging or foreign: exposure outside an approved
+    /// rollout window (what exposure alerts watch).
+    pub unapproved: UnapprovedExposure,
+}
+
+/// Exposure outside approved rollout windows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnapprovedExposure {
+    /// Counting members lagging or foreign over counting members, now.
+    pub now: Option<f64>,
+    /// Requests served lagging or foreign over all requests (member share
+    /// when no counters).
+    #[serde(rename = "5m")]
+    pub w5m: Option<f64>,
+    /// As `5m`, over the last hour.
+    #[serde(rename = "1h")]
+    pub w1h: Option<f64>,
 }
 
 /// Convergence of the latest change of a targeted facet.
@@ -278,6 +295,9 @@ pub struct ServiceSlis {
     /// How far the live replica furthest behind trails its dataset's highest
     /// live position, in positions; `None` without checksums.
     pub replica_lag_positions: Option<u64>,
+    /// Per breakdown label (intent `breakdown`), per value: members,
+    /// coherence and completeness.
+    pub breakdown: BTreeMap<String, BTreeMap<String, crate::breakdown::BreakdownSlis>>,
 }
 
 /// One value's requests and errors over a canary window.

@@ -36,7 +36,12 @@ impl Engine {
                 let escalate = severity > self.table.records[i].severity;
                 let write = escalate || refresh;
                 let d = write.then(|| detail(self));
+                let context = write.then(|| self.context_of(&key));
                 let r = &mut self.table.records[i];
+                if let Some(c) = context {
+                    r.deploy = c.deploy;
+                    r.labels = c.labels;
+                }
                 r.last_seen_at = r.last_seen_at.max(at);
                 if let Some((subjects, evidence)) = d {
                     r.subjects = subjects;
@@ -57,6 +62,7 @@ impl Engine {
             .table
             .latest(&key)
             .map_or(0, |(_, r)| r.reopens.saturating_add(1));
+        let context = self.context_of(&key);
         let svc = &self.services[key.svc];
         let record = Divergence {
             id: self.div_id(&key),
@@ -69,6 +75,8 @@ impl Engine {
             last_seen_at: at,
             resolved_at: None,
             reopens,
+            deploy: context.deploy,
+            labels: context.labels,
             key,
         };
         let index = self.table.records.len();

@@ -189,7 +189,11 @@ fn log_with(steps: &[Step], one_per_service: bool) -> Vec<(Time, Observation)> {
         }
         if let Some(r) = s.requests {
             // Versions 3 and x fail a quarter of their requests, others 2 %.
-            let errors = if s.version.is_some_and(|x| x >= 2) { r / 4 } else { r / 50 };
+            let errors = if s.version.is_some_and(|x| x >= 2) {
+                r / 4
+            } else {
+                r / 50
+            };
             v["counters"] = json!({"requests": r, "errors": errors});
         }
         out.push((t, observation(&v)));
@@ -434,20 +438,30 @@ fn shuffle_within_timestamps(
     shuffled
 }
 
-
 /// Format 1 ends where format 2's signals (canary traffic, replica
 /// positions) begin: it loads, with none.
 #[test]
 fn a_checkpoint_of_format_one_still_loads() {
     let mut f = Harness::bare();
-    f.report("0s", json!({"service": "web", "member": "w1", "seq": 1, "facets": {"version": "1"}}));
-    f.report("5s", json!({"service": "web", "member": "w2", "seq": 1, "facets": {"version": "2"}}));
+    f.report(
+        "0s",
+        json!({"service": "web", "member": "w1", "seq": 1, "facets": {"version": "1"}}),
+    );
+    f.report(
+        "5s",
+        json!({"service": "web", "member": "w2", "seq": 1, "facets": {"version": "2"}}),
+    );
     let bytes = f.engine().checkpoint();
     assert_eq!(bytes[0], 2, "format 2 is one varint byte");
-    assert_eq!(&bytes[bytes.len() - 2..], [0, 0], "no canaries, no replicas");
+    // The signals: canaries, replicas, unapproved exposure, breakdowns; none.
+    const EMPTY_SIGNALS: usize = 4;
+    assert_eq!(&bytes[bytes.len() - EMPTY_SIGNALS..], [0; EMPTY_SIGNALS]);
     let mut v1 = vec![1u8];
-    v1.extend_from_slice(&bytes[1..bytes.len() - 2]);
+    v1.extend_from_slice(&bytes[1..bytes.len() - EMPTY_SIGNALS]);
     let engine = Engine::from_checkpoint(EngineConfig::default(), &v1, None)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(engine.checkpoint() == bytes, "format 1 loads as the same engine");
+    assert!(
+        engine.checkpoint() == bytes,
+        "format 1 loads as the same engine"
+    );
 }

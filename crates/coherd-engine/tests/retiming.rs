@@ -17,7 +17,9 @@ fn web(interval: &str, phases: &str) -> String {
             "    phases:\n      initial: [starting]\n      serving: [ready]\n      transitions:\n        starting: [ready, stopped]\n        ready: [draining, stopped]\n        draining: [stopped]\n        stopped: [starting]\n      {phases}\n"
         )
     };
-    format!("services:\n  web:\n    report_interval: {interval}\n{phases}  lb:\n    report_interval: 1h\n")
+    format!(
+        "services:\n  web:\n    report_interval: {interval}\n{phases}  lb:\n    report_interval: 1h\n"
+    )
 }
 
 fn phase(member: &str, seq: u64, p: &str) -> serde_json::Value {
@@ -46,7 +48,11 @@ fn a_longer_report_interval_brings_a_silent_member_back_at_the_change() {
     );
     // And they fall silent again at the new deadlines, in report order.
     f.tick("1m 4s");
-    let open: Vec<_> = f.of(Kind::Silent).into_iter().filter(|d| d.is_open()).collect();
+    let open: Vec<_> = f
+        .of(Kind::Silent)
+        .into_iter()
+        .filter(|d| d.is_open())
+        .collect();
     assert_eq!(open.len(), 1);
     assert_episode(open[0], "1m", None);
     f.tick("2m");

@@ -34,7 +34,10 @@ fn rollout(bad_permille: u64) -> Harness {
     for minute in 1..=20u64 {
         let t = format!("{}m", 10 + minute);
         let total = minute * 1000;
-        f.report(&t, served("w1", minute + 1, "2", total, total * bad_permille / 1000));
+        f.report(
+            &t,
+            served("w1", minute + 1, "2", total, total * bad_permille / 1000),
+        );
         for m in ["w2", "w3", "w4"] {
             f.report(&t, served(m, minute + 1, "1", total, total / 1000));
         }
@@ -54,8 +57,14 @@ fn a_new_version_failing_far_more_than_the_old_opens_canary_regression() {
     assert_episode(d, "11m", None);
     let e = &d.evidence;
     assert_eq!(e["baseline"], "1");
-    assert!((e["error_rate"].as_f64().unwrap() - 0.05).abs() < 1e-9, "{e}");
-    assert!((e["baseline_error_rate"].as_f64().unwrap() - 0.001).abs() < 1e-9, "{e}");
+    assert!(
+        (e["error_rate"].as_f64().unwrap() - 0.05).abs() < 1e-9,
+        "{e}"
+    );
+    assert!(
+        (e["baseline_error_rate"].as_f64().unwrap() - 0.001).abs() < 1e-9,
+        "{e}"
+    );
     assert!(e["p_value"].as_f64().unwrap() < 1e-6, "{e}");
     assert!(e["requests"].as_u64().unwrap() >= 1000, "{e}");
 }
@@ -92,12 +101,22 @@ fn rolling_the_bad_version_back_resolves_the_verdict_once_its_traffic_leaves_the
 #[test]
 fn a_canary_needs_a_target() {
     let yaml = "services:\n  web:\n    facets:\n      version: {canary: {max_ratio: 2}}\n";
-    let err = coherd_model::Intent::from_yaml(yaml).unwrap_err().to_string();
+    let err = coherd_model::Intent::from_yaml(yaml)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("give the facet a target"), "{err}");
     let yaml = "services:\n  web:\n    facets:\n      version: {target: \"2\", canary: {max_ratio: 0.5, min_requests: none}}\n";
-    let err = coherd_model::Intent::from_yaml(yaml).unwrap_err().to_string();
-    assert!(err.contains("max_ratio: expected a number from 1 to 1000"), "{err}");
-    assert!(err.contains("min_requests: expected a whole number"), "{err}");
+    let err = coherd_model::Intent::from_yaml(yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_ratio: expected a number from 1 to 1000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("min_requests: expected a whole number"),
+        "{err}"
+    );
 }
 
 // ---- replica_lag ----
@@ -112,7 +131,8 @@ fn at_position(member: &str, seq: u64, position: u64, time: Option<&str>) -> Val
 
 #[test]
 fn a_replica_past_max_lag_positions_opens_replica_lag_until_it_catches_up() {
-    let yaml = "services:\n  db:\n    report_interval: 1m\n    datasets:\n      users: {max_lag: 100}\n";
+    let yaml =
+        "services:\n  db:\n    report_interval: 1m\n    datasets:\n      users: {max_lag: 100}\n";
     let mut f = Harness::new(yaml);
     f.report("0s", at_position("a", 1, 1000, None));
     f.report("0s", at_position("b", 1, 950, None));
@@ -136,7 +156,8 @@ fn a_replica_past_max_lag_positions_opens_replica_lag_until_it_catches_up() {
 
 #[test]
 fn lag_in_time_uses_position_times_and_a_silent_leader_does_not_count() {
-    let yaml = "services:\n  db:\n    report_interval: 10s\n    datasets:\n      users: {max_lag: 30s}\n";
+    let yaml =
+        "services:\n  db:\n    report_interval: 10s\n    datasets:\n      users: {max_lag: 30s}\n";
     let mut f = Harness::new(yaml);
     f.report("1m", at_position("a", 1, 500, Some("1m")));
     f.report("1m", at_position("b", 1, 400, Some("15s")));
@@ -149,7 +170,8 @@ fn lag_in_time_uses_position_times_and_a_silent_leader_does_not_count() {
 
 #[test]
 fn removing_max_lag_from_the_intent_resolves_replica_lag() {
-    let yaml = "services:\n  db:\n    report_interval: 1m\n    datasets:\n      users: {max_lag: 10}\n";
+    let yaml =
+        "services:\n  db:\n    report_interval: 1m\n    datasets:\n      users: {max_lag: 10}\n";
     let mut f = Harness::new(yaml);
     f.report("0s", at_position("a", 1, 100, None));
     f.report("0s", at_position("b", 1, 50, None));

@@ -688,10 +688,50 @@ fn debug() -> Value {
         )],
         json!({}),
     );
+    l.row("Dephasing");
+    l.panel(
+        "timeseries",
+        "Order parameter per job",
+        "Kuramoto order parameter R of each declared job's start times over its window: 1 all at once, near 0 spread out. A herd opens above the job's herd_threshold (0.6 by default).",
+        8,
+        8,
+        "none",
+        &[Q(
+            "coherd_dephase_order_parameter{service=~\"$service\"}",
+            "{{service}} {{job}}",
+        )],
+        json!({"fieldConfig": {"defaults": {"min": 0, "max": 1}}}),
+    );
+    l.panel(
+        "timeseries",
+        "Peak concurrency per job",
+        "Most runs of each declared job in progress at once over its window; past max_concurrent the herd is critical and pages.",
+        8,
+        8,
+        "none",
+        &[Q(
+            "coherd_dephase_peak_concurrency{service=~\"$service\"}",
+            "{{service}} {{job}}",
+        )],
+        json!({}),
+    );
+    l.panel(
+        "bargauge",
+        "Start-time histogram",
+        "Run starts in each job's window per twelfth of its period (slot 0 is the period's first twelfth): flat is spread out, one tall slot is a herd.",
+        8,
+        8,
+        "none",
+        &[Q(
+            "sum by (job, slot) (coherd_dephase_starts{service=~\"$service\"})",
+            "{{job}} slot {{slot}}",
+        )],
+        json!({"options": {"orientation": "vertical", "displayMode": "basic"}}),
+    );
     dashboard(
         "coherd-debug",
         "coherd / Debug",
-        "coherd itself: ingest, latency, the store, events and the process.",
+        "coherd itself: ingest, latency, the store, events and the process; dephasing of the fleet's periodic jobs.",
         "now-3h",
         l.panels,
     )
@@ -749,6 +789,9 @@ mod tests {
             "coherd_divergences_open",
             "coherd_ingest_ack_seconds_bucket",
             "process_resident_memory_bytes",
+            "coherd_dephase_order_parameter",
+            "coherd_dephase_peak_concurrency",
+            "coherd_dephase_starts",
         ] {
             assert!(all.contains(name), "{name}");
         }

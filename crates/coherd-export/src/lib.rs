@@ -32,6 +32,7 @@
 pub mod dashboards;
 mod divergence_alerts;
 pub mod rules;
+mod sli_alerts;
 mod yaml;
 
 /// Why an export could not be built.

@@ -166,13 +166,14 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Every rule group: the SLO recordings, the burn-rate alerts, one alert per
-/// divergence kind, and coherd's own health.
+/// divergence kind, one per SLI threshold, and coherd's own health.
 pub fn prometheus_rules(opts: &RuleOptions) -> Result<Vec<RuleGroup>, ExportError> {
     check(opts)?;
     Ok(vec![
         slo_recordings(opts),
         burn_alerts(opts),
         crate::divergence_alerts::group(opts),
+        crate::sli_alerts::group(opts),
         health_alerts(opts),
     ])
 }
@@ -285,7 +286,6 @@ fn burn_alerts(opts: &RuleOptions) -> RuleGroup {
 
 fn health_alerts(opts: &RuleOptions) -> RuleGroup {
     let absent = "CoherdMetricsAbsent";
-    let incomplete = "CoherdTelemetryIncomplete";
     RuleGroup {
         name: "coherd-health".into(),
         interval: None,
@@ -303,27 +303,6 @@ fn health_alerts(opts: &RuleOptions) -> RuleGroup {
                         .into(),
                     "Check that `coherd serve` runs (`/healthz`, `/readyz`) and that Prometheus can scrape its /metrics \
                      (the read token, the listen address)."
-                        .into(),
-                ),
-                ..PromRule::default()
-            },
-            PromRule {
-                alert: Some(incomplete.into()),
-                expr: format!(
-                    "coherd_telemetry_completeness_ratio{} < 0.9",
-                    matchers(opts, "")
-                ),
-                for_: Some("15m".into()),
-                labels: labels(&[("severity", "ticket")]),
-                annotations: annotations(
-                    opts,
-                    incomplete,
-                    "{{ $labels.service }}: only {{ $value | humanizePercentage }} of members report".into(),
-                    "Fewer than 90% of the expected members of {{ $labels.service }} have reported recently: coherence \
-                     is measured on part of the fleet only."
-                        .into(),
-                    "Run `coherd divergences --service {{ $labels.service }} --kind silent`; check the members' \
-                     reporters and `expect_members` in the intent."
                         .into(),
                 ),
                 ..PromRule::default()
@@ -413,7 +392,11 @@ mod tests {
             ..RuleOptions::default()
         })
         .unwrap();
-        let a = &groups[3].rules[0];
+        let a = &groups
+            .iter()
+            .find(|g| g.name == "coherd-health")
+            .unwrap()
+            .rules[0];
         assert_eq!(
             a.annotations["runbook_url"],
             "https://runbooks.example/coherd#coherdmetricsabsent"

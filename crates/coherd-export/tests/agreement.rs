@@ -91,3 +91,44 @@ fn critical_correctness_problems_page_at_once() {
         );
     }
 }
+
+/// Every SLI threshold alert: the built-in rule and the exported Prometheus
+/// rule have the same name, urgency, `for`, SLI and threshold, and the
+/// exported one reads the gauge that carries that SLI.
+#[test]
+fn exported_rules_and_built_in_alerts_agree_for_every_sli_threshold() {
+    let groups = prometheus_rules(&RuleOptions::default()).unwrap();
+    let exported = &groups
+        .iter()
+        .find(|g| g.name == "coherd-slis")
+        .expect("the SLI group")
+        .rules;
+    let built_in: Vec<_> = default_rules()
+        .into_iter()
+        .filter(|r| r.sli.is_some())
+        .collect();
+    assert_eq!(exported.len(), coherd_alert::SLI_ALERTS.len());
+    assert_eq!(built_in.len(), coherd_alert::SLI_ALERTS.len());
+    for (ours, theirs) in built_in.iter().zip(exported) {
+        let sli = ours.sli.as_deref().unwrap();
+        let def = coherd_alert::sli::lookup(sli).expect("a known SLI");
+        assert_eq!(Some(ours.name.as_str()), theirs.alert.as_deref());
+        assert_eq!(ours.severity.as_str(), theirs.labels["severity"]);
+        assert_eq!(sli, theirs.labels["sli"]);
+        assert_eq!(
+            coherd_model::time::prometheus_duration(ours.for_),
+            theirs.for_.clone().unwrap()
+        );
+        let threshold = match (ours.below, ours.above) {
+            (Some(t), None) => format!("< {t}"),
+            (None, Some(t)) => format!("> {t}"),
+            other => panic!("{}: {other:?}", ours.name),
+        };
+        assert!(
+            theirs.expr.ends_with(&threshold),
+            "{} vs {threshold}",
+            theirs.expr
+        );
+        assert!(theirs.expr.contains(def.metric), "{}", theirs.expr);
+    }
+}

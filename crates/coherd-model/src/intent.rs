@@ -45,7 +45,14 @@ pub struct ServiceIntent {
     /// Periodic jobs to spread apart and watch for `herd`.
     #[serde(skip_serializing_if = "DephaseIntent::is_empty")]
     pub dephase: DephaseIntent,
+    /// Member labels (such as `region`, `zone`) that split the SLIs, the
+    /// metrics and the divergences' alerts; at most [`MAX_BREAKDOWN`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breakdown: Vec<String>,
 }
+
+/// Labels a service may be broken down by.
+pub const MAX_BREAKDOWN: usize = 4;
 
 /// Rules for one facet.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -273,6 +280,7 @@ impl Default for ServiceIntent {
             leases: BTreeMap::new(),
             datasets: BTreeMap::new(),
             dephase: DephaseIntent::default(),
+            breakdown: Vec::new(),
         }
     }
 }

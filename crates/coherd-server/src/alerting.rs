@@ -194,23 +194,13 @@ pub(crate) async fn run(
         drop(alerting);
         if now.as_nanos().saturating_sub(last_sli.as_nanos()) >= 10_000_000_000 {
             last_sli = now;
-            let samples: Vec<(String, Option<f64>, Option<f64>, u32)> = {
-                let mut engine = shared.engine();
-                engine
-                    .services()
-                    .into_iter()
-                    .map(|s| {
-                        let completeness = engine
-                            .service_slis(&s.service)
-                            .and_then(|x| x.telemetry_completeness);
-                        let coherence = if s.live > 0 { s.coherence } else { None };
-                        (s.service, coherence, completeness, s.members)
-                    })
-                    .collect()
-            };
+            // The SLIs are copied under the engine's lock; the rules run after.
+            let slis: Vec<(String, coherd_engine::ServiceSlis)> =
+                shared.engine().all_service_slis().into_iter().collect();
             let mut alerting = alerts.lock();
-            for (service, coherence, completeness, members) in samples {
-                alerting.on_sli(now, &service, coherence, completeness, members);
+            for (service, s) in slis {
+                let samples = coherd_alert::sli::samples(&s);
+                alerting.on_sli(now, &service, &samples, s.members);
             }
         }
         let mut alerting = alerts.lock();

@@ -1,8 +1,8 @@
 //! Bearer tokens with scopes, compared in constant time. Tokens are never logged.
 
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -110,7 +110,10 @@ impl Tokens {
             return Ok(());
         };
         let forbidden = |message: String| {
-            Err(ApiError::Request(axum::http::StatusCode::FORBIDDEN, message))
+            Err(ApiError::Request(
+                axum::http::StatusCode::FORBIDDEN,
+                message,
+            ))
         };
         if t.services.as_ref().is_some_and(|s| !s.is_match(service)) {
             return forbidden(format!(

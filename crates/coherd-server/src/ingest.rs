@@ -158,7 +158,10 @@ pub(crate) fn parse_batch(
     }
     if out.is_empty() && errors.is_empty() && rejected.len() == 1 {
         // One item, refused: the request failed.
-        return Err(ApiError::Invalid(StatusCode::UNPROCESSABLE_ENTITY, rejected));
+        return Err(ApiError::Invalid(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            rejected,
+        ));
     }
     if errors.is_empty() {
         Ok(Parsed {
@@ -320,7 +323,11 @@ mod tests {
         let parsed = parse_batch(body, Framing::Json, &Limits::default(), rules(), now()).unwrap();
         // An hour ahead is skew (applied, flagged by the engine); two days
         // ahead and an hour old are out of bounds.
-        let members: Vec<&str> = parsed.observations.iter().map(|o| o.member.as_str()).collect();
+        let members: Vec<&str> = parsed
+            .observations
+            .iter()
+            .map(|o| o.member.as_str())
+            .collect();
         assert_eq!(members, ["m", "n"]);
         let rejected: Vec<(usize, &str)> = parsed
             .rejected

@@ -419,6 +419,13 @@ pub(crate) struct FleetGauges {
     replica_ratio: Family<Labels, F64Gauge>,
     schema_error_ratio: Family<Labels, F64Gauge>,
     duplicate_ratio: Family<Labels, F64Gauge>,
+    error_ratio: Family<Labels, F64Gauge>,
+    exposure_unapproved_window: Family<Labels, F64Gauge>,
+    replica_lag: Family<Labels, Gauge>,
+    /// Per breakdown label value (at most 64 per label, 4 labels).
+    breakdown_coherence: Family<Labels, F64Gauge>,
+    breakdown_completeness: Family<Labels, F64Gauge>,
+    breakdown_members: Family<Labels, Gauge>,
     /// p50, p99 and max of the engine's recent phase change latencies.
     phase_change_stats: [Family<Labels, F64Gauge>; 3],
     phase_change_count: Family<Labels, Counter>,
@@ -428,6 +435,7 @@ pub(crate) struct FleetGauges {
     dephase_order: Family<Labels, F64Gauge>,
     dephase_peak: Family<Labels, Gauge>,
     dephase_members: Family<Labels, Gauge>,
+    dephase_starts: Family<Labels, Gauge>,
     /// Services left out because the bound on services with series was reached.
     folded: Gauge,
 }
@@ -490,11 +498,17 @@ impl FleetGauges {
                 if let Some(v) = e.now {
                     f.exposure.get_or_create(&labels).set(v);
                 }
-                for (w, v) in [("5m", e.w5m), ("1h", e.w1h)] {
+                for (w, v, u) in [
+                    ("5m", e.w5m, e.unapproved.w5m),
+                    ("1h", e.w1h, e.unapproved.w1h),
+                ] {
+                    let mut l = labels.clone();
+                    l.push(("window", w.to_string()));
                     if let Some(v) = v {
-                        let mut l = labels.clone();
-                        l.push(("window", w.to_string()));
                         f.exposure_window.get_or_create(&l).set(v);
+                    }
+                    if let Some(u) = u {
+                        f.exposure_unapproved_window.get_or_create(&l).set(u);
                     }
                 }
             }
@@ -509,6 +523,32 @@ impl FleetGauges {
             windowed(&f.replica_ratio, &s.replica_divergence_rate);
             windowed(&f.schema_error_ratio, &s.schema_error_rate);
             windowed(&f.duplicate_ratio, &s.duplicate_rate);
+            windowed(&f.error_ratio, &s.error_rate);
+            for (label, values) in &s.breakdown {
+                for (value, b) in values {
+                    let l = vec![
+                        ("service", name.to_string()),
+                        ("label", label.clone()),
+                        ("value", value.clone()),
+                    ];
+                    if let Some(c) = b.coherence {
+                        f.breakdown_coherence.get_or_create(&l).set(c);
+                    }
+                    if let Some(c) = b.telemetry_completeness {
+                        f.breakdown_completeness.get_or_create(&l).set(c);
+                    }
+                    for (state, n) in [("live", b.live), ("silent", b.silent)] {
+                        let mut l = l.clone();
+                        l.push(("state", state.to_string()));
+                        f.breakdown_members.get_or_create(&l).set(n as i64);
+                    }
+                }
+            }
+            if let Some(lag) = s.replica_lag_positions {
+                f.replica_lag
+                    .get_or_create(&svc(name))
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
             if let Some(v) = s.phase_mismatch_rate {
                 f.phase_mismatch.get_or_create(&svc(name)).set(v);
             }
@@ -529,6 +569,11 @@ impl FleetGauges {
                 f.dephase_members
                     .get_or_create(&labels)
                     .set(j.members as i64);
+                for (slot, n) in j.start_slots.iter().enumerate() {
+                    let mut l = labels.clone();
+                    l.push(("slot", slot.to_string()));
+                    f.dephase_starts.get_or_create(&l).set(*n as i64);
+                }
             }
         }
         for d in engine.open_divergences() {
@@ -627,6 +672,11 @@ impl FleetGauges {
             self.dephase_members,
         );
         r.register(
+            "dephase_starts",
+            "Run starts of a declared periodic job in its window, per twelfth of its period (slot 0-11): the start-time histogram; one tall slot is a herd",
+            self.dephase_starts,
+        );
+        r.register(
             "coherence_ratio",
             "Live members coherent over known non-terminal members, now",
             self.coherence,
@@ -685,6 +735,36 @@ impl FleetGauges {
             "duplicate_window_ratio",
             "Duplicates over requests as members count them, over the 5m and 1h windows",
             self.duplicate_ratio,
+        );
+        r.register(
+            "error_window_ratio",
+            "Errors over requests as members count them, over the 5m and 1h windows",
+            self.error_ratio,
+        );
+        r.register(
+            "exposure_unapproved_window_ratio",
+            "Share of requests served by members lagging or foreign on a targeted facet (outside an approved rollout window), over the 5m and 1h windows",
+            self.exposure_unapproved_window,
+        );
+        r.register(
+            "breakdown_coherence_ratio",
+            "Coherence of the members with one value of a breakdown label (intent `breakdown`)",
+            self.breakdown_coherence,
+        );
+        r.register(
+            "breakdown_telemetry_completeness_ratio",
+            "Telemetry completeness of the members with one value of a breakdown label",
+            self.breakdown_completeness,
+        );
+        r.register(
+            "breakdown_members",
+            "Members with one value of a breakdown label, by state (live, silent)",
+            self.breakdown_members,
+        );
+        r.register(
+            "replica_lag_positions",
+            "Positions the live replica furthest behind trails the highest live position of its dataset",
+            self.replica_lag,
         );
         r.register(
             "phase_mismatch_ratio",

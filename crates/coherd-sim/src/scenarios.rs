@@ -239,7 +239,10 @@ impl World {
                         "services:\n  {svc}:\n    facets:\n      version: {{target: {v}, rollout_window: 1h, canary: {{min_requests: 500, window: 5m}}}}\n      config: {{target: {c}, rollout_window: 1h, canary: {{min_requests: 500, window: 5m}}}}\n"
                     )
                 };
-                vec![(at(0), facets("v1", "c1")), (at(2 * MIN), facets("v2", "c2"))]
+                vec![
+                    (at(0), facets("v1", "c1")),
+                    (at(2 * MIN), facets("v2", "c2")),
+                ]
             }
             Scenario::ReplicaLag => vec![(
                 at(0),
@@ -554,7 +557,11 @@ impl World {
                 // Each tick applies ten positions; members with rule index 6
                 // mod 100 stop applying from 5m to 10m, then catch up.
                 let stalled = i % 100 == 6 && (5 * MIN..10 * MIN).contains(&s);
-                let position = if stalled { 10 * (5 * MIN / 10) as u64 } else { 10 * k };
+                let position = if stalled {
+                    10 * (5 * MIN / 10) as u64
+                } else {
+                    10 * k
+                };
                 let group = slot / 3;
                 obs.checksums.push(Checksum {
                     dataset: format!("shard-{group}"),

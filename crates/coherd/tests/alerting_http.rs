@@ -68,21 +68,32 @@ fn has_alert(v: &Value, name: &str, status: &str) -> bool {
         .any(|a| a["labels"]["alertname"] == name && a["status"] == status)
 }
 
-#[test]
-fn a_split_brain_reaches_the_webhook_is_silenced_and_resolves() {
-    let (hook, got) = receiver();
-    let dir = temp_dir("alerting");
-    std::fs::write(dir.join("intent.yaml"), "services:\n  api:\n    report_interval: 1h\n    leases:\n      leader: {exclusive: true}\n").unwrap();
+/// A server with `intent`, fast alert grouping plus `alerting` (indented
+/// under `alerting:`), and `rest` of the config.
+fn start_alerting(name: &str, intent: &str, alerting: &str, rest: &str) -> Server {
+    let dir = temp_dir(name);
+    std::fs::write(dir.join("intent.yaml"), intent).unwrap();
     std::fs::write(
         dir.join("coherd.yaml"),
-        format!("alerting:\n  route: {{group_wait: 1s, group_interval: 2s}}\nnotify:\n  webhooks: [\"{hook}\"]\n  external_url: http://coherd.test\n"),
+        format!("alerting:\n  route: {{group_wait: 1s, group_interval: 2s}}\n{alerting}{rest}"),
     )
     .unwrap();
     let (config, intent) = (
         dir.join("coherd.yaml").display().to_string(),
         dir.join("intent.yaml").display().to_string(),
     );
-    let s = Server::start(&dir, &["--config", &config, "--intent", &intent]);
+    Server::start(&dir, &["--config", &config, "--intent", &intent])
+}
+
+#[test]
+fn a_split_brain_reaches_the_webhook_is_silenced_and_resolves() {
+    let (hook, got) = receiver();
+    let s = start_alerting(
+        "alerting",
+        "services:\n  api:\n    report_interval: 1h\n    leases:\n      leader: {exclusive: true}\n",
+        "",
+        &format!("notify:\n  webhooks: [\"{hook}\"]\n  external_url: http://coherd.test\n"),
+    );
     let url = format!("{}/v1/observations", s.url);
     let lease = |m: &str, epoch: u32| {
         format!(
@@ -188,6 +199,42 @@ fn silence_cli_adds_lists_and_expires() {
     coherd(&["silence", "expire", &id]);
     let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
     assert_eq!(list[0]["state"], "expired");
+    // A maintenance window ahead: pending until it starts, with its own end.
+    let at = |days: i64| {
+        jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(24 * days))
+            .unwrap()
+            .to_string()
+    };
+    let (from, to) = (at(2), at(3));
+    let added = coherd(&[
+        "silence",
+        "add",
+        "service=db",
+        "--starts-at",
+        &from,
+        "--ends-at",
+        &to,
+        "--comment",
+        "maintenance window",
+    ]);
+    let window = added
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(',')
+        .to_string();
+    let list: Value = serde_json::from_str(&coherd(&["silence", "list", "--json"])).unwrap();
+    let s = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == window.as_str())
+        .unwrap_or_else(|| panic!("{window} in {list}"));
+    assert_eq!(s["state"], "pending", "{s}");
+    let t = |v: &Value| v.as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert_eq!(t(&s["starts_at"]), from.parse::<jiff::Timestamp>().unwrap());
+    assert_eq!(t(&s["ends_at"]), to.parse::<jiff::Timestamp>().unwrap());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
         .args(["silence", "add", "kind", "--server", &base])
         .output()
@@ -245,4 +292,77 @@ fn slo_error_budget_is_served_by_the_api_and_metrics() {
         ),
         "{metrics}"
     );
+}
+
+/// Alerts group by deploy (the default `group_by: [service, deploy]`) and
+/// carry the breakdown labels; a threshold rule on any SLI fires from the
+/// server's own numbers; the breakdown and SLI gauges are on /metrics.
+#[test]
+fn alerts_group_by_deploy_and_sli_threshold_rules_fire() {
+    let (hook, got) = receiver();
+    let s = start_alerting(
+        "alerting-breakdown",
+        "services:\n  web:\n    report_interval: 1h\n    breakdown: [region]\n    facets:\n      version: {target: \"2\"}\n",
+        "  rules:\n    - {name: WebErrors, sli: error_rate, above: 0.1, service: web, for: 0s, severity: page}\n    - {name: WebForeign, match: {kinds: [drift]}, for: 0s, severity: ticket}\n",
+        &format!("notify:\n  webhooks: [\"{hook}\"]\n"),
+    );
+    let url = format!("{}/v1/observations", s.url);
+    let report = |m: &str,
+                  seq: u32,
+                  deploy: &str,
+                  region: &str,
+                  version: &str,
+                  req: u32,
+                  err: u32| {
+        format!(
+            r#"{{"service":"web","member":"{m}","seq":{seq},"deploy":"{deploy}","labels":{{"region":"{region}"}},"facets":{{"version":"{version}"}},"counters":{{"requests":{req},"errors":{err}}}}}"#
+        )
+    };
+    for (m, deploy, region, version) in [
+        ("w1", "rel-1", "eu", "1"),
+        ("w2", "rel-2", "us", "1"),
+        ("w3", "rel-2", "us", "2"),
+    ] {
+        assert_eq!(
+            post_json(&url, &report(m, 1, deploy, region, version, 0, 0)).0,
+            200
+        );
+        assert_eq!(
+            post_json(&url, &report(m, 2, deploy, region, version, 100, 50)).0,
+            200
+        );
+    }
+    let drift = |v: &Value, deploy: &str| {
+        v["groupLabels"]["deploy"] == deploy && has_alert(v, "WebForeign", "firing")
+    };
+    let rel1 = wait_for(&got, "drift of rel-1", |v| drift(v, "rel-1"));
+    let rel2 = wait_for(&got, "drift of rel-2", |v| drift(v, "rel-2"));
+    let alert = |v: &Value| v["alerts"][0]["labels"].clone();
+    assert_eq!(alert(&rel1)["region"], "eu", "{rel1}");
+    assert_eq!(alert(&rel2)["region"], "us", "{rel2}");
+    wait_for(&got, "the error-rate rule", |v| {
+        has_alert(v, "WebErrors", "firing")
+    });
+
+    let divergences = get_json(&format!("{}/v1/divergences?kind=drift", s.url));
+    let w1 = divergences
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["subjects"][0] == "w1")
+        .expect("w1 drifts");
+    assert_eq!(
+        (w1["deploy"].as_str(), w1["labels"]["region"].as_str()),
+        (Some("rel-1"), Some("eu"))
+    );
+
+    let (_, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    for series in [
+        r#"coherd_breakdown_coherence_ratio{service="web",label="region",value="us"} 0.5"#,
+        r#"coherd_breakdown_members{service="web",label="region",value="eu",state="live"} 1"#,
+        r#"coherd_error_window_ratio{service="web",window="5m"} 0.5"#,
+        r#"coherd_exposure_unapproved_window_ratio{service="web",facet="version",window="5m"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
 }

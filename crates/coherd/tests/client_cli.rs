@@ -345,7 +345,10 @@ fn report_status_and_divergences_against_a_live_server() {
         "--json",
     ])))
     .expect("JSON");
-    assert_eq!(dup, serde_json::json!({"accepted": 0, "duplicates": 1, "rejected": []}));
+    assert_eq!(
+        dup,
+        serde_json::json!({"accepted": 0, "duplicates": 1, "rejected": []})
+    );
 
     // A file with an item beyond max_future: that item alone is refused, by
     // its line, the rest is stored, and the command fails.

@@ -163,7 +163,8 @@ fn the_intent_shows_its_jobs_and_concurrent_runs_are_a_herd() {
     let herds = herds.as_array().expect("list");
     assert_eq!(herds.len(), 1, "{herds:?}");
     assert_eq!(herds[0]["id"], "herd:db:cron:vacuum");
-    assert_eq!(herds[0]["severity"], "warning");
+    // Past max_concurrent: critical, and it pages.
+    assert_eq!(herds[0]["severity"], "critical");
     assert_eq!(herds[0]["subjects"], json!(["db-1", "db-2", "db-3"]));
     assert_eq!(herds[0]["evidence"]["peak_concurrency"], 3);
     assert_eq!(herds[0]["evidence"]["max_concurrent"], 2);
@@ -187,4 +188,12 @@ fn the_intent_shows_its_jobs_and_concurrent_runs_are_a_herd() {
         line("coherd_dephase_order_parameter{").is_some(),
         "{metrics}"
     );
+    // The start-time histogram: every start in one of twelve slots.
+    let starts: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("coherd_dephase_starts{") && l.contains("job=\"cron:vacuum\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 12, "{metrics}");
+    assert_eq!(starts.iter().sum::<u64>(), 3, "{metrics}");
 }

@@ -579,7 +579,10 @@ fn post_with_token(s: &Server, token: &str, body: &str) -> (u16, String) {
     request(
         "POST",
         &format!("{}/v1/observations", s.url),
-        &[("Content-Type", "application/json"), ("Authorization", &auth)],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
         body.as_bytes(),
     )
     .unwrap()
@@ -628,9 +631,13 @@ fn a_token_bound_to_member_patterns_cannot_report_as_another_member() {
     }
     let message = |body: &str| -> String {
         let v: Value = serde_json::from_str(body).expect("JSON errors");
-        v["errors"][0]["message"].as_str().unwrap_or_default().to_string()
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
-    let (status, body) = post(r#"[{"service":"web","member":"web-02"},{"service":"web","member":"web-11"}]"#);
+    let (status, body) =
+        post(r#"[{"service":"web","member":"web-02"},{"service":"web","member":"web-11"}]"#);
     assert_eq!(status, 403, "{body}");
     let m = message(&body);
     assert!(m.contains("\"web-11\"") && m.contains("web-0*"), "{m}");

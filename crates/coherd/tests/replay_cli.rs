@@ -258,7 +258,11 @@ fn replay_reports_herd_with_exact_open_and_resolve_times() {
 fn replay_of_the_fuzzed_streams_gives_the_rules_answers() {
     let run = |name: &str, stream: &str, intent: &str| -> Value {
         let out = replay(name, stream, intent, &["--until", "+1m", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("JSON report")
     };
     let db = "services:\n  db:\n    report_interval: 10s\n";
@@ -293,7 +297,10 @@ fn replay_of_the_fuzzed_streams_gives_the_rules_answers() {
     assert_eq!(
         episodes,
         [
-            (&json!("2026-11-22T08:00:30Z"), &json!("2026-11-22T08:00:35Z")),
+            (
+                &json!("2026-11-22T08:00:30Z"),
+                &json!("2026-11-22T08:00:35Z")
+            ),
             (&json!("2026-11-22T08:01:00Z"), &Value::Null)
         ]
     );

@@ -261,7 +261,10 @@ fn a_batch_with_a_skewed_item_is_stored_and_the_skew_opens_clock_skew() {
     // The member's clock is fixed: its next report resolves the skew.
     let (status, _) = post_json(&url, r#"{"service":"checkout","member":"b","seq":2}"#);
     assert_eq!(status, 200);
-    let skew = get_json(&format!("{}/v1/divergences?kind=clock_skew&state=open", s.url));
+    let skew = get_json(&format!(
+        "{}/v1/divergences?kind=clock_skew&state=open",
+        s.url
+    ));
     assert_eq!(skew.as_array().unwrap().len(), 0, "{skew}");
 }
 

@@ -70,9 +70,20 @@ fn signal_scenarios_score_perfectly_over_seeds_one_to_five() {
         for seed in 1..=5 {
             let seed = seed.to_string();
             let out = coherd(&[
-                "simulate", "--scenario", scenario, "--members", "300", "--seed", &seed, "--json",
+                "simulate",
+                "--scenario",
+                scenario,
+                "--members",
+                "300",
+                "--seed",
+                &seed,
+                "--json",
             ]);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
             let k = &report["kinds"][kind];
             assert_eq!(k["injected"], injected, "{scenario} seed {seed}: {k}");
@@ -80,7 +91,10 @@ fn signal_scenarios_score_perfectly_over_seeds_one_to_five() {
             assert_eq!(k["precision"], 1.0, "{scenario} seed {seed}: {k}");
             assert!(k["latency_max_s"].as_f64().is_some(), "{k}");
             for (other, k) in report["kinds"].as_object().expect("kinds") {
-                assert_eq!(k["false_positives"], 0, "{scenario} seed {seed}: {other}: {k}");
+                assert_eq!(
+                    k["false_positives"], 0,
+                    "{scenario} seed {seed}: {other}: {k}"
+                );
                 assert_eq!(k["recall"], 1.0, "{scenario} seed {seed}: {other}: {k}");
             }
         }

@@ -165,6 +165,7 @@ impl Reader {
             "leases",
             "datasets",
             "dephase",
+            "breakdown",
         ];
         let mut s = ServiceIntent::default();
         for (key, v) in self.map(node, path, Some(FIELDS)) {
@@ -219,6 +220,22 @@ impl Reader {
                     }
                 }
                 "dephase" => s.dephase = self.dephase(v, &here),
+                "breakdown" => {
+                    let labels = self.strings(v, &here);
+                    for (i, l) in labels.iter().enumerate() {
+                        if let Err(e) = names::name(l) {
+                            self.err(v, &format!("{here}[{i}]"), e);
+                        }
+                    }
+                    if labels.len() > MAX_BREAKDOWN {
+                        self.err(
+                            v,
+                            &here,
+                            format!("at most {MAX_BREAKDOWN} labels: each multiplies the series per service"),
+                        );
+                    }
+                    s.breakdown = labels;
+                }
                 _ => unreachable!("checked by map()"),
             }
         }
@@ -237,7 +254,13 @@ impl Reader {
         for (key, v) in self.map(
             node,
             path,
-            Some(&["target", "compatible", "uniform", "rollout_window", "canary"]),
+            Some(&[
+                "target",
+                "compatible",
+                "uniform",
+                "rollout_window",
+                "canary",
+            ]),
         ) {
             let here = join(path, key);
             match key {
@@ -317,8 +340,8 @@ impl Reader {
                     _ => self.err(v, &here, "expected a whole number from 1 to 10^12"),
                 },
                 "window" => match self.duration(v, &here) {
-                    Some(d) if (Duration::from_secs(10)..=Duration::from_secs(86_400))
-                        .contains(&d) =>
+                    Some(d)
+                        if (Duration::from_secs(10)..=Duration::from_secs(86_400)).contains(&d) =>
                     {
                         c.window = d
                     }

@@ -140,7 +140,9 @@ impl<W: Write> Export<W> {
                     match o.time {
                         // Ahead by a second or more: the skew may matter
                         // (max_clock_skew is at least 1 s), so it is kept.
-                        Some(t) if t.as_nanos().saturating_sub(received_at.as_nanos()) >= SECOND => {
+                        Some(t)
+                            if t.as_nanos().saturating_sub(received_at.as_nanos()) >= SECOND =>
+                        {
                             self.line(&json!({"time": received_at, "report": o}))?;
                         }
                         _ => {

@@ -179,10 +179,15 @@ fn parse_line(line: &str, n: usize, limits: &Limits) -> Result<(Time, Line)> {
             .remove("time")
             .context(format!("line {n}: report line needs a \"time\""))?;
         if let Some(k) = map.keys().next() {
-            bail!("line {n}: unknown field `{k}` in report line; expected only `time` and `report`");
+            bail!(
+                "line {n}: unknown field `{k}` in report line; expected only `time` and `report`"
+            );
         }
         let obs = observation(report, n, limits)?;
-        return Ok((parse_time_value(&time, n)?, Line::Observation(Box::new(obs))));
+        return Ok((
+            parse_time_value(&time, n)?,
+            Line::Observation(Box::new(obs)),
+        ));
     }
     for (field, parse) in [
         ("intent", intent_line as LineParser),

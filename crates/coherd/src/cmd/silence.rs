@@ -26,7 +26,8 @@ pub(crate) enum Command {
     /// Add a silence.
     #[command(
         after_help = "Examples:\n  coherd silence add kind=drift service=checkout --duration 2h --comment \"rollout in progress\"\n  \
-        coherd silence add 'alertname=~CoherdDrift|CoherdMixedState' --duration 30m"
+        coherd silence add 'alertname=~CoherdDrift|CoherdMixedState' --duration 30m\n  \
+        coherd silence add service=db --starts-at 2026-12-05T22:00:00Z --ends-at 2026-12-06T02:00:00Z --comment \"maintenance window\""
     )]
     Add {
         #[command(flatten)]
@@ -34,9 +35,16 @@ pub(crate) enum Command {
         /// Label matchers: name=value, name!=value, name=~regex, name!~regex.
         #[arg(required = true)]
         matchers: Vec<String>,
-        /// How long it lasts.
-        #[arg(long, default_value = "1h")]
-        duration: String,
+        /// How long it lasts (default 1h).
+        #[arg(long, conflicts_with = "ends_at")]
+        duration: Option<String>,
+        /// When it starts, RFC 3339 (default: now); a maintenance window ahead
+        /// is listed as pending until then.
+        #[arg(long, value_name = "TIME")]
+        starts_at: Option<coherd_model::Time>,
+        /// When it ends, RFC 3339 (instead of --duration).
+        #[arg(long, value_name = "TIME")]
+        ends_at: Option<coherd_model::Time>,
         /// Why.
         #[arg(long, default_value = "")]
         comment: String,
@@ -70,17 +78,31 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             server,
             matchers,
             duration,
+            starts_at,
+            ends_at,
             comment,
             created_by,
         } => {
             let client = Client::new(&server)?;
-            let body = json!({"matchers": matchers, "duration": duration, "comment": comment, "created_by": created_by});
+            let mut body =
+                json!({"matchers": matchers, "comment": comment, "created_by": created_by});
+            match ends_at {
+                Some(t) => body["ends_at"] = json!(t),
+                None => body["duration"] = json!(duration.as_deref().unwrap_or("1h")),
+            }
+            if let Some(t) = starts_at {
+                body["starts_at"] = json!(t);
+            }
             let req = client
                 .request(Method::POST, client.url("/v1/silences", &[]))
                 .json(&body);
             let (_, text) = rt.block_on(client.send(req, ADMIN))?;
             let v: Value = serde_json::from_str(&text).unwrap_or_default();
-            println!("silence {} added", v["id"].as_str().unwrap_or("?"));
+            let id = v["id"].as_str().unwrap_or("?");
+            match starts_at {
+                Some(t) => println!("silence {id} added, from {t}"),
+                None => println!("silence {id} added"),
+            }
         }
         Command::List { server, json } => {
             let client = Client::new(&server)?;
