@@ -11,6 +11,7 @@ use crate::error::ConfigError;
 use crate::matcher::Matcher;
 pub use crate::policy::Urgency;
 use crate::policy::{DIVERGENCE_ALERTS, SLI_ALERTS, Threshold};
+use crate::slo::BurnWindow;
 
 /// Everything alerting needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +174,15 @@ pub struct Slo {
     /// windows with less are widened until they hold this much (up to 3 days).
     #[serde(default = "min_events")]
     pub min_events: f64,
+    /// The burn-rate alerts: severity, long and short window, factor, `for`
+    /// (default: the SRE workbook's 14.4x over 1h/5m and 6x over 6h/30m page,
+    /// 1x over 3d/6h tickets).
+    #[serde(default = "default_windows")]
+    pub windows: Vec<BurnWindow>,
+}
+
+fn default_windows() -> Vec<BurnWindow> {
+    crate::slo::WINDOWS.to_vec()
 }
 
 fn thirty_days() -> Duration {
@@ -254,6 +264,8 @@ impl AlertConfig {
                     s.service
                 )));
             }
+            crate::slo::check_windows(&s.windows)
+                .map_err(|e| ConfigError::Invalid(format!("slo {}: {e}", s.service)))?;
         }
         Ok(())
     }

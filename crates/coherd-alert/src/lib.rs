@@ -242,25 +242,19 @@ impl Alerting {
             let t = self
                 .trackers
                 .entry((i, service.to_string()))
-                .or_insert_with(|| SloTracker::new(slo.objective, slo.period, slo.min_events));
+                .or_insert_with(|| {
+                    SloTracker::new(
+                        slo.objective,
+                        slo.period,
+                        slo.min_events,
+                        slo.windows.clone(),
+                    )
+                });
             if t.observe(now, coherence, members) {
-                let firing = t.firing;
-                let objective = t.objective;
-                for (w, on) in slo::WINDOWS.iter().zip(firing) {
-                    let labels = Labels::from([
-                        ("alertname".to_string(), "CoherdErrorBudgetBurn".to_string()),
-                        ("service".to_string(), service.to_string()),
-                        ("severity".to_string(), w.severity.to_string()),
-                        ("slo".to_string(), format!("coherence>={objective}")),
-                        (
-                            "window".to_string(),
-                            format!(
-                                "{}/{}",
-                                prometheus_duration(w.long),
-                                prometheus_duration(w.short)
-                            ),
-                        ),
-                    ]);
+                let firing = t.firing.clone();
+                let windows = t.windows.clone();
+                for (w, on) in windows.iter().zip(firing) {
+                    let labels = slo::burn_labels(service, w);
                     if on {
                         let annotations = Labels::from([(
                             "summary".to_string(),

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use coherd_model::{Kind, Severity};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `page` or `ticket`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
     /// Wake someone.

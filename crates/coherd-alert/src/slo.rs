@@ -13,45 +13,114 @@
 use std::time::Duration;
 
 use coherd_model::Time;
-use serde::Serialize;
+use coherd_model::time::{deserialize_duration, prometheus_duration};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Urgency;
 
 const MINUTE: i64 = 60_000_000_000;
 const MAX_WIDEN: i64 = 3 * 24 * 60 * MINUTE;
 
-/// A burn-rate alert condition: both windows above the factor.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// A burn-rate alert condition: both windows above the factor for `for`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BurnWindow {
     /// `page` or `ticket`.
-    pub severity: &'static str,
+    pub severity: Urgency,
     /// The long window.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "ser_duration"
+    )]
     pub long: Duration,
     /// The short window.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "ser_duration"
+    )]
     pub short: Duration,
     /// Burn-rate factor.
     pub factor: f64,
+    /// How long both must stay above it before the alert fires.
+    #[serde(
+        rename = "for",
+        default,
+        deserialize_with = "deserialize_duration",
+        serialize_with = "ser_duration"
+    )]
+    pub for_: Duration,
 }
 
-/// The workbook's three windows.
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&prometheus_duration(*d))
+}
+
+/// The workbook's three windows (the defaults of every SLO).
 pub const WINDOWS: [BurnWindow; 3] = [
     BurnWindow {
-        severity: "page",
+        severity: Urgency::Page,
         long: Duration::from_secs(3600),
         short: Duration::from_secs(300),
         factor: 14.4,
+        for_: Duration::from_secs(120),
     },
     BurnWindow {
-        severity: "page",
+        severity: Urgency::Page,
         long: Duration::from_secs(6 * 3600),
         short: Duration::from_secs(1800),
         factor: 6.0,
+        for_: Duration::from_secs(900),
     },
     BurnWindow {
-        severity: "ticket",
+        severity: Urgency::Ticket,
         long: Duration::from_secs(3 * 86400),
         short: Duration::from_secs(6 * 3600),
         factor: 1.0,
+        for_: Duration::from_secs(3600),
     },
 ];
+
+/// The name of the burn-rate alerts, built in and exported alike.
+pub const BURN_ALERT: &str = "CoherdCoherenceBudgetBurn";
+
+/// The labels of one window's burn-rate alert for `service`: the same as
+/// the exported Prometheus rule gives.
+pub fn burn_labels(service: &str, w: &BurnWindow) -> crate::Labels {
+    crate::Labels::from([
+        ("alertname".to_string(), BURN_ALERT.to_string()),
+        ("service".to_string(), service.to_string()),
+        ("severity".to_string(), w.severity.as_str().to_string()),
+        ("slo".to_string(), "coherence".to_string()),
+        ("long_window".to_string(), prometheus_duration(w.long)),
+        ("short_window".to_string(), prometheus_duration(w.short)),
+    ])
+}
+
+/// Checks windows from a configuration: what makes them wrong, if anything.
+pub fn check_windows(windows: &[BurnWindow]) -> Result<(), String> {
+    if windows.is_empty() || windows.len() > 6 {
+        return Err("give 1 to 6 burn windows".into());
+    }
+    for w in windows {
+        let name = format!(
+            "{}/{}",
+            prometheus_duration(w.long),
+            prometheus_duration(w.short)
+        );
+        if w.short.is_zero()
+            || w.short >= w.long
+            || w.long.as_secs() > MAX_WIDEN as u64 / 1_000_000_000
+        {
+            return Err(format!(
+                "burn window {name}: the short window must be shorter than the long one, and the long one at most 3d"
+            ));
+        }
+        if !(w.factor > 0.0 && w.factor.is_finite()) {
+            return Err(format!("burn window {name}: factor must be above 0"));
+        }
+    }
+    Ok(())
+}
 
 /// One SLO for one service: minute buckets of bad and total member-minutes over the period.
 pub struct SloTracker {
@@ -60,8 +129,12 @@ pub struct SloTracker {
     min_events: f64,
     buckets: Vec<(i64, f64, f64)>,
     last_sample: Option<Time>,
-    /// Which of [`WINDOWS`] fire now.
-    pub firing: [bool; 3],
+    /// The burn windows it judges.
+    pub windows: Vec<BurnWindow>,
+    /// Since when each window burns (both spans above its factor).
+    burning_since: Vec<Option<Time>>,
+    /// Which windows fire now (burning for their `for`).
+    pub firing: Vec<bool>,
     /// True while telemetry is missing and the state is held.
     pub frozen: bool,
 }
@@ -84,15 +157,22 @@ pub struct SloStatus {
 }
 
 impl SloTracker {
-    /// A tracker over `period` (one bucket per minute).
-    pub fn new(objective: f64, period: Duration, min_events: f64) -> SloTracker {
+    /// A tracker over `period` (one bucket per minute) judging `windows`.
+    pub fn new(
+        objective: f64,
+        period: Duration,
+        min_events: f64,
+        windows: Vec<BurnWindow>,
+    ) -> SloTracker {
         let n = (period.as_secs() / 60).max(60) as usize;
         SloTracker {
             objective,
             min_events,
             buckets: vec![(i64::MIN, 0.0, 0.0); n],
             last_sample: None,
-            firing: [false; 3],
+            burning_since: vec![None; windows.len()],
+            firing: vec![false; windows.len()],
+            windows,
             frozen: false,
         }
     }
@@ -119,10 +199,18 @@ impl SloTracker {
         }
         b.1 += (1.0 - c.clamp(0.0, 1.0)) * weight;
         b.2 += weight;
-        let before = self.firing;
-        for (i, w) in WINDOWS.iter().enumerate() {
+        let before = self.firing.clone();
+        for i in 0..self.windows.len() {
+            let w = self.windows[i];
             let burning = |span: Duration| self.burn(now, span).is_some_and(|b| b > w.factor);
-            self.firing[i] = burning(w.long) && burning(w.short);
+            let on = burning(w.long) && burning(w.short);
+            let since = if on {
+                *self.burning_since[i].get_or_insert(now)
+            } else {
+                self.burning_since[i] = None;
+                now
+            };
+            self.firing[i] = on && now >= since.add(w.for_);
         }
         before != self.firing
     }
@@ -196,22 +284,39 @@ mod tests {
 
     #[test]
     fn a_fast_burn_pages_and_clears() {
-        let mut t = SloTracker::new(0.999, Duration::from_secs(30 * 86400), 100.0);
+        let mut t = SloTracker::new(
+            0.999,
+            Duration::from_secs(30 * 86400),
+            100.0,
+            WINDOWS.to_vec(),
+        );
         run(&mut t, 0, 120, 1.0, 100);
         assert_eq!(t.firing, [false; 3]);
-        // 10 % incoherent for 10 minutes: over 1 h that is 16.7x the 0.1 % budget.
+        // 10 % incoherent for 15 minutes: over 1 h that is 25x the 0.1 % budget;
+        // past 14.4x from the 9th minute, firing 2 minutes later.
         run(&mut t, 120, 130, 0.9, 100);
-        assert!(t.firing[0], "{:?}", t.status(at(130)));
-        run(&mut t, 130, 140, 1.0, 100);
+        assert!(
+            !t.firing[0],
+            "not yet for 2 minutes: {:?}",
+            t.status(at(130))
+        );
+        run(&mut t, 130, 135, 0.9, 100);
+        assert!(t.firing[0], "{:?}", t.status(at(135)));
+        run(&mut t, 135, 145, 1.0, 100);
         assert!(!t.firing[0], "the 5 m window clears first");
-        let s = t.status(at(140));
+        let s = t.status(at(145));
         assert!(s.error_budget_remaining.unwrap() < 1.0, "{s:?}");
         assert!(s.burn_rate_1h.unwrap() > 14.4, "{s:?}");
     }
 
     #[test]
     fn three_bad_minutes_of_a_tiny_service_do_not_page() {
-        let mut t = SloTracker::new(0.999, Duration::from_secs(30 * 86400), 1000.0);
+        let mut t = SloTracker::new(
+            0.999,
+            Duration::from_secs(30 * 86400),
+            1000.0,
+            WINDOWS.to_vec(),
+        );
         run(&mut t, 0, 60, 1.0, 2);
         run(&mut t, 60, 63, 0.5, 2);
         assert!(!t.firing[0] && !t.firing[1], "{:?}", t.status(at(63)));
@@ -219,7 +324,12 @@ mod tests {
 
     #[test]
     fn slow_real_burn_of_a_tiny_service_is_not_ignored() {
-        let mut t = SloTracker::new(0.99, Duration::from_secs(30 * 86400), 1000.0);
+        let mut t = SloTracker::new(
+            0.99,
+            Duration::from_secs(30 * 86400),
+            1000.0,
+            WINDOWS.to_vec(),
+        );
         // One of two members incoherent for a day: 50 % bad.
         run(&mut t, 0, 24 * 60, 0.5, 2);
         assert!(t.firing.iter().any(|f| *f), "{:?}", t.status(at(24 * 60)));
@@ -227,7 +337,12 @@ mod tests {
 
     #[test]
     fn missing_telemetry_freezes_instead_of_resolving() {
-        let mut t = SloTracker::new(0.999, Duration::from_secs(30 * 86400), 100.0);
+        let mut t = SloTracker::new(
+            0.999,
+            Duration::from_secs(30 * 86400),
+            100.0,
+            WINDOWS.to_vec(),
+        );
         run(&mut t, 0, 60, 0.9, 100);
         assert!(t.firing[0]);
         assert!(!t.observe(at(61), None, 0), "no change");

@@ -212,23 +212,28 @@ fn a_burn_rate_alert_fires_and_clears_on_a_synthetic_history() {
     };
     feed(&mut alerting, 0, 120, 1.0, &mut out);
     assert!(out.is_empty());
-    feed(&mut alerting, 120, 135, 0.9, &mut out);
-    let windows: Vec<&str> = out
+    feed(&mut alerting, 120, 150, 0.9, &mut out);
+    let windows: Vec<(&str, &str)> = out
         .iter()
         .flat_map(|n| &n.alerts)
         .filter(|a| {
-            a.labels["alertname"] == "CoherdErrorBudgetBurn"
+            a.labels["alertname"] == "CoherdCoherenceBudgetBurn"
                 && a.labels["severity"] == "page"
                 && a.is_firing()
         })
-        .map(|a| a.labels["window"].as_str())
+        .map(|a| {
+            (
+                a.labels["long_window"].as_str(),
+                a.labels["short_window"].as_str(),
+            )
+        })
         .collect();
     assert!(
-        windows.contains(&"1h/5m") && windows.contains(&"6h/30m"),
-        "a fast burn pages on both page windows: {windows:?}"
+        windows.contains(&("1h", "5m")) && windows.contains(&("6h", "30m")),
+        "a fast burn pages on both page windows once their `for` passed: {windows:?}"
     );
     out.clear();
-    feed(&mut alerting, 135, 150, 1.0, &mut out);
+    feed(&mut alerting, 150, 165, 1.0, &mut out);
     assert!(
         out.iter()
             .any(|n| n.status == "resolved" || n.alerts.iter().any(|a| !a.is_firing())),

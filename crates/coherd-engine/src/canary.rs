@@ -35,26 +35,34 @@ pub(crate) struct Canary {
     /// Nanoseconds.
     pub window: i64,
     pub alpha: f64,
+    /// With `slow_ms`: the cumulative counter of requests done within it
+    /// (`latency_le_<ms>`), and the threshold.
+    pub slow: Option<(Sym, u32)>,
     pub values: BTreeMap<Sym, Traffic>,
 }
 
+/// Values of one facet tracked at once; more (a reporter inventing values)
+/// are not counted until some leave the window.
+pub(crate) const MAX_VALUES: usize = 256;
+
 impl Canary {
-    pub(crate) fn new(c: &CanaryIntent) -> Canary {
+    pub(crate) fn new(c: &CanaryIntent, slow: Option<Sym>) -> Canary {
         Canary {
             max_ratio: c.max_ratio,
             min_requests: c.min_requests,
             window: duration_nanos(c.window),
             alpha: c.alpha,
+            slow: slow.zip(c.slow_ms),
             values: BTreeMap::new(),
         }
     }
 
     /// Takes a new rule, keeping the traffic seen.
-    pub(crate) fn set_rule(&mut self, c: &CanaryIntent) {
+    pub(crate) fn set_rule(&mut self, c: &CanaryIntent, slow: Option<Sym>) {
         let values = std::mem::take(&mut self.values);
         *self = Canary {
             values,
-            ..Canary::new(c)
+            ..Canary::new(c, slow)
         };
     }
 
@@ -63,48 +71,102 @@ impl Canary {
     }
 }
 
-/// Requests and errors of one value, in buckets of a tenth of the window.
+/// What one value served: requests, errors, and of the requests timed
+/// against `slow_ms`, those done within it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub timed: u64,
+    pub fast: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.timed = self.timed.saturating_add(o.timed);
+        self.fast = self.fast.saturating_add(o.fast);
+    }
+
+    fn sub(&mut self, o: Counts) {
+        self.requests -= o.requests;
+        self.errors -= o.errors;
+        self.timed -= o.timed;
+        self.fast -= o.fast;
+    }
+
+    /// Errors over requests (more errors than requests is all failing).
+    fn error_share(&self) -> (u64, u64) {
+        (self.errors.min(self.requests), self.requests)
+    }
+
+    /// Slow over timed requests.
+    fn slow_share(&self) -> (u64, u64) {
+        (self.timed - self.fast.min(self.timed), self.timed)
+    }
+}
+
+/// One value's counts, in buckets of a tenth of the window.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Traffic {
-    /// (bucket start, requests, errors), oldest first.
-    buckets: VecDeque<(i64, u64, u64)>,
-    requests: u64,
-    errors: u64,
+    /// (bucket start, counts), oldest first.
+    buckets: VecDeque<(i64, Counts)>,
+    sum: Counts,
 }
 
 impl Traffic {
-    fn add(&mut self, at: i64, width: i64, requests: u64, errors: u64) {
+    fn add(&mut self, at: i64, width: i64, c: Counts) {
         let start = at - at.rem_euclid(width);
         match self.buckets.back_mut() {
-            Some(b) if b.0 >= start => {
-                b.1 = b.1.saturating_add(requests);
-                b.2 = b.2.saturating_add(errors);
-            }
-            _ => self.buckets.push_back((start, requests, errors)),
+            Some(b) if b.0 >= start => b.1.add(c),
+            _ => self.buckets.push_back((start, c)),
         }
-        self.requests = self.requests.saturating_add(requests);
-        self.errors = self.errors.saturating_add(errors);
+        self.sum.add(c);
     }
 
     /// Drops buckets that ended a window or more before `now`.
     fn expire(&mut self, now: i64, window: i64, width: i64) {
-        while let Some(&(start, r, e)) = self.buckets.front() {
+        while let Some(&(start, c)) = self.buckets.front() {
             if start.saturating_add(width) > now.saturating_sub(window) {
                 break;
             }
             self.buckets.pop_front();
-            self.requests -= r;
-            self.errors -= e;
+            self.sum.sub(c);
         }
     }
+}
 
-    fn rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            // More errors than requests (counters out of step) is all failing.
-            (self.errors.min(self.requests)) as f64 / self.requests as f64
+/// A value's counts and its checks on errors and on latency.
+type Judged = (Counts, Option<Check>, Option<Check>);
+
+/// One comparison of a value with the baseline on one signal.
+#[derive(Clone, Copy, Debug)]
+struct Check {
+    share: f64,
+    n: u64,
+    baseline_share: f64,
+    baseline_n: u64,
+    p_value: f64,
+    regressed: bool,
+}
+
+impl Canary {
+    /// Compares `(bad, n)` with the baseline's; none without enough requests.
+    fn check(&self, (bad, n): (u64, u64), (bbad, bn): (u64, u64)) -> Option<Check> {
+        if n < self.min_requests || bn < self.min_requests {
+            return None;
         }
+        let (p, q) = (bad as f64 / n as f64, bbad as f64 / bn as f64);
+        let pv = p_value(p, n, q, bn, self.max_ratio);
+        Some(Check {
+            share: p,
+            n,
+            baseline_share: q,
+            baseline_n: bn,
+            p_value: pv,
+            regressed: p > self.max_ratio * q && pv < self.alpha,
+        })
     }
 }
 
@@ -121,7 +183,8 @@ pub(crate) fn p_value(p: f64, n: u64, q: f64, m: u64, ratio: f64) -> f64 {
 }
 
 impl Engine {
-    /// Counts a member's request and error deltas for its values of every
+    /// Counts a member's request and error deltas (and, for canaries with
+    /// `slow_ms`, its latency counter's) for its values of every
     /// canary-watched facet, then re-evaluates those facets.
     pub(crate) fn canary_traffic(
         &mut self,
@@ -129,9 +192,11 @@ impl Engine {
         slot: MemberSlot,
         requests: u64,
         errors: u64,
+        custom: &[(Sym, u64)],
         now: Time,
     ) {
-        if requests == 0 && errors == 0 {
+        let mut watched = self.signals.canaries.range((svc, 0)..=(svc, u16::MAX));
+        if (requests == 0 && errors == 0) || watched.next().is_none() {
             return;
         }
         let cols: Vec<u16> = self
@@ -146,11 +211,25 @@ impl Engine {
                 continue;
             }
             let c = self.signals.canaries.get_mut(&(svc, col)).expect("listed");
+            if c.values.len() >= MAX_VALUES && !c.values.contains_key(&value) {
+                continue;
+            }
+            // Timed only when the member reported its latency counter's delta.
+            let fast = c
+                .slow
+                .and_then(|(counter, _)| custom.iter().find(|(k, _)| *k == counter))
+                .map(|&(_, d)| d);
+            let counts = Counts {
+                requests,
+                errors,
+                timed: fast.map_or(0, |_| requests),
+                fast: fast.unwrap_or(0),
+            };
             let width = c.width();
             c.values
                 .entry(value)
                 .or_default()
-                .add(now.as_nanos(), width, requests, errors);
+                .add(now.as_nanos(), width, counts);
             self.eval_canary(svc, col, now);
         }
     }
@@ -169,67 +248,84 @@ impl Engine {
         for t in c.values.values_mut() {
             t.expire(now.as_nanos(), window, width);
         }
-        let enough = |v: Sym| c.values.get(&v).is_some_and(|t| t.requests >= min);
+        let c = &*c;
+        let enough = |v: Sym| c.values.get(&v).is_some_and(|t| t.sum.requests >= min);
         let baseline = if prev != NONE && prev != target && enough(prev) {
             prev
         } else {
             target
         };
-        let base = c.values.get(&baseline).cloned().unwrap_or_default();
-        let mut verdicts: Vec<(Sym, Option<Value>)> = Vec::new();
+        let base = c.values.get(&baseline).map_or(Counts::default(), |t| t.sum);
+        // Per value: none to resolve (no traffic left), or its checks.
+        let mut verdicts: Vec<(Sym, Option<Judged>)> = Vec::new();
         for (&value, t) in &c.values {
             if value == baseline {
                 continue;
             }
-            if t.requests == 0 {
+            if t.sum.requests == 0 {
                 verdicts.push((value, None));
                 continue;
             }
-            if t.requests < min || base.requests < min {
-                continue;
+            let errors = c.check(t.sum.error_share(), base.error_share());
+            let latency = c
+                .slow
+                .and_then(|_| c.check(t.sum.slow_share(), base.slow_share()));
+            if errors.is_none() && latency.is_none() {
+                continue; // not enough traffic to judge: the verdict stands
             }
-            let (p, q) = (t.rate(), base.rate());
-            let pv = p_value(p, t.requests, q, base.requests, c.max_ratio);
-            let regressed = p > c.max_ratio * q && pv < c.alpha;
-            verdicts.push((
-                value,
-                regressed.then_some(Value {
-                    baseline,
-                    rate: p,
-                    requests: t.requests,
-                    errors: t.errors,
-                    baseline_rate: q,
-                    baseline_requests: base.requests,
-                    baseline_errors: base.errors,
-                    p_value: pv,
-                }),
-            ));
+            verdicts.push((value, Some((t.sum, errors, latency))));
         }
-        c.values.retain(|_, t| t.requests > 0);
         let (max_ratio, alpha, window_s) = (c.max_ratio, c.alpha, window as f64 / 1e9);
+        let slow_ms = c.slow.map(|(_, ms)| ms);
+        if let Some(c) = self.signals.canaries.get_mut(&(svc, col)) {
+            c.values.retain(|_, t| t.sum.requests > 0);
+        }
         for (value, verdict) in verdicts {
             let key = DivKey::canary(svc, facet, value);
-            match verdict {
-                Some(v) => self.upsert(key, Severity::Critical, now, true, |e| {
-                    let evidence = json!({
-                        "facet": e.syms.resolve(facet),
-                        "value": e.syms.resolve(value),
-                        "error_rate": v.rate,
-                        "requests": v.requests,
-                        "errors": v.errors,
-                        "baseline": e.syms.resolve(v.baseline),
-                        "baseline_error_rate": v.baseline_rate,
-                        "baseline_requests": v.baseline_requests,
-                        "baseline_errors": v.baseline_errors,
-                        "p_value": v.p_value,
-                        "max_ratio": max_ratio,
-                        "alpha": alpha,
-                        "window_s": window_s,
-                    });
-                    (vec![e.syms.resolve(value).to_string()], evidence)
-                }),
-                None => self.resolve(key, now, None),
+            let Some((sum, errors, latency)) = verdict else {
+                self.resolve(key, now, None);
+                continue;
+            };
+            let on: Vec<&str> = [("errors", errors), ("latency", latency)]
+                .into_iter()
+                .filter(|(_, c)| c.is_some_and(|c| c.regressed))
+                .map(|(name, _)| name)
+                .collect();
+            if on.is_empty() {
+                self.resolve(key, now, None);
+                continue;
             }
+            self.upsert(key, Severity::Critical, now, true, |e| {
+                let mut evidence = json!({
+                    "facet": e.syms.resolve(facet),
+                    "value": e.syms.resolve(value),
+                    "baseline": e.syms.resolve(baseline),
+                    "regressed_on": on,
+                    "requests": sum.requests,
+                    "errors": sum.errors,
+                    "error_rate": sum.error_share().0 as f64 / sum.requests as f64,
+                    "baseline_requests": base.requests,
+                    "baseline_errors": base.errors,
+                    "baseline_error_rate": crate::sli::ratio(base.error_share().0, base.requests),
+                    "max_ratio": max_ratio,
+                    "alpha": alpha,
+                    "window_s": window_s,
+                });
+                if let Some(c) = errors {
+                    evidence["p_value"] = json!(c.p_value);
+                }
+                if let (Some(ms), Some(c)) = (slow_ms, latency) {
+                    evidence["latency"] = json!({
+                        "slow_ms": ms,
+                        "slow_share": c.share,
+                        "timed_requests": c.n,
+                        "baseline_slow_share": c.baseline_share,
+                        "baseline_timed_requests": c.baseline_n,
+                        "p_value": c.p_value,
+                    });
+                }
+                (vec![e.syms.resolve(value).to_string()], evidence)
+            });
         }
     }
 
@@ -245,10 +341,12 @@ impl Engine {
                 .values
                 .iter()
                 .map(|(&v, t)| {
+                    let (slow, timed) = t.sum.slow_share();
                     let traffic = crate::sli::ValueTraffic {
-                        requests: t.requests,
-                        errors: t.errors,
-                        error_rate: crate::sli::ratio(t.errors.min(t.requests), t.requests),
+                        requests: t.sum.requests,
+                        errors: t.sum.errors,
+                        error_rate: crate::sli::ratio(t.sum.error_share().0, t.sum.requests),
+                        slow_share: c.slow.and_then(|_| crate::sli::ratio(slow, timed)),
                     };
                     (self.syms.resolve(v).to_string(), traffic)
                 })
@@ -278,18 +376,6 @@ impl Engine {
     }
 }
 
-/// A regressed value, for its evidence.
-struct Value {
-    baseline: Sym,
-    rate: f64,
-    requests: u64,
-    errors: u64,
-    baseline_rate: f64,
-    baseline_requests: u64,
-    baseline_errors: u64,
-    p_value: f64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,11 +396,16 @@ mod tests {
     fn traffic_leaves_the_window_a_bucket_at_a_time() {
         let mut t = Traffic::default();
         let (window, width) = (100, 10);
-        t.add(0, width, 10, 1);
-        t.add(55, width, 20, 2);
+        let c = |requests, errors| Counts {
+            requests,
+            errors,
+            ..Counts::default()
+        };
+        t.add(0, width, c(10, 1));
+        t.add(55, width, c(20, 2));
         t.expire(105, window, width);
-        assert_eq!((t.requests, t.errors), (30, 3));
+        assert_eq!(t.sum, c(30, 3));
         t.expire(110, window, width);
-        assert_eq!((t.requests, t.errors), (20, 2));
+        assert_eq!(t.sum, c(20, 2));
     }
 }

@@ -32,6 +32,8 @@ impl Engine {
         m.set(flag::HAS_REQUESTS, true);
         let (mut requests, mut grew) = (0, false);
         let (mut errors, mut schema_errors, mut duplicates) = (0, 0, 0);
+        // Deltas of the member's own counters (a canary's latency counter).
+        let mut custom_deltas: Vec<(Sym, u64)> = Vec::new();
         for (k, &v) in &obs.counters {
             let slot_ref = match k.as_str() {
                 "requests" => &mut m.requests,
@@ -42,7 +44,10 @@ impl Engine {
                     let sym = self.syms.intern(other);
                     let custom = &mut m.extra.get_or_insert_with(Default::default).custom_counters;
                     match custom.iter_mut().find(|(c, _)| *c == sym) {
-                        Some(e) => e.1 = v,
+                        Some(e) => {
+                            custom_deltas.push((sym, delta(e.1, v)));
+                            e.1 = v;
+                        }
                         None => custom.push((sym, v)),
                     }
                     continue;
@@ -89,7 +94,7 @@ impl Engine {
             self.count_unapproved(svc, slot, requests, now);
         }
         if counts {
-            self.canary_traffic(svc, slot, requests, errors, now);
+            self.canary_traffic(svc, slot, requests, errors, &custom_deltas, now);
         }
     }
 }

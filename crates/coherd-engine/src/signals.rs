@@ -36,11 +36,14 @@ impl Engine {
             let facet = self.syms.resolve(self.services[svc].columns[c].facet);
             match si.facets.get(facet).and_then(|f| f.canary.as_ref()) {
                 Some(rule) => {
+                    let slow = rule
+                        .slow_ms
+                        .map(|ms| self.syms.intern(&format!("latency_le_{ms}")));
                     self.signals
                         .canaries
                         .entry((svc, col))
-                        .and_modify(|k| k.set_rule(rule))
-                        .or_insert_with(|| Canary::new(rule));
+                        .and_modify(|k| k.set_rule(rule, slow))
+                        .or_insert_with(|| Canary::new(rule, slow));
                     self.eval_canary(svc, col, now);
                 }
                 None => self.drop_canary(svc, col, now),

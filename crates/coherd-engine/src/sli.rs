@@ -309,6 +309,9 @@ pub struct ValueTraffic {
     pub errors: u64,
     /// Errors over requests.
     pub error_rate: Option<f64>,
+    /// With the canary's `slow_ms`: requests slower than it over requests timed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_share: Option<f64>,
 }
 
 /// `num / den` when `den > 0`.

@@ -253,3 +253,68 @@ fn a_version_failing_five_times_as_often_is_caught_in_every_rollout() {
         assert!(verdict(&mut rng, rate, 5.0 * rate), "rollout {n} at {rate}");
     }
 }
+
+// ---- latency canaries ----
+
+fn latency_intent(target: &str) -> String {
+    format!(
+        "services:\n  web:\n    report_interval: 1m\n    facets:\n      version: {{target: \"{target}\", rollout_window: 1h, canary: {{min_requests: 1000, window: 10m, slow_ms: 250}}}}\n"
+    )
+}
+
+/// A report with cumulative requests and requests done within 250 ms.
+fn timed(member: &str, seq: u64, version: &str, requests: u64, fast: u64) -> Value {
+    let mut v = rep("web", member, seq, json!({"version": version}));
+    v["counters"] = json!({"requests": requests, "errors": 0, "latency_le_250": fast});
+    v
+}
+
+fn latency_rollout(slow_permille: u64) -> Harness {
+    let mut f = Harness::new(&latency_intent("1"));
+    for m in ["w1", "w2", "w3", "w4"] {
+        f.report("0s", timed(m, 1, "1", 0, 0));
+    }
+    f.set_intent("10m", &latency_intent("2"));
+    for minute in 1..=20u64 {
+        let t = format!("{}m", 10 + minute);
+        let total = minute * 1000;
+        f.report(
+            &t,
+            timed(
+                "w1",
+                minute + 1,
+                "2",
+                total,
+                total - total * slow_permille / 1000,
+            ),
+        );
+        for m in ["w2", "w3", "w4"] {
+            f.report(&t, timed(m, minute + 1, "1", total, total - total / 100));
+        }
+    }
+    f
+}
+
+#[test]
+fn a_new_version_slower_than_the_old_opens_canary_regression_on_latency() {
+    // 20 % of requests over 250 ms against 1 %.
+    let f = latency_rollout(200);
+    let d = f.one(Kind::CanaryRegression);
+    assert_eq!(d.evidence["regressed_on"], json!(["latency"]));
+    let l = &d.evidence["latency"];
+    assert_eq!(l["slow_ms"], 250);
+    assert!(
+        (l["slow_share"].as_f64().unwrap() - 0.2).abs() < 1e-9,
+        "{l}"
+    );
+    assert!(
+        (l["baseline_slow_share"].as_f64().unwrap() - 0.01).abs() < 1e-9,
+        "{l}"
+    );
+    assert!(l["p_value"].as_f64().unwrap() < 1e-6, "{l}");
+}
+
+#[test]
+fn a_new_version_as_fast_as_the_old_raises_nothing() {
+    latency_rollout(10).assert_no(Kind::CanaryRegression);
+}

@@ -8,7 +8,9 @@
 
 use serde_json::{Value, json};
 
-use crate::rules::{BURN_ALERTS, number};
+use coherd_alert::slo::WINDOWS;
+
+use crate::rules::number;
 
 /// What the dashboards are built for.
 #[derive(Debug, Clone, PartialEq)]
@@ -323,7 +325,7 @@ fn on_call(opts: &DashboardOptions) -> Value {
         )],
         json!({"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": true}}}]}),
     );
-    let page = BURN_ALERTS[0].3;
+    let page = WINDOWS[0].factor;
     l.panel(
         "timeseries",
         "Coherence burn rate",
@@ -349,7 +351,7 @@ fn on_call(opts: &DashboardOptions) -> Value {
             ),
         ],
         merge_all(&[
-            thresholds(&[(None, "green"), (Some(BURN_ALERTS[1].3), "orange"), (Some(page), "red")]),
+            thresholds(&[(None, "green"), (Some(WINDOWS[1].factor), "orange"), (Some(page), "red")]),
             json!({"fieldConfig": {"defaults": {"custom": {"thresholdsStyle": {"mode": "line"}}}}}),
         ]),
     );

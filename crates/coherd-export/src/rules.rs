@@ -14,6 +14,10 @@
 //! makes it resolve soon after the burn stops.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use coherd_alert::slo::{BURN_ALERT, BurnWindow};
+use coherd_model::time::prometheus_duration;
 
 use crate::ExportError;
 
@@ -28,6 +32,8 @@ pub struct RuleOptions {
     pub selector: String,
     /// A base URL for runbooks; each alert links to `<base>#<alert name in lower case>`.
     pub runbook_url: Option<String>,
+    /// The burn-rate alerts (as an SLO of `coherd serve`'s config gives them).
+    pub windows: Vec<BurnWindow>,
 }
 
 impl Default for RuleOptions {
@@ -37,6 +43,7 @@ impl Default for RuleOptions {
             period_days: 30,
             selector: String::new(),
             runbook_url: None,
+            windows: coherd_alert::slo::WINDOWS.to_vec(),
         }
     }
 }
@@ -69,15 +76,30 @@ pub struct PromRule {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The windows the error ratio and burn rate are recorded over.
-pub const WINDOWS: [&str; 5] = ["5m", "30m", "1h", "6h", "3d"];
-
-/// (severity, long window, short window, burn-rate factor, for).
-pub const BURN_ALERTS: [(&str, &str, &str, f64, &str); 3] = [
-    ("page", "1h", "5m", 14.4, "2m"),
-    ("page", "6h", "30m", 6.0, "15m"),
-    ("ticket", "3d", "6h", 1.0, "1h"),
+/// The windows the error ratio and burn rate are always recorded over (the
+/// dashboards read them); the burn windows' own are added.
+const RECORDED: [Duration; 5] = [
+    Duration::from_secs(300),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+    Duration::from_secs(6 * 3600),
+    Duration::from_secs(3 * 86400),
 ];
+
+/// Up to this, a window's error ratio is taken from the raw gauge; longer
+/// ones average the recorded hourly ratio (cheap, at most an hour behind).
+const RAW_UP_TO: Duration = Duration::from_secs(6 * 3600);
+
+/// Every window recorded, shortest first.
+fn recorded_windows(opts: &RuleOptions) -> Vec<Duration> {
+    let mut all: Vec<Duration> = RECORDED
+        .into_iter()
+        .chain(opts.windows.iter().flat_map(|w| [w.long, w.short]))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
 
 /// A number as PromQL and YAML show it, without float noise (0.0010000000000000009 is 0.001).
 pub fn number(x: f64) -> String {
@@ -191,7 +213,10 @@ fn slo_recordings(opts: &RuleOptions) -> RuleGroup {
     let budget = number(1.0 - opts.slo);
     let slo_labels = labels(&[("slo", "coherence"), ("objective", &number(opts.slo))]);
     let mut rules = Vec::new();
-    for w in ["5m", "30m", "1h", "6h"] {
+    let period = format!("{}d", opts.period_days);
+    let windows = recorded_windows(opts);
+    for &w in windows.iter().filter(|&&w| w <= RAW_UP_TO) {
+        let w = prometheus_duration(w);
         rules.push(PromRule {
             record: Some(format!("coherd:coherence_error_ratio:avg{w}")),
             expr: format!(
@@ -201,9 +226,11 @@ fn slo_recordings(opts: &RuleOptions) -> RuleGroup {
             ..PromRule::default()
         });
     }
-    // Long windows from the recorded hourly ratio: cheap, and at most an hour behind.
-    let period = format!("{}d", opts.period_days);
-    for w in ["3d", period.as_str()] {
+    let long = windows
+        .iter()
+        .filter(|&&w| w > RAW_UP_TO)
+        .map(|&w| prometheus_duration(w));
+    for w in long.chain([period.clone()]) {
         rules.push(PromRule {
             record: Some(format!("coherd:coherence_error_ratio:avg{w}")),
             expr: format!(
@@ -213,7 +240,8 @@ fn slo_recordings(opts: &RuleOptions) -> RuleGroup {
             ..PromRule::default()
         });
     }
-    for w in WINDOWS {
+    for &w in &windows {
+        let w = prometheus_duration(w);
         rules.push(PromRule {
             record: Some(format!("coherd:coherence_burn_rate:{w}")),
             expr: format!("coherd:coherence_error_ratio:avg{w} / {budget}"),
@@ -239,19 +267,23 @@ fn slo_recordings(opts: &RuleOptions) -> RuleGroup {
 fn burn_alerts(opts: &RuleOptions) -> RuleGroup {
     let slo_pct = number(opts.slo * 100.0);
     let period = format!("{}d", opts.period_days);
-    let rules = BURN_ALERTS
+    let rules = opts
+        .windows
         .iter()
-        .map(|&(severity, long, short, factor, for_)| {
-            let f = number(factor);
-            let name = "CoherdCoherenceBudgetBurn";
+        .map(|w| {
+            let f = number(w.factor);
+            let (long, short) = (prometheus_duration(w.long), prometheus_duration(w.short));
+            let (long, short) = (long.as_str(), short.as_str());
+            let factor = w.factor;
+            let name = BURN_ALERT;
             PromRule {
                 alert: Some(name.into()),
                 expr: format!(
                     "coherd:coherence_burn_rate:{long} > {f} and coherd:coherence_burn_rate:{short} > {f}"
                 ),
-                for_: Some(for_.into()),
+                for_: Some(prometheus_duration(w.for_)),
                 labels: labels(&[
-                    ("severity", severity),
+                    ("severity", w.severity.as_str()),
                     ("slo", "coherence"),
                     ("long_window", long),
                     ("short_window", short),

@@ -132,3 +132,48 @@ fn exported_rules_and_built_in_alerts_agree_for_every_sli_threshold() {
         assert!(theirs.expr.contains(def.metric), "{}", theirs.expr);
     }
 }
+
+/// The burn-rate alerts: the built-in ones and the exported ones have the
+/// same name, `for`, severity and labels, for the default windows and for
+/// windows a config gives.
+#[test]
+fn exported_and_built_in_burn_rate_alerts_agree() {
+    use coherd_alert::config::Urgency as U;
+    use coherd_alert::slo::{BurnWindow, WINDOWS, burn_labels};
+    use std::time::Duration;
+    let custom = vec![BurnWindow {
+        severity: U::Page,
+        long: Duration::from_secs(7200),
+        short: Duration::from_secs(600),
+        factor: 10.0,
+        for_: Duration::from_secs(300),
+    }];
+    for windows in [WINDOWS.to_vec(), custom] {
+        let opts = RuleOptions {
+            windows: windows.clone(),
+            ..RuleOptions::default()
+        };
+        let groups = prometheus_rules(&opts).unwrap();
+        let burn = &groups
+            .iter()
+            .find(|g| g.name == "coherd-coherence-burn")
+            .unwrap()
+            .rules;
+        assert_eq!(burn.len(), windows.len());
+        for (w, rule) in windows.iter().zip(burn) {
+            let mut ours = burn_labels("svc", w);
+            assert_eq!(ours.remove("alertname").as_deref(), rule.alert.as_deref());
+            ours.remove("service"); // from the series
+            let theirs: Labels = rule
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(ours, theirs);
+            assert_eq!(
+                coherd_model::time::prometheus_duration(w.for_),
+                rule.for_.clone().unwrap()
+            );
+        }
+    }
+}

@@ -90,6 +90,11 @@ pub struct CanaryIntent {
     /// The test's significance level: the chance of a false verdict at one
     /// evaluation when the value fails exactly `max_ratio` times as often.
     pub alpha: f64,
+    /// Also judge latency: the share of requests slower than this many
+    /// milliseconds, from the members' cumulative counter `latency_le_<ms>`
+    /// (requests done within it, as a Prometheus histogram bucket counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_ms: Option<u32>,
 }
 
 impl Default for CanaryIntent {
@@ -99,6 +104,7 @@ impl Default for CanaryIntent {
             min_requests: 1000,
             window: Duration::from_secs(600),
             alpha: 0.001,
+            slow_ms: None,
         }
     }
 }

@@ -152,6 +152,28 @@ fn a_rule_export_with_options_passes_promtool_check() {
         "{}",
         show(&bad)
     );
+
+    // The SLO of a server's config: its own burn windows, multipliers and `for`.
+    std::fs::write(
+        dir.join("coherd.yaml"),
+        "alerting:\n  slos:\n    - service: \"*\"\n      objective: 0.99\n      period: 14d\n      windows:\n        - {severity: page, long: 2h, short: 10m, factor: 10, for: 5m}\n        - {severity: ticket, long: 1d, short: 2h, factor: 2, for: 30m}\n",
+    )
+    .unwrap();
+    let config = dir.join("coherd.yaml").display().to_string();
+    let out = coherd(&["rules", "export", "--config", &config]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    for needle in [
+        "coherd:coherence_burn_rate:2h > 10 and coherd:coherence_burn_rate:10m > 10",
+        "coherd:coherence_error_ratio:avg14d",
+        "avg_over_time(coherd:coherence_error_ratio:avg1h[1d])",
+        "for: 30m",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+    std::fs::write(dir.join("c.yml"), &text).expect("write");
+    let check = promtool(&["check", "rules", "c.yml"], &dir, None);
+    assert!(check.status.success(), "{}", show(&check));
 }
 
 const INTENT: &str = "services:\n  checkout:\n    facets:\n      version: {target: \"1.4.2\", compatible: [\"1.4.1\"], rollout_window: 30m}\n    leases:\n      scheduler: {exclusive: true}\n";

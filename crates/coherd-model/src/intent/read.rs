@@ -326,7 +326,7 @@ impl Reader {
 
     fn canary(&mut self, node: &Node, path: &str) -> CanaryIntent {
         let mut c = CanaryIntent::default();
-        let fields = Some(&["max_ratio", "min_requests", "window", "alpha"][..]);
+        let fields = Some(&["max_ratio", "min_requests", "window", "alpha", "slow_ms"][..]);
         for (key, v) in self.map(node, path, fields) {
             let here = join(path, key);
             let float = v.as_str().and_then(|s| s.parse::<f64>().ok());
@@ -351,6 +351,10 @@ impl Reader {
                 "alpha" => match float {
                     Some(a) if a > 0.0 && a <= 0.1 => c.alpha = a,
                     _ => self.err(v, &here, "expected a number above 0 and at most 0.1"),
+                },
+                "slow_ms" => match v.as_str().and_then(|s| s.parse::<u32>().ok()) {
+                    Some(ms) if (1..=600_000).contains(&ms) => c.slow_ms = Some(ms),
+                    _ => self.err(v, &here, "expected milliseconds from 1 to 600000"),
                 },
                 _ => unreachable!("checked by map()"),
             }

@@ -29,14 +29,16 @@ enum Format {
 /// Write recording and alerting rules for Prometheus.
 #[derive(clap::Args)]
 #[command(after_help = "\
-Example:
+Examples:
   coherd rules export --format prometheus --output /etc/prometheus/rules/coherd.yml
+  coherd rules export --config /etc/coherd/coherd.yaml --output coherd.yml
   promtool check rules /etc/prometheus/rules/coherd.yml
 
 The rules record the coherence error ratio and burn rate over 5m, 30m, 1h, 6h
 and 3d and the error budget left over the SLO period; they page when the budget
 burns 14.4x too fast over 1h and 5m or 6x over 6h and 30m, open a ticket at 1x
-over 3d and 6h, and alert on open divergences of every kind.")]
+over 3d and 6h (or as the config's SLO says), and alert on open divergences of
+every kind and on the SLI thresholds.")]
 struct Export {
     /// Output format.
     #[arg(long, value_enum, default_value = "prometheus")]
@@ -56,18 +58,49 @@ struct Export {
     /// A base URL for runbooks; each alert links to BASE#<alert name in lower case>.
     #[arg(long, value_name = "URL")]
     runbook_url: Option<String>,
+    /// Take the objective, period and burn windows from the SLO in this
+    /// `coherd serve` config (`alerting.slos`), so that Prometheus and coherd
+    /// page alike.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["slo", "period_days"])]
+    config: Option<PathBuf>,
 }
 
 /// Runs `coherd rules`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Command::Export(e) = args.command;
     let Format::Prometheus = e.format;
-    let groups = prometheus_rules(&RuleOptions {
+    let mut opts = RuleOptions {
         slo: e.slo,
         period_days: e.period_days,
         selector: e.selector,
         runbook_url: e.runbook_url,
-    })?;
+        ..RuleOptions::default()
+    };
+    if let Some(path) = &e.config {
+        let config = coherd_server::ServerConfig::from_file(path)?;
+        let slos = &config.alerting.slos;
+        let Some(slo) = slos.first() else {
+            anyhow::bail!(
+                "{} has no `alerting.slos`: give --slo and --period-days instead",
+                path.display()
+            );
+        };
+        let same = |s: &coherd_alert::config::Slo| {
+            s.objective == slo.objective && s.period == slo.period && s.windows == slo.windows
+        };
+        if !slos.iter().all(same) {
+            anyhow::bail!(
+                "the SLOs in {} differ in objective, period or windows; the exported rules hold one: export with --slo and --period-days",
+                path.display()
+            );
+        }
+        coherd_alert::slo::check_windows(&slo.windows)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        opts.slo = slo.objective;
+        opts.period_days = (slo.period.as_secs() / 86_400) as u32;
+        opts.windows = slo.windows.clone();
+    }
+    let groups = prometheus_rules(&opts)?;
     let text = to_yaml(&groups);
     match &e.output {
         Some(path) => {
