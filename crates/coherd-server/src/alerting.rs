@@ -3,10 +3,9 @@
 //!
 //! The engine's divergence changes reach alerting through a queue as they
 //! happen; a task wakes every second to hand them over, with SLI samples every
-//! ten seconds, fires what is due, and queues notifications. Notifiers run on their own tasks with
-//! timeouts and retries, so a receiver that is down never blocks ingest or
-//! detection; when their queue is full the oldest notification is dropped and
-//! counted.
+//! ten seconds, fires what is due, and queues notifications. Each receiver has its own queue and task
+//! ([`crate::delivery`]), so a receiver that is down never blocks ingest,
+//! detection or the other receivers.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +28,7 @@ use crate::error::{ApiError, Path, Query};
 use crate::page;
 use coherd_model::time::wall_now;
 
+use crate::delivery::{DeliveryMetrics, Receiver};
 use crate::pipeline::Shared;
 
 /// Where notifications go.
@@ -52,8 +52,6 @@ pub(crate) struct AlertState {
     wake: Notify,
     /// Notifications dropped because receivers were too slow.
     pub dropped: std::sync::atomic::AtomicU64,
-    /// Delivery failures after retries.
-    pub failures: std::sync::atomic::AtomicU64,
 }
 
 impl AlertState {
@@ -96,7 +94,6 @@ impl AlertState {
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             dropped: Default::default(),
-            failures: Default::default(),
         })
     }
 
@@ -253,11 +250,14 @@ fn resync(
     *known = open;
 }
 
-/// Delivers queued notifications to every configured receiver, with retries.
+/// Hands queued notifications to every configured receiver, each with its
+/// own queue and task ([`crate::delivery`]): a receiver that is down delays
+/// only itself.
 pub(crate) async fn deliver(
     alerts: Arc<AlertState>,
     notify: NotifyConfig,
-    mut stop: watch::Receiver<bool>,
+    metrics: DeliveryMetrics,
+    stop: watch::Receiver<bool>,
 ) {
     if notify.webhooks.is_empty() && notify.alertmanagers.is_empty() {
         return;
@@ -265,7 +265,7 @@ pub(crate) async fn deliver(
     // https:// receivers: ring's primitives, unless the process chose others.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
         .build()
     {
         Ok(c) => c,
@@ -274,10 +274,31 @@ pub(crate) async fn deliver(
             return;
         }
     };
+    let receiver = |kind: &str, i: usize, url: String| {
+        let r = Receiver::new(format!("{kind}-{i}"), url, metrics.clone());
+        tokio::spawn(r.clone().run(client.clone(), stop.clone()));
+        r
+    };
+    let webhooks: Vec<Arc<Receiver>> = notify
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, url)| receiver("webhook", i, url.clone()))
+        .collect();
+    let alertmanagers: Vec<Arc<Receiver>> = notify
+        .alertmanagers
+        .iter()
+        .enumerate()
+        .map(|(i, base)| {
+            let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
+            receiver("alertmanager", i, url)
+        })
+        .collect();
     let external = notify.external_url.clone().unwrap_or_default();
     // Alertmanager resolves alerts it has not heard of for a while: keep firing ones fresh.
     let mut firing: BTreeMap<String, Value> = BTreeMap::new();
     let mut refresh = tokio::time::interval(Duration::from_secs(60));
+    let mut stop = stop;
     loop {
         tokio::select! {
             _ = alerts.wake.notified() => {}
@@ -292,8 +313,8 @@ pub(crate) async fn deliver(
             .collect();
         for n in &batch {
             let payload = n.webhook_payload(&external);
-            for url in &notify.webhooks {
-                send(&client, url, &payload, &alerts).await;
+            for r in &webhooks {
+                r.enqueue(payload.clone());
             }
             for a in payload["alerts"].as_array().into_iter().flatten() {
                 let fp = a["fingerprint"].as_str().unwrap_or_default().to_string();
@@ -302,45 +323,19 @@ pub(crate) async fn deliver(
                     firing.insert(fp, am);
                 } else {
                     firing.remove(&fp);
-                    post_alertmanagers(&client, &notify, &[am], &alerts).await;
+                    for r in &alertmanagers {
+                        r.enqueue(json!([am]));
+                    }
                 }
             }
         }
         if !firing.is_empty() {
             let list: Vec<Value> = firing.values().cloned().collect();
-            post_alertmanagers(&client, &notify, &list, &alerts).await;
-        }
-    }
-}
-
-async fn post_alertmanagers(
-    client: &reqwest::Client,
-    notify: &NotifyConfig,
-    alerts_json: &[Value],
-    state: &AlertState,
-) {
-    for base in &notify.alertmanagers {
-        let url = format!("{}/api/v2/alerts", base.trim_end_matches('/'));
-        send(client, &url, &json!(alerts_json), state).await;
-    }
-}
-
-async fn send(client: &reqwest::Client, url: &str, body: &Value, state: &AlertState) {
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=3 {
-        match client.post(url).json(body).send().await {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => {
-                tracing::warn!(%url, status = %r.status(), attempt, "a receiver refused a notification")
+            for r in &alertmanagers {
+                r.enqueue(json!(list));
             }
-            Err(e) => tracing::warn!(%url, error = %e, attempt, "cannot reach a receiver"),
         }
-        tokio::time::sleep(delay).await;
-        delay *= 4;
     }
-    state
-        .failures
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[derive(serde::Serialize, Deserialize)]

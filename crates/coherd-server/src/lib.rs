@@ -29,6 +29,7 @@ mod app;
 mod auth;
 mod checkpoint;
 mod config;
+mod delivery;
 mod dephase;
 mod error;
 mod fairness;

@@ -63,6 +63,8 @@ pub(crate) struct Metrics {
     pub duplicates: Counter,
     /// Observations refused for their time alone (the rest of their batch was stored).
     pub ingest_rejected: Counter,
+    /// Notification delivery, by receiver.
+    pub delivery: crate::delivery::DeliveryMetrics,
     /// HTTP requests by matched route, method and status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Ingest acknowledgement latency.
@@ -134,6 +136,7 @@ impl Default for Metrics {
             observations: Counter::default(),
             duplicates: Counter::default(),
             ingest_rejected: Counter::default(),
+            delivery: Default::default(),
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
@@ -252,6 +255,33 @@ impl Metrics {
             "ingest_rejected",
             "Observations refused for their time alone (beyond max_future or older than max_report_age); the rest of their batch was stored",
             self.ingest_rejected.clone(),
+        );
+        let d = &self.delivery;
+        r.register(
+            "notify_attempts",
+            "Attempts to deliver a notification, by receiver",
+            d.attempts.clone(),
+        );
+        r.register(
+            "notify_failures",
+            "Notifications given up on (refused with a 4xx, or every attempt failed), by receiver",
+            d.failures.clone(),
+        );
+        r.register(
+            "notify_dropped",
+            "Notifications dropped from a full receiver queue (a newer one superseded them), by receiver",
+            d.dropped.clone(),
+        );
+        r.register(
+            "notify_queue_depth",
+            "Notifications waiting for a receiver",
+            d.queued.clone(),
+        );
+        r.register_with_unit(
+            "notify_oldest_undelivered_age",
+            "Age of the oldest notification waiting for a receiver",
+            Unit::Seconds,
+            d.oldest.clone(),
         );
         r.register(
             "http_requests",

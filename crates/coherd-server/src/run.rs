@@ -260,6 +260,7 @@ pub async fn serve_on(
     tokio::spawn(alerting::deliver(
         state.alerts.clone(),
         state.config.notify.clone(),
+        state.shared.metrics.delivery.clone(),
         running.stopping(),
     ));
     tokio::spawn(watch_intent(state.clone(), running.stopping()));

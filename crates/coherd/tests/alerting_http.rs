@@ -366,3 +366,53 @@ fn alerts_group_by_deploy_and_sli_threshold_rules_fire() {
         assert!(metrics.contains(series), "{series} not in\n{metrics}");
     }
 }
+
+/// A receiver that never answers holds back only itself: the live one gets
+/// the alert within its group timing and a little, and the dead one's
+/// attempts and queue show on /metrics.
+#[test]
+fn a_receiver_that_never_answers_does_not_hold_the_others_back() {
+    // Accepts connections and never answers.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in dead.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let (hook, got) = receiver();
+    let s = start_alerting(
+        "alerting-dead-receiver",
+        "services:\n  api:\n    report_interval: 1h\n    leases:\n      leader: {exclusive: true}\n",
+        "",
+        &format!("notify:\n  webhooks: [\"{dead_url}\", \"{hook}\"]\n"),
+    );
+    let url = format!("{}/v1/observations", s.url);
+    let started = Instant::now();
+    for (m, epoch) in [("a", 1), ("b", 2)] {
+        let body = format!(
+            r#"{{"service":"api","member":"{m}","leases":[{{"resource":"leader","epoch":{epoch},"expires":"2099-01-01T00:00:00Z"}}]}}"#
+        );
+        assert_eq!(post_json(&url, &body).0, 200);
+    }
+    wait_for(&got, "split brain at the live receiver", |v| {
+        has_alert(v, "CoherdSplitBrain", "firing")
+    });
+    // group_wait 1 s, a tick of the alerting task, delivery: well under one
+    // attempt's 10 s timeout at the dead receiver, which used to come first.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "the live receiver waited {took:?}"
+    );
+    let (_, metrics) = request("GET", &format!("{}/metrics", s.url), &[], b"").unwrap();
+    for series in [
+        r#"coherd_notify_attempts_total{receiver="webhook-0"}"#,
+        r#"coherd_notify_attempts_total{receiver="webhook-1"}"#,
+        r#"coherd_notify_queue_depth{receiver="webhook-0"} 1"#,
+        r#"coherd_notify_oldest_undelivered_age_seconds{receiver="webhook-0"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
+}
