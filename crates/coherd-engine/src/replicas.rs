@@ -15,6 +15,11 @@ use coherd_model::Severity;
 /// Positions kept per dataset for comparison.
 const POSITIONS_KEPT: usize = 256;
 
+/// Datasets tracked per service: a reporter naming a new dataset in every
+/// report must not grow the engine without bound; checksums of datasets past
+/// this are not compared.
+pub(crate) const MAX_DATASETS: usize = 1024;
+
 impl Engine {
     pub(crate) fn apply_checksums(
         &mut self,
@@ -28,6 +33,11 @@ impl Engine {
         }
         let name = self.services[svc].members[slot].name;
         for c in &obs.checksums {
+            let known = self.syms.get(&c.dataset);
+            let s = &self.services[svc];
+            if known.is_none_or(|ds| !s.datasets.contains_key(&ds)) && s.datasets.len() >= MAX_DATASETS {
+                continue;
+            }
             let ds = self.syms.intern(&c.dataset);
             let digest = self.syms.intern(&c.digest);
             self.add_checksum(svc, name, ds, c.position, digest, now);

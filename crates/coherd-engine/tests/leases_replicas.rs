@@ -300,3 +300,26 @@ fn split_brain_evidence_follows_renewals() {
     f.tick("5m");
     assert_episode(f.one(Kind::SplitBrain), "0s", Some("1m"));
 }
+
+/// A reporter naming a new dataset in every report cannot grow the engine
+/// without bound: past 1024 datasets a service's new ones are not compared;
+/// the ones already tracked still are.
+#[test]
+fn datasets_per_service_are_bounded() {
+    let mut f = Harness::new(DB);
+    let sums = |member: &str, seq: u64, from: usize, to: usize, digest: &str| {
+        let checksums: Vec<serde_json::Value> = (from..to)
+            .map(|i| json!({"dataset": format!("d{i}"), "position": 1, "digest": digest}))
+            .collect();
+        json!({"service": "db", "member": member, "seq": seq, "checksums": checksums})
+    };
+    let mut seq = 0;
+    for start in (0..1100).step_by(16) {
+        seq += 1;
+        f.report("0s", sums("a", seq, start, (start + 16).min(1100), "x"));
+    }
+    f.report("1s", sums("b", 1, 1090, 1100, "y"));
+    f.assert_no(Kind::ReplicaDivergence);
+    f.report("2s", sums("b", 2, 5, 6, "y"));
+    assert_eq!(f.one(Kind::ReplicaDivergence).id, "replica_divergence:db:d5");
+}
