@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coherd_model::time::deserialize_duration;
+use coherd_model::time::{deserialize_duration, prometheus_duration};
 use coherd_model::{Kind, Severity};
 use serde::Deserialize;
 
@@ -266,6 +266,13 @@ impl AlertConfig {
             }
             crate::slo::check_windows(&s.windows)
                 .map_err(|e| ConfigError::Invalid(format!("slo {}: {e}", s.service)))?;
+            if let Some(w) = s.windows.iter().find(|w| w.long > s.period) {
+                return Err(ConfigError::Invalid(format!(
+                    "slo {}: a burn window of {} is longer than the period",
+                    s.service,
+                    prometheus_duration(w.long)
+                )));
+            }
         }
         Ok(())
     }

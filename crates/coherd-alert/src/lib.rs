@@ -193,6 +193,24 @@ impl Alerting {
                 continue;
             }
             let only_facet = rule.facet.clone();
+            // Candidates of this rule and service whose facet is no longer
+            // sampled (no longer targeted) resolve.
+            let prefix = format!("{i}:sli:{service}:");
+            let sampled: Vec<String> = samples
+                .iter()
+                .filter(|x| x.sli == sli)
+                .map(|x| format!("{prefix}{}", x.facet.as_deref().unwrap_or("")))
+                .collect();
+            let gone: Vec<String> = self
+                .candidates
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .filter(|k| !sampled.contains(k))
+                .collect();
+            for key in gone {
+                self.drop_candidate(now, &key, now);
+            }
             for sample in samples.iter().filter(|x| x.sli == sli) {
                 if only_facet.is_some() && only_facet != sample.facet {
                     continue;
@@ -227,7 +245,12 @@ impl Alerting {
                         self.upsert(now, key, labels, annotations, since, for_);
                     }
                     Some(_) => self.drop_candidate(now, &key, now),
-                    None => {} // nothing to measure: hold the state
+                    // No telemetry at all: coherence holds its state (as the
+                    // SLOs freeze). A rate with nothing to measure (no
+                    // requests in its window) resolves, as the exported rule
+                    // does when its series is gone.
+                    None if sli == "coherence" => {}
+                    None => self.drop_candidate(now, &key, now),
                 }
             }
         }
@@ -326,6 +349,23 @@ impl Alerting {
             } else {
                 self.pending.remove(&(c.since.add(c.for_), key.to_string()));
             }
+        }
+    }
+
+    /// SLI alerts of services that are no longer sampled (deleted) resolve.
+    pub fn retain_sli_services(&mut self, now: Time, services: &BTreeSet<String>) {
+        let gone: Vec<String> = self
+            .candidates
+            .keys()
+            .filter(|k| {
+                let mut parts = k.splitn(4, ':');
+                let (_, kind, service) = (parts.next(), parts.next(), parts.next());
+                kind == Some("sli") && service.is_some_and(|s| !services.contains(s))
+            })
+            .cloned()
+            .collect();
+        for key in gone {
+            self.drop_candidate(now, &key, now);
         }
     }
 

@@ -119,6 +119,18 @@ pub fn check_windows(windows: &[BurnWindow]) -> Result<(), String> {
             return Err(format!("burn window {name}: factor must be above 0"));
         }
     }
+    for (i, w) in windows.iter().enumerate() {
+        if windows[..i]
+            .iter()
+            .any(|o| (o.long, o.short, o.severity) == (w.long, w.short, w.severity))
+        {
+            return Err(format!(
+                "burn window {}/{} is given twice for one severity: their alerts would have the same labels",
+                prometheus_duration(w.long),
+                prometheus_duration(w.short)
+            ));
+        }
+    }
     Ok(())
 }
 

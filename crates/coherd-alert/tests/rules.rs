@@ -173,6 +173,23 @@ fn threshold_rules_work_on_every_sli_and_per_facet() {
             ("Exposed".to_string(), Some("version".to_string()))
         ]
     );
+    // No requests left in the window, and the facet no longer targeted: both
+    // resolve (as the exported rules do when their series is gone).
+    let quiet = [SliSample {
+        sli: "drain_failure_rate",
+        facet: None,
+        value: None,
+    }];
+    alerting.on_sli(t(10), "api", &quiet, 10);
+    // Resolutions go out at the group's next flush (group_interval, 5m).
+    alerting.handle_timeout(t(400));
+    let resolved: Vec<String> = std::iter::from_fn(|| alerting.poll_notification())
+        .flat_map(|n| n.alerts)
+        .filter(|a| !a.is_firing())
+        .map(|a| a.labels["alertname"].clone())
+        .collect();
+    assert!(resolved.contains(&"Drains".to_string()), "{resolved:?}");
+    assert!(resolved.contains(&"Exposed".to_string()), "{resolved:?}");
     for (yaml, words) in [
         (
             "{name: X, sli: latency, above: 1, severity: ticket}",
@@ -239,4 +256,28 @@ fn a_burn_rate_alert_fires_and_clears_on_a_synthetic_history() {
             .any(|n| n.status == "resolved" || n.alerts.iter().any(|a| !a.is_firing())),
         "{out:#?}"
     );
+}
+
+#[test]
+fn burn_windows_are_checked() {
+    for (windows, words) in [
+        (
+            "[{severity: page, long: 1h, short: 5m, factor: 14.4}, {severity: page, long: 1h, short: 5m, factor: 10}]",
+            "given twice",
+        ),
+        (
+            "[{severity: page, long: 5m, short: 1h, factor: 2}]",
+            "shorter than the long one",
+        ),
+        (
+            "[{severity: ticket, long: 3d, short: 6h, factor: 1}]",
+            "longer than the period",
+        ),
+    ] {
+        let yaml = format!(
+            "slos:\n  - {{service: api, objective: 0.99, period: 1d, windows: {windows}}}\n"
+        );
+        let err = AlertConfig::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(err.contains(words), "{windows}: {err}");
+    }
 }

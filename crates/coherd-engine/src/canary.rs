@@ -89,11 +89,13 @@ impl Counts {
         self.fast = self.fast.saturating_add(o.fast);
     }
 
+    /// Takes an expired bucket out. Sums saturate on hostile counters, so
+    /// this floors at zero rather than wrap.
     fn sub(&mut self, o: Counts) {
-        self.requests -= o.requests;
-        self.errors -= o.errors;
-        self.timed -= o.timed;
-        self.fast -= o.fast;
+        self.requests = self.requests.saturating_sub(o.requests);
+        self.errors = self.errors.saturating_sub(o.errors);
+        self.timed = self.timed.saturating_sub(o.timed);
+        self.fast = self.fast.saturating_sub(o.fast);
     }
 
     /// Errors over requests (more errors than requests is all failing).
@@ -210,8 +212,11 @@ impl Engine {
             if value == NONE {
                 continue;
             }
+            let rule = self.services[svc].columns[col as usize].rule.as_ref();
+            let expected = rule.is_some_and(|r| value == r.target || value == r.prev);
             let c = self.signals.canaries.get_mut(&(svc, col)).expect("listed");
-            if c.values.len() >= MAX_VALUES && !c.values.contains_key(&value) {
+            // Invented values cannot crowd out the target and the previous one.
+            if c.values.len() >= MAX_VALUES && !c.values.contains_key(&value) && !expected {
                 continue;
             }
             // Timed only when the member reported its latency counter's delta.

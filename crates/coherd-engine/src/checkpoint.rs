@@ -350,6 +350,22 @@ impl Engine {
             next_prune,
             signals,
         };
+        if format < 2 {
+            // Format 1 had no signals: their rules come from the intent
+            // (nothing is judged yet, so nothing is raised).
+            let services: Vec<_> = engine
+                .intent
+                .iter()
+                .flat_map(|i| i.services.iter())
+                .map(|(name, si)| (name.clone(), si.clone()))
+                .collect();
+            let now = engine.now;
+            for (name, si) in services {
+                if let Some(svc) = engine.svc(&name) {
+                    engine.apply_signal_rules(svc, &si, now);
+                }
+            }
+        }
         // Deploys and breakdown labels are not kept: they follow the members.
         engine.refresh_contexts();
         Ok(engine)

@@ -69,10 +69,11 @@ impl Engine {
         let drained = non_serving(old_phase) && non_serving(new_phase);
         let counts = m.is_counting();
         let b = s.windows.at(now);
-        b.requests += requests;
-        b.errors += errors;
-        b.schema_errors += schema_errors;
-        b.duplicates += duplicates;
+        // Counters come from members: sums saturate rather than wrap.
+        b.requests = b.requests.saturating_add(requests);
+        b.errors = b.errors.saturating_add(errors);
+        b.schema_errors = b.schema_errors.saturating_add(schema_errors);
+        b.duplicates = b.duplicates.saturating_add(duplicates);
         let mut unapproved = false;
         if requests > 0 && counts {
             for c in &s.columns {
@@ -85,7 +86,7 @@ impl Engine {
             }
         }
         if drained && requests > 0 {
-            b.nonserving_requests += requests;
+            b.nonserving_requests = b.nonserving_requests.saturating_add(requests);
         }
         if drained && grew {
             self.drain_growth(svc, slot, requests, now);

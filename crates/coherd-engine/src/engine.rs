@@ -437,6 +437,10 @@ impl Engine {
         for (_, c) in self.signals.canaries.range_mut((svc, 0)..=(svc, u16::MAX)) {
             c.values.clear();
         }
+        self.signals
+            .replicas
+            .retain(|&(s, _), r| s != svc || r.max_lag.is_some());
+        self.signals.unapproved.remove(&svc);
         self.touch_coherence(svc);
         self.services[svc].forgotten = true;
         true

@@ -141,6 +141,12 @@ impl Engine {
             .range((svc, Sym::MIN)..=(svc, Sym::MAX))
             .flat_map(|(&(_, ds), r)| r.latest.keys().map(move |&m| (ds, m)))
             .collect();
+        let s = &self.services[svc];
+        let live = |m: Sym| {
+            s.slot_of(m)
+                .is_some_and(|slot| s.members[slot].has(flag::LIVE))
+        };
+        let pairs: Vec<(Sym, Sym)> = pairs.into_iter().filter(|&(_, m)| live(m)).collect();
         for (ds, member) in pairs {
             self.judge_lag(svc, ds, member, now);
         }

@@ -35,7 +35,9 @@ impl Engine {
         for c in &obs.checksums {
             let known = self.syms.get(&c.dataset);
             let s = &self.services[svc];
-            if known.is_none_or(|ds| !s.datasets.contains_key(&ds)) && s.datasets.len() >= MAX_DATASETS {
+            if known.is_none_or(|ds| !s.datasets.contains_key(&ds))
+                && s.datasets.len() >= MAX_DATASETS
+            {
                 continue;
             }
             let ds = self.syms.intern(&c.dataset);

@@ -34,11 +34,13 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     fn merge(&mut self, o: &Bucket) {
-        self.requests += o.requests;
-        self.nonserving_requests += o.nonserving_requests;
-        self.errors += o.errors;
-        self.schema_errors += o.schema_errors;
-        self.duplicates += o.duplicates;
+        self.requests = self.requests.saturating_add(o.requests);
+        self.nonserving_requests = self
+            .nonserving_requests
+            .saturating_add(o.nonserving_requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.schema_errors = self.schema_errors.saturating_add(o.schema_errors);
+        self.duplicates = self.duplicates.saturating_add(o.duplicates);
         self.coherence_sum += o.coherence_sum;
         self.coherence_secs += o.coherence_secs;
         self.flips += o.flips;
@@ -59,7 +61,7 @@ impl Bucket {
 
 pub(crate) fn add_exposed(v: &mut Vec<(Sym, u64)>, facet: Sym, n: u64) {
     match v.iter_mut().find(|(f, _)| *f == facet) {
-        Some((_, x)) => *x += n,
+        Some((_, x)) => *x = x.saturating_add(n),
         None => v.push((facet, n)),
     }
 }

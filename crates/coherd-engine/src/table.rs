@@ -36,12 +36,9 @@ impl Engine {
                 let escalate = severity > self.table.records[i].severity;
                 let write = escalate || refresh;
                 let d = write.then(|| detail(self));
-                let context = write.then(|| self.context_of(&key));
+                // The context stays as it was at the opening: alert labels
+                // must not change while the alert fires.
                 let r = &mut self.table.records[i];
-                if let Some(c) = context {
-                    r.deploy = c.deploy;
-                    r.labels = c.labels;
-                }
                 r.last_seen_at = r.last_seen_at.max(at);
                 if let Some((subjects, evidence)) = d {
                     r.subjects = subjects;

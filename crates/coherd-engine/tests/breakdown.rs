@@ -72,4 +72,10 @@ fn more_than_four_breakdown_labels_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("at most 4 labels"), "{err}");
+    let yaml = "services:\n  web:\n    breakdown: [region, region, service]\n";
+    let err = coherd_model::Intent::from_yaml(yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listed twice"), "{err}");
+    assert!(err.contains("alerts already carry"), "{err}");
 }

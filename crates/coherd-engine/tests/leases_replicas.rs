@@ -321,5 +321,8 @@ fn datasets_per_service_are_bounded() {
     f.report("1s", sums("b", 1, 1090, 1100, "y"));
     f.assert_no(Kind::ReplicaDivergence);
     f.report("2s", sums("b", 2, 5, 6, "y"));
-    assert_eq!(f.one(Kind::ReplicaDivergence).id, "replica_divergence:db:d5");
+    assert_eq!(
+        f.one(Kind::ReplicaDivergence).id,
+        "replica_divergence:db:d5"
+    );
 }

@@ -195,10 +195,13 @@ pub(crate) async fn run(
             let slis: Vec<(String, coherd_engine::ServiceSlis)> =
                 shared.engine().all_service_slis().into_iter().collect();
             let mut alerting = alerts.lock();
+            let names: std::collections::BTreeSet<String> =
+                slis.iter().map(|(name, _)| name.clone()).collect();
             for (service, s) in slis {
                 let samples = coherd_alert::sli::samples(&s);
                 alerting.on_sli(now, &service, &samples, s.members);
             }
+            alerting.retain_sli_services(now, &names);
         }
         let mut alerting = alerts.lock();
         alerting.handle_timeout(now);

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Labels alerts carry already: a breakdown label may not be one of them.
+const RESERVED_LABELS: [&str; 9] = [
+    "alertname",
+    "severity",
+    "service",
+    "kind",
+    "member",
+    "deploy",
+    "divergence",
+    "sli",
+    "facet",
+];
+
 #[derive(Default)]
 pub(super) struct Reader {
     pub(super) errors: Vec<IntentError>,
@@ -223,8 +236,13 @@ impl Reader {
                 "breakdown" => {
                     let labels = self.strings(v, &here);
                     for (i, l) in labels.iter().enumerate() {
+                        let at = format!("{here}[{i}]");
                         if let Err(e) = names::name(l) {
-                            self.err(v, &format!("{here}[{i}]"), e);
+                            self.err(v, &at, e);
+                        } else if RESERVED_LABELS.contains(&l.as_str()) {
+                            self.err(v, &at, format!("{l:?} is a label coherd's alerts already carry; break down by another member label"));
+                        } else if labels[..i].contains(l) {
+                            self.err(v, &at, format!("{l:?} is listed twice"));
                         }
                     }
                     if labels.len() > MAX_BREAKDOWN {

@@ -86,11 +86,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         };
         let same = |s: &coherd_alert::config::Slo| {
-            s.objective == slo.objective && s.period == slo.period && s.windows == slo.windows
+            s.service == slo.service
+                && s.objective == slo.objective
+                && s.period == slo.period
+                && s.windows == slo.windows
         };
         if !slos.iter().all(same) {
             anyhow::bail!(
-                "the SLOs in {} differ in objective, period or windows; the exported rules hold one: export with --slo and --period-days",
+                "the SLOs in {} differ in service, objective, period or windows; the exported rules hold one: export with --slo and --period-days",
                 path.display()
             );
         }
@@ -99,6 +102,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         opts.slo = slo.objective;
         opts.period_days = (slo.period.as_secs() / 86_400) as u32;
         opts.windows = slo.windows.clone();
+        if slo.service != "*" {
+            // The SLO is one service's: so are the exported rules.
+            let own = format!("service=\"{}\"", slo.service);
+            opts.selector = [opts.selector.trim(), own.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
     }
     let groups = prometheus_rules(&opts)?;
     let text = to_yaml(&groups);
