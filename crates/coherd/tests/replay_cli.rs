@@ -319,3 +319,28 @@ fn replay_of_the_fuzzed_streams_gives_the_rules_answers() {
     assert_eq!(d["opened_at"], "2026-11-22T08:01:00Z");
     assert_eq!(d["resolved_at"], "2026-11-22T08:05:00Z");
 }
+
+/// A report received at one time that carries another (as `capture export`
+/// writes a skewed report) opens `clock_skew` past the server's bound, given
+/// with `--max-clock-skew`.
+#[test]
+fn replayed_report_lines_judge_clock_skew_with_the_servers_bound() {
+    let stream = r#"{"time":"2026-11-22T08:00:00Z","report":{"service":"db","member":"a","seq":1,"time":"2026-11-22T08:00:20Z"}}
+"#;
+    let intent = "services:\n  db:\n    report_interval: 1h\n";
+    let kinds = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let out = replay("skew", stream, intent, &args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        report["divergences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(kinds(&[]).is_empty(), "20 s is within the default 30 s");
+    assert_eq!(kinds(&["--max-clock-skew", "10s"]), ["clock_skew:db:a"]);
+}

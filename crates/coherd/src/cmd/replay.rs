@@ -39,6 +39,15 @@ pub(crate) struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// How far ahead of its receive time a `report` line's own time may be
+    /// before `clock_skew` opens: the `max_clock_skew` of the server the
+    /// capture came from.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_skew)]
+    pub max_clock_skew: std::time::Duration,
+}
+
+fn parse_skew(s: &str) -> Result<std::time::Duration, String> {
+    coherd_model::time::parse_duration(s)
 }
 
 /// What a replay found.
@@ -72,7 +81,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 .with_context(|| format!("cannot open {}", args.file.display()))?,
         )
     };
-    let report = replay(BufReader::new(input), intent, args.until.as_deref())?;
+    let config = coherd_engine::EngineConfig {
+        max_clock_skew: args.max_clock_skew,
+        ..Default::default()
+    };
+    let report = replay(BufReader::new(input), intent, args.until.as_deref(), config)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -96,9 +109,10 @@ pub(crate) fn replay(
     input: impl BufRead,
     intent: Option<Intent>,
     until: Option<&str>,
+    config: coherd_engine::EngineConfig,
 ) -> Result<Report> {
     let limits = Limits::default();
-    let mut driver = Driver::new(Engine::default());
+    let mut driver = Driver::new(Engine::new(config));
     if let Some(intent) = intent {
         driver.intent_from_first_input(intent);
     }
