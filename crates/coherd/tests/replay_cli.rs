@@ -332,7 +332,11 @@ fn replayed_report_lines_judge_clock_skew_with_the_servers_bound() {
         let mut args = vec!["--json"];
         args.extend_from_slice(extra);
         let out = replay("skew", stream, intent, &args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
         report["divergences"]
             .as_array()
