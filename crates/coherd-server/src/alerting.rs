@@ -495,9 +495,7 @@ pub(crate) async fn get_alerts(
     if let Some(c) = &q.cursor
         && (c.len() != 16 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        return Err(page::bad(
-            "cursor: not one this server gave; start again without it",
-        ));
+        return Err(page::bad_cursor());
     }
     let now = wall_now();
     // A page is copied out under the lock and written after it is released.

@@ -248,8 +248,7 @@ pub(crate) async fn get_members(
     }
     let limit = page::limit(q.limit)?;
     if let Some(c) = &q.cursor {
-        coherd_model::names::member(c)
-            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?;
+        coherd_model::names::member(c).map_err(|_| page::bad_cursor())?;
     }
     let found = state
         .shared
@@ -358,15 +357,7 @@ pub(crate) async fn get_timeline(
     let after = q
         .cursor
         .as_deref()
-        .map(|c| {
-            c.split_once('.')
-                .and_then(|(nanos, what)| {
-                    Some((Time::from_nanos(nanos.parse().ok()?), what.to_string()))
-                })
-                .ok_or_else(|| {
-                    page::bad("cursor: not one this server gave; start again without it")
-                })
-        })
+        .map(|c| parse_time_cursor(c).map(|(at, what)| (at, what.to_string())))
         .transpose()?;
     let (since, until) = window(q.since, q.until, Time::EPOCH)?;
     let query = coherd_store::TimelineQuery {
@@ -421,9 +412,7 @@ pub(crate) async fn get_sli_minutes(
     let day_ago = coherd_model::time::wall_now().sub(std::time::Duration::from_secs(86_400));
     let (mut since, until) = window(q.since, q.until, day_ago)?;
     if let Some(cursor) = &q.cursor {
-        let after: i64 = cursor
-            .parse()
-            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?;
+        let after: i64 = cursor.parse().map_err(|_| page::bad_cursor())?;
         since = since.max(Time::from_nanos(after.saturating_add(1)));
     }
     let minutes = read_history(&state, move |store| {
@@ -459,9 +448,7 @@ pub(crate) async fn get_intents(
     let limit = page::limit(q.limit)?;
     let (since, until) = window(q.since, q.until, Time::EPOCH)?;
     let after = match &q.cursor {
-        Some(c) => c
-            .parse()
-            .map_err(|_| page::bad("cursor: not one this server gave; start again without it"))?,
+        Some(c) => c.parse().map_err(|_| page::bad_cursor())?,
         None => 0,
     };
     let current = state.shared.intent().map_or(0, |i| i.revision);
@@ -585,11 +572,11 @@ fn divergence_cursor(d: &Divergence) -> String {
     cursor_after(d.opened_at, &d.id)
 }
 
-fn parse_divergence_cursor(cursor: &str) -> Result<(Time, &str), ApiError> {
+fn parse_time_cursor(cursor: &str) -> Result<(Time, &str), ApiError> {
     cursor
         .split_once('.')
         .and_then(|(nanos, id)| Some((Time::from_nanos(nanos.parse().ok()?), id)))
-        .ok_or_else(|| page::bad("cursor: not one this server gave; start again without it"))
+        .ok_or_else(page::bad_cursor)
 }
 
 /// `GET /v1/divergences`.
@@ -635,11 +622,7 @@ pub(crate) async fn get_divergences(
         check_service(service)?;
     }
     let limit = page::limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(parse_divergence_cursor)
-        .transpose()?;
+    let after = q.cursor.as_deref().map(parse_time_cursor).transpose()?;
     if in_window {
         let (since, until) = window(q.since, q.until, Time::EPOCH)?;
         let query = coherd_store::EpisodeQuery {

@@ -45,6 +45,11 @@ pub(crate) fn bad(message: &str) -> ApiError {
     ApiError::Request(StatusCode::BAD_REQUEST, message.to_string())
 }
 
+/// A cursor this server did not give.
+pub(crate) fn bad_cursor() -> ApiError {
+    bad("cursor: not one this server gave; start again without it")
+}
+
 /// Answers with up to `limit` of `items` (given in order, at most one more
 /// than `limit`), and a `Link` to the next page when there is one; `cursor`
 /// gives the cursor that continues after an item.

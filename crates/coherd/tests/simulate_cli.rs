@@ -11,16 +11,16 @@ fn coherd(args: &[&str]) -> std::process::Output {
         .expect("coherd runs")
 }
 
-#[test]
-fn simulate_all_detects_every_injected_fault_and_nothing_else() {
+/// `coherd simulate --json` of a scenario, which must succeed.
+fn simulate_json(scenario: &str, members: &str, seed: &str) -> serde_json::Value {
     let out = coherd(&[
         "simulate",
         "--scenario",
-        "all",
+        scenario,
         "--members",
-        "150",
+        members,
         "--seed",
-        "7",
+        seed,
         "--json",
     ]);
     assert!(
@@ -28,7 +28,12 @@ fn simulate_all_detects_every_injected_fault_and_nothing_else() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn simulate_all_detects_every_injected_fault_and_nothing_else() {
+    let report = simulate_json("all", "150", "7");
     let kinds = report["kinds"].as_object().expect("kinds");
     for kind in [
         "drift",
@@ -69,22 +74,7 @@ fn signal_scenarios_score_perfectly_over_seeds_one_to_five() {
     ] {
         for seed in 1..=5 {
             let seed = seed.to_string();
-            let out = coherd(&[
-                "simulate",
-                "--scenario",
-                scenario,
-                "--members",
-                "300",
-                "--seed",
-                &seed,
-                "--json",
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            let report = simulate_json(scenario, "300", &seed);
             let k = &report["kinds"][kind];
             assert_eq!(k["injected"], injected, "{scenario} seed {seed}: {k}");
             assert_eq!(k["recall"], 1.0, "{scenario} seed {seed}: {k}");
