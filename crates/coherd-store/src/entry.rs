@@ -179,3 +179,70 @@ pub struct IntentRevision {
     /// Its source text as the operator sent it.
     pub source: String,
 }
+
+/// A controller's claim to act: it holds lease `name` as `holder` with
+/// fencing `epoch`. Writes made under a fence are refused once another
+/// acquisition raised the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease, such as `reconciler`.
+    pub name: String,
+    /// Who holds it (host, process and a random part).
+    pub holder: String,
+    /// The epoch its acquisition was given.
+    pub epoch: u64,
+}
+
+/// A lease as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// Who holds (or last held) it.
+    pub holder: String,
+    /// The epoch of the latest acquisition.
+    pub epoch: u64,
+    /// When it lapses unless renewed.
+    pub expires_at: Time,
+}
+
+/// One decision to append to the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// When it was decided.
+    pub at: Time,
+    /// The fencing epoch it was decided under (0: outside any lease).
+    pub epoch: u64,
+    /// The action (empty for decisions about the whole loop, such as a pause).
+    pub action: String,
+    /// The service (empty for the whole fleet).
+    pub service: String,
+    /// The member, when the decision is about one.
+    pub member: Option<String>,
+    /// What was decided: `planned`, `dispatched`, `verified`...
+    pub decision: String,
+    /// The whole record as the API shows it, JSON.
+    pub record: String,
+}
+
+/// A decision as the audit log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Issued by the store; strictly increasing.
+    pub id: u64,
+    /// What was appended.
+    pub entry: NewAudit,
+}
+
+/// Which audit records to read: newest first, below `before` (an id), at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this service's.
+    pub service: Option<String>,
+    /// Only this member's.
+    pub member: Option<String>,
+    /// Only this action's.
+    pub action: Option<String>,
+    /// Only records with an id below this (the page cursor); `None`: from the newest.
+    pub before: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}

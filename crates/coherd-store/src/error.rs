@@ -120,6 +120,22 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// A write under a fence that is no longer current: another acquisition
+    /// of the lease raised its epoch. Nothing of the write was stored.
+    #[error(
+        "lease {name} moved on: this write was made under epoch {epoch}, the lease is at epoch {current} held by {holder}; nothing was stored"
+    )]
+    Fenced {
+        /// The lease.
+        name: String,
+        /// The epoch the write carried.
+        epoch: u64,
+        /// The lease's epoch now (0: it was never acquired).
+        current: u64,
+        /// Who holds the lease now.
+        holder: String,
+    },
+
     /// The caller's `visit` callback refused an entry during [`load`](crate::Store::load).
     #[error("replaying entry {id} failed: {source}")]
     Replay {

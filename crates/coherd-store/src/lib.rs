@@ -33,6 +33,14 @@
 //! [`Store::sli_minutes`]). All are pruned after their retention
 //! ([`Store::prune_history`]).
 //!
+//! Controllers that act on the fleet (the reconciler) hold a **fencing
+//! lease** in the store ([`Store::acquire_lease`]): each acquisition raises
+//! the lease's epoch, and a controller records its decisions and state
+//! ([`Store::record_fenced`]) only under the epoch it holds, checked in the
+//! same transaction, so a controller that lost its lease cannot record an
+//! outcome over its successor's. The decisions form an append-only audit log
+//! ([`Store::audit`]), pruned after its retention ([`Store::prune_audit`]).
+//!
 //! The trait is synchronous and says nothing about SQL: ids are plain `u64`
 //! sequence numbers, checkpoints are bytes, and errors are [`StoreError`]s
 //! that carry their cause as an opaque source. [`SqliteStore`] (one file, the
@@ -78,8 +86,8 @@ mod error;
 mod sqlite;
 
 pub use entry::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, IntentRevision, MemberEvent, NewEntry, SliMinute,
-    TimelineQuery, TruncateStats,
+    AuditQuery, AuditRecord, CheckpointInfo, Entry, Episode, EpisodeQuery, Fence, IntentRevision,
+    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, TimelineQuery, TruncateStats,
 };
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
@@ -187,6 +195,52 @@ pub trait Store: Send {
         after: u64,
         limit: usize,
     ) -> Result<Vec<IntentRevision>, StoreError>;
+
+    /// Takes lease `name` for `holder` until `now + ttl`, when it is free,
+    /// lapsed or already `holder`'s, and returns the new epoch (one more than
+    /// the last acquisition's); `None` while another holder's is unexpired.
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Time,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Extends the lease `fence` holds to `now + ttl`; [`StoreError::Fenced`]
+    /// when the fence is no longer current.
+    fn renew_lease(
+        &mut self,
+        fence: &Fence,
+        now: Time,
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Lease `name` as stored, held or lapsed.
+    fn lease(&mut self, name: &str) -> Result<Option<LeaseInfo>, StoreError>;
+
+    /// In one transaction: checks that `fence` is current, appends `audit`
+    /// and, when given, replaces the controller's `state`. Returns the audit
+    /// records' ids. [`StoreError::Fenced`] (and nothing stored) when another
+    /// acquisition raised the lease's epoch.
+    fn record_fenced(
+        &mut self,
+        fence: &Fence,
+        audit: &[NewAudit],
+        state: Option<&[u8]>,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// Appends `audit` without a fence: for records of what was refused.
+    fn append_audit(&mut self, audit: &[NewAudit]) -> Result<Vec<u64>, StoreError>;
+
+    /// The state controller `name` last recorded.
+    fn controller_state(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The audit records `query` selects, newest first.
+    fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Deletes audit records from before `before`; returns how many. Works in bounded chunks.
+    fn prune_audit(&mut self, before: Time) -> Result<u64, StoreError>;
 
     /// Deletes history older than `before`: episodes resolved before it,
     /// member events and SLI minutes from before it, and intents replaced

@@ -128,7 +128,7 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 4,
+                supported: 5,
                 ..
             }
         ),

@@ -1,6 +1,7 @@
 //! The embedded SQLite store: one file, WAL journal, a full sync per commit.
 
 mod checkpoint;
+mod control;
 mod error;
 mod history;
 mod log;
@@ -12,8 +13,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{
-    CheckpointInfo, Entry, Episode, EpisodeQuery, IntentRevision, MemberEvent, NewEntry, SliMinute,
-    Store, StoreError, Time, TimelineQuery, TruncateStats,
+    AuditQuery, AuditRecord, CheckpointInfo, Entry, Episode, EpisodeQuery, Fence, IntentRevision,
+    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, Store, StoreError, Time, TimelineQuery,
+    TruncateStats,
 };
 use error::{Op, db_error};
 
@@ -35,7 +37,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `checkpoint_chunks` (the engine's checkpoints, compressed, in pieces of
 /// 1 MiB), `episodes` (the history of divergence episodes, indexed by when
 /// they opened and ended), `member_events` (members' timelines),
-/// `sli_minutes` (each service's SLIs per minute), and `member_states` (member states an older coherd kept when it
+/// `sli_minutes` (each service's SLIs per minute), `leases`, `controller_state`
+/// and `audit` (controllers' fencing leases, state and decisions), and `member_states` (member states an older coherd kept when it
 /// pruned the log; read at start, deleted by the first truncation).
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -177,6 +180,49 @@ impl Store for SqliteStore {
 
     fn prune_history(&mut self, before: Time) -> Result<u64, StoreError> {
         history::prune(&mut self.conn, &self.path, before)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Time,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        control::acquire(&mut self.conn, &self.path, name, holder, now, ttl)
+    }
+
+    fn renew_lease(&mut self, fence: &Fence, now: Time, ttl: Duration) -> Result<(), StoreError> {
+        control::renew(&mut self.conn, &self.path, fence, now, ttl)
+    }
+
+    fn lease(&mut self, name: &str) -> Result<Option<LeaseInfo>, StoreError> {
+        control::lease(&self.conn, &self.path, name)
+    }
+
+    fn record_fenced(
+        &mut self,
+        fence: &Fence,
+        audit: &[NewAudit],
+        state: Option<&[u8]>,
+    ) -> Result<Vec<u64>, StoreError> {
+        control::record(&mut self.conn, &self.path, fence, audit, state)
+    }
+
+    fn append_audit(&mut self, audit: &[NewAudit]) -> Result<Vec<u64>, StoreError> {
+        control::append_audit(&mut self.conn, &self.path, audit)
+    }
+
+    fn controller_state(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        control::state(&self.conn, &self.path, name)
+    }
+
+    fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        control::audit(&self.conn, &self.path, query)
+    }
+
+    fn prune_audit(&mut self, before: Time) -> Result<u64, StoreError> {
+        control::prune(&mut self.conn, &self.path, before)
     }
 }
 

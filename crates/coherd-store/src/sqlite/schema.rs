@@ -137,6 +137,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX sli_minutes_by_time ON sli_minutes (minute);
     ",
+    // Version 5: controllers: fencing leases, their state, and the audit log.
+    "
+    CREATE TABLE leases (
+        name       TEXT    PRIMARY KEY,
+        holder     TEXT    NOT NULL,
+        -- Raised by every acquisition: the fencing token.
+        epoch      INTEGER NOT NULL CHECK (epoch > 0),
+        expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE controller_state (
+        name  TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        -- The controller's state, opaque to the store.
+        state BLOB    NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE audit (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        epoch    INTEGER NOT NULL,
+        action   TEXT    NOT NULL,
+        service  TEXT    NOT NULL,
+        member   TEXT,
+        decision TEXT    NOT NULL,
+        -- The record as the API shows it, JSON.
+        record   TEXT    NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_by_time ON audit (at);
+    CREATE INDEX audit_by_service ON audit (service, id);
+    ",
 ];
 
 /// The schema version this build writes.
