@@ -1,0 +1,234 @@
+//! What the reconciler remembers across rounds and restarts: one task per
+//! (divergence episode, action), each service's rollout of each action, the
+//! episodes each subject went through, and the counts behind the SLIs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher as _;
+
+use coherd_model::{Kind, Severity, Time};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use siphasher::sip128::{Hasher128 as _, SipHasher13};
+
+/// A divergence as the reconciler sees it: open, or the latest record of
+/// one a task waits on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The divergence's stable id.
+    pub id: String,
+    /// Its service.
+    pub service: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its severity.
+    pub severity: Severity,
+    /// The member, for member-level kinds.
+    pub member: Option<String>,
+    /// The facet, where the evidence names one.
+    pub facet: Option<String>,
+    /// The target value, where the evidence names one.
+    pub target: Option<String>,
+    /// When this episode opened.
+    pub opened_at: Time,
+    /// When it resolved; `None` while open.
+    pub resolved_at: Option<Time>,
+    /// The record as the API shows it.
+    pub record: Value,
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase", content = "at")]
+pub enum Phase {
+    /// Seen, not yet taken into a wave.
+    Waiting,
+    /// Taken into a wave; dispatched when its turn, budget and backoff allow.
+    Planned,
+    /// Dispatched; the outcome is awaited.
+    InFlight,
+    /// The action reported success; the divergence must resolve.
+    Succeeded(Time),
+    /// The divergence resolved after the action succeeded.
+    Verified(Time),
+    /// The divergence did not resolve within `verify_within`.
+    Unverified(Time),
+    /// Every attempt failed, or the receiver refused the action.
+    GaveUp(Time),
+    /// The divergence resolved before the action was dispatched.
+    Resolved(Time),
+    /// Dry run: it would have been dispatched.
+    DryRun(Time),
+}
+
+impl Phase {
+    /// Whether nothing more happens to the task.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            Phase::Waiting | Phase::Planned | Phase::InFlight | Phase::Succeeded(_)
+        )
+    }
+
+    /// Whether it ended in a way that halts its rollout.
+    pub fn halts(self) -> bool {
+        matches!(self, Phase::Unverified(_) | Phase::GaveUp(_))
+    }
+
+    /// When it ended, for terminal phases.
+    pub fn ended_at(self) -> Option<Time> {
+        match self {
+            Phase::Verified(t)
+            | Phase::Unverified(t)
+            | Phase::GaveUp(t)
+            | Phase::Resolved(t)
+            | Phase::DryRun(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// One action on one divergence episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// The action's name.
+    pub action: String,
+    /// The divergence as it was when the task was made.
+    pub seen: Seen,
+    /// Stable per (episode, action), across attempts and restarts.
+    pub key: String,
+    /// Attempts dispatched so far.
+    pub attempts: u32,
+    /// Where it is.
+    pub phase: Phase,
+    /// The rollout it was taken into, and its wave (0-based).
+    pub rollout: u64,
+    /// Its wave in that rollout, once planned.
+    pub wave: Option<usize>,
+    /// Not dispatched before this (backoff).
+    pub next_at: Time,
+    /// The last backoff delay, in milliseconds (decorrelated jitter grows from it).
+    pub last_delay_ms: u64,
+    /// The last reason it was skipped, so a reason is audited once, not every round.
+    pub skipped: Option<String>,
+}
+
+/// A wave stopped by a failed verification or an action that gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Halt {
+    /// Since when.
+    pub at: Time,
+    /// Why.
+    pub reason: String,
+}
+
+/// One service's rollout of one action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Raised when a rollout completes and a new one starts.
+    pub id: u64,
+    /// The wave under way (0-based); `None` before the first.
+    pub wave: Option<usize>,
+    /// When the next wave may start, once the current one is verified.
+    pub gate_at: Option<Time>,
+    /// Set when the rollout halted; cleared by a resume.
+    pub halted: Option<Halt>,
+}
+
+/// A subject kept from acting because it keeps coming back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    /// Since when.
+    pub since: Time,
+    /// The action whose thrash limit it reached.
+    pub action: String,
+    /// Reopens counted.
+    pub reopens: usize,
+}
+
+/// The episodes one divergence id went through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Episodes {
+    /// The latest episode's opening.
+    pub last_opened_at: Time,
+    /// When each reopen happened, oldest first (bounded).
+    pub reopens: Vec<Time>,
+    /// Set while quarantined.
+    pub quarantine: Option<Quarantine>,
+}
+
+/// Reopen times kept per subject.
+pub const MAX_REOPENS_KEPT: usize = 64;
+
+/// Counts per action, behind the SLIs; kept across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Attempts dispatched.
+    pub dispatched: u64,
+    /// Attempts that succeeded.
+    pub succeeded: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Tasks verified: divergences repaired.
+    pub verified: u64,
+    /// Tasks whose divergence did not resolve in time.
+    pub unverified: u64,
+    /// Tasks that gave up.
+    pub gave_up: u64,
+    /// Sum of open-to-verified times of the verified tasks, in milliseconds.
+    pub repair_ms: u64,
+}
+
+impl Stats {
+    /// Verified over tasks that ended after an attempt; `None` before any.
+    pub fn success_rate(&self) -> Option<f64> {
+        let ended = self.verified + self.unverified + self.gave_up;
+        (ended > 0).then(|| self.verified as f64 / ended as f64)
+    }
+
+    /// Attempts per repaired divergence; `None` before any repair.
+    pub fn cost(&self) -> Option<f64> {
+        (self.verified > 0).then(|| self.dispatched as f64 / self.verified as f64)
+    }
+
+    /// Mean time from opening to verified repair, in seconds.
+    pub fn mean_time_to_repair(&self) -> Option<f64> {
+        (self.verified > 0).then(|| self.repair_ms as f64 / 1e3 / self.verified as f64)
+    }
+}
+
+/// Everything the reconciler remembers; stored as JSON after every round
+/// that changed it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The emergency stop: nothing is dispatched.
+    pub paused: bool,
+    /// Services nothing is dispatched to.
+    pub paused_services: BTreeSet<String>,
+    /// Tasks by idempotency key.
+    pub tasks: BTreeMap<String, Task>,
+    /// Rollouts by action, then service.
+    pub rollouts: BTreeMap<String, BTreeMap<String, Rollout>>,
+    /// Episodes by divergence id.
+    pub subjects: BTreeMap<String, Episodes>,
+    /// Counts by action.
+    pub stats: BTreeMap<String, Stats>,
+}
+
+impl State {
+    /// Whether nothing may be dispatched to `service` now.
+    pub fn is_paused(&self, service: &str) -> bool {
+        self.paused || self.paused_services.contains(service)
+    }
+}
+
+/// The idempotency key of `action` on the episode of divergence `id` that
+/// opened at `opened_at`: the same on every attempt and after restarts.
+pub fn idempotency_key(action: &str, id: &str, opened_at: Time) -> String {
+    let mut h = SipHasher13::new_with_keys(0x636f_6865_7264_0001, 0x7265_636f_6e63_696c);
+    h.write(action.as_bytes());
+    h.write_u8(0);
+    h.write(id.as_bytes());
+    h.write_u8(0);
+    h.write_i64(opened_at.as_nanos());
+    format!("{:032x}", h.finish128().as_u128())
+}
