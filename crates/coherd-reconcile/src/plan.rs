@@ -638,10 +638,13 @@ impl Reconciler {
                 .is_some_and(|s| s.opened_at == t.seen.opened_at)
         };
         self.state.tasks.retain(|_, t| {
+            if !policy.actions().iter().any(|a| a.name == t.action) {
+                // The action left the config: only an attempt in flight waits for its outcome.
+                return t.phase == Phase::InFlight;
+            }
             !t.phase.is_terminal()
                 || keep_open(t)
                 || current.get(&(t.action.as_str(), t.seen.service.as_str())) == Some(&t.rollout)
-                    && policy.actions().iter().any(|a| a.name == t.action)
         });
         let window = policy
             .actions()
@@ -732,6 +735,26 @@ impl Reconciler {
             }
         }
         out.decisions
+    }
+
+    /// An outcome reported from outside for a task's latest attempt: one in
+    /// flight, or one that succeeded and awaits verification (an executor
+    /// that accepted the action and later failed at it).
+    pub fn report(
+        &mut self,
+        policy: &Policy,
+        key: &str,
+        attempt: u32,
+        outcome: Outcome,
+        now: Time,
+    ) -> Vec<Decision> {
+        if let Some(t) = self.state.tasks.get_mut(key)
+            && matches!(t.phase, Phase::Succeeded(_))
+            && matches!(outcome, Outcome::Failed { .. })
+        {
+            t.phase = Phase::InFlight;
+        }
+        self.outcome(policy, key, attempt, outcome, now)
     }
 
     /// Stops every dispatch (`service` `None`) or one service's.

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
 use crate::pipeline::{Shared, Writer};
-use crate::{alerting, api, dephase};
+use crate::{alerting, api, dephase, reconcile_api};
 
 /// Shared by every handler: cheap to clone.
 #[derive(Clone)]
@@ -31,6 +31,8 @@ pub struct AppState {
     pub(crate) stopping: watch::Receiver<bool>,
     /// Alerting: rules, SLOs, routing, silences.
     pub(crate) alerts: Arc<alerting::AlertState>,
+    /// The reconcile loop: its planner, lease and audit log.
+    pub(crate) reconcile: Arc<crate::reconcile::Control>,
     /// The store, for reads of the history (off the engine and the writer).
     pub(crate) history: Arc<std::sync::Mutex<coherd_store::SqliteStore>>,
 }
@@ -65,6 +67,12 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/silences/{id}", delete(alerting::delete_silence))
         .route("/v1/dephase/{service}/{job}", get(dephase::get_slot))
+        .route("/v1/reconcile", get(reconcile_api::get_status))
+        .route("/v1/reconcile/pause", post(reconcile_api::pause))
+        .route("/v1/reconcile/resume", post(reconcile_api::resume))
+        .route("/v1/reconcile/release", post(reconcile_api::release))
+        .route("/v1/reconcile/outcome", post(reconcile_api::outcome))
+        .route("/v1/audit", get(reconcile_api::get_audit))
         .route("/v1/intent", get(api::get_intent).put(api::put_intent))
         .route("/v1/openapi.json", get(api::openapi))
         .route("/healthz", get(api::healthz))

@@ -94,6 +94,12 @@ pub struct ServerConfig {
     pub alerting: coherd_alert::AlertConfig,
     /// Where notifications go.
     pub notify: crate::alerting::NotifyConfig,
+    /// The reconcile loop: which divergences to repair and how carefully.
+    /// Reloaded from the config file on SIGHUP; refused whole when invalid.
+    pub reconcile: coherd_reconcile::ReconcileConfig,
+    /// The file this config came from, read again on SIGHUP.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -128,6 +134,8 @@ impl Default for ServerConfig {
             allow_insecure_http: false,
             alerting: coherd_alert::AlertConfig::default(),
             notify: crate::alerting::NotifyConfig::default(),
+            reconcile: coherd_reconcile::ReconcileConfig::default(),
+            file: None,
         }
     }
 }
@@ -137,8 +145,15 @@ impl ServerConfig {
     pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
         let src = std::fs::read_to_string(path)
             .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
-        coherd_model::yaml::from_str(&src)
-            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+        let mut config: ServerConfig = coherd_model::yaml::from_str(&src)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+        config.file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The checked reconcile policy.
+    pub fn reconcile_policy(&self) -> Result<coherd_reconcile::Policy, ServerError> {
+        coherd_reconcile::Policy::new(self.reconcile.clone()).map_err(ServerError::Config)
     }
 
     /// Adds tokens from the environment: `COHERD_TOKEN_REPORT`, `COHERD_TOKEN_READ`,
@@ -208,6 +223,7 @@ impl ServerConfig {
                 "ingest_concurrency and ingest_queue must be at least 1".into(),
             ));
         }
+        self.reconcile_policy()?;
         if self.checkpoint_interval < Duration::from_secs(1) {
             return Err(ServerError::Config(
                 "checkpoint_interval must be at least 1s (the default, 60s, suits most fleets)"

@@ -125,21 +125,14 @@ impl Receiver {
         let mut retries = policy.retries();
         for attempt in 1..=ATTEMPTS {
             self.metrics.attempts.get_or_create(&self.labels).inc();
-            let sent = client
-                .post(&self.url)
-                .timeout(ATTEMPT_TIMEOUT)
-                .json(body)
-                .send()
-                .await;
-            let retry = match sent {
-                Ok(r) if r.status().is_success() => return,
-                Ok(r) => {
-                    let status = r.status();
+            let retry = match post(client, &self.url, &[], body, ATTEMPT_TIMEOUT).await {
+                Attempt::Delivered => return,
+                Attempt::Refused(status) => {
                     tracing::warn!(receiver = %self.labels[0].1, %status, attempt, "a receiver refused a notification");
-                    status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429
+                    false
                 }
-                Err(e) => {
-                    tracing::warn!(receiver = %self.labels[0].1, error = %e, attempt, "cannot reach a receiver");
+                Attempt::Failed(why) => {
+                    tracing::warn!(receiver = %self.labels[0].1, error = %why, attempt, "cannot deliver to a receiver");
                     true
                 }
             };
@@ -150,6 +143,58 @@ impl Receiver {
             }
         }
         self.metrics.failures.get_or_create(&self.labels).inc();
+    }
+}
+
+/// How one attempt to post a body ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// A 2xx answer.
+    Delivered,
+    /// A 4xx other than 408 and 429: the receiver refuses the body; trying
+    /// again would not help.
+    Refused(reqwest::StatusCode),
+    /// No answer in time, no connection, a 5xx, 408 or 429: worth another try.
+    Failed(String),
+}
+
+/// One `POST` of `body` as JSON to `url` with `headers`, within `timeout`:
+/// the one place notifications and reconcile webhooks are sent and judged.
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: &Value,
+    timeout: Duration,
+) -> Attempt {
+    let mut request = client.post(url).timeout(timeout).json(body);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    match request.send().await {
+        Ok(r) if r.status().is_success() => Attempt::Delivered,
+        Ok(r) => {
+            let status = r.status();
+            if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
+                Attempt::Refused(status)
+            } else {
+                Attempt::Failed(format!("answered {status}"))
+            }
+        }
+        Err(e) if e.is_timeout() => Attempt::Failed(format!(
+            "no answer within {}",
+            coherd_model::time::format_duration(timeout)
+        )),
+        Err(e) => {
+            // reqwest's own message is "error sending request"; the cause is in its sources.
+            let mut why = String::from("cannot be reached");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("cannot be reached: {s}");
+                source = s.source();
+            }
+            Attempt::Failed(why)
+        }
     }
 }
 

@@ -40,6 +40,8 @@ mod metrics;
 mod openapi;
 mod page;
 mod pipeline;
+mod reconcile;
+mod reconcile_api;
 mod run;
 mod tls;
 

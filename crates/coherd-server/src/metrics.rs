@@ -65,6 +65,8 @@ pub(crate) struct Metrics {
     pub ingest_rejected: Counter,
     /// Notification delivery, by receiver.
     pub delivery: crate::delivery::DeliveryMetrics,
+    /// The reconcile loop.
+    pub reconcile: crate::reconcile::ReconcileMetrics,
     /// HTTP requests by matched route, method and status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Ingest acknowledgement latency.
@@ -137,6 +139,7 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             ingest_rejected: Counter::default(),
             delivery: Default::default(),
+            reconcile: Default::default(),
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
@@ -282,6 +285,43 @@ impl Metrics {
             "Age of the oldest notification waiting for a receiver",
             Unit::Seconds,
             d.oldest.clone(),
+        );
+        let rc = &self.reconcile;
+        r.register(
+            "reconcile_decisions",
+            "Reconcile decisions by action and decision (planned, skipped, dispatched, succeeded, failed, verified, unverified, gave_up, quarantined, halted...)",
+            rc.decisions.clone(),
+        );
+        r.register(
+            "reconcile_in_flight",
+            "Reconcile actions in flight",
+            rc.in_flight.clone(),
+        );
+        r.register(
+            "reconcile_quarantined",
+            "Subjects quarantined because they kept reopening (another controller may be undoing the repairs)",
+            rc.quarantined.clone(),
+        );
+        r.register(
+            "reconcile_halted",
+            "Rollouts (action, service) halted by a failed verification or an action that gave up; resume with `coherd reconcile resume`",
+            rc.halted.clone(),
+        );
+        r.register(
+            "reconcile_paused",
+            "1 while the reconcile emergency stop is on",
+            rc.paused.clone(),
+        );
+        r.register(
+            "reconcile_fencing_epoch",
+            "The reconciler lease's fencing epoch this process holds; 0 while it does not hold it",
+            rc.epoch.clone(),
+        );
+        r.register_with_unit(
+            "reconcile_time_to_repair",
+            "From a divergence opening to its repair being verified, by action",
+            Unit::Seconds,
+            rc.repair_seconds.clone(),
         );
         r.register(
             "http_requests",

@@ -118,7 +118,13 @@ impl AppState {
             replayed_events.0,
             stopping.clone(),
         );
+        let reconcile = crate::reconcile::Control::new(
+            config.reconcile_policy()?,
+            SqliteStore::open(&config.db)?,
+            shared.metrics.reconcile.clone(),
+        );
         let state = AppState {
+            reconcile,
             history: Arc::new(std::sync::Mutex::new(SqliteStore::open(&config.db)?)),
             shared,
             writer,
@@ -264,6 +270,12 @@ pub async fn serve_on(
         running.stopping(),
     ));
     tokio::spawn(watch_intent(state.clone(), running.stopping()));
+    tokio::spawn(reload_reconcile(state.clone(), running.stopping()));
+    let reconcile_thread = crate::reconcile::start(
+        state.reconcile.clone(),
+        state.shared.clone(),
+        running.stopping(),
+    );
     if let Some(tls) = &tls {
         tokio::spawn(reload_tls(tls.clone(), running.stopping()));
     }
@@ -289,6 +301,7 @@ pub async fn serve_on(
     )
     .await;
     running.stop(state).await;
+    let _ = tokio::task::spawn_blocking(move || reconcile_thread.join()).await;
     tracing::info!("coherd stopped");
     Ok(())
 }
@@ -338,6 +351,33 @@ async fn watch_intent(state: AppState, mut stop: watch::Receiver<bool>) {
             Ok((source, intent)) => reload(&state, source, intent, &path).await,
             Err(e) => {
                 tracing::error!(error = %e, "the intent file is invalid; the running intent stays in force")
+            }
+        }
+    }
+}
+
+/// Reads the `reconcile:` section of the config file again on SIGHUP; an
+/// invalid one is refused whole and the running policy stays.
+async fn reload_reconcile(state: AppState, mut stop: watch::Receiver<bool>) {
+    let Some(path) = state.config.file.clone() else {
+        return;
+    };
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = stop.changed() => return,
+        }
+        match ServerConfig::from_file(&path).and_then(|c| c.reconcile_policy()) {
+            Ok(policy) => {
+                let actions = policy.actions().len();
+                state.reconcile.set_policy(policy);
+                tracing::info!(actions, "reconcile policy reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the reconcile config is invalid; the running policy stays in force")
             }
         }
     }

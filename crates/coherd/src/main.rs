@@ -48,6 +48,10 @@ enum Command {
     Intent(cmd::intent::Args),
     /// Add, list and expire silences.
     Silence(cmd::silence::Args),
+    /// The reconcile loop: status, emergency stop, resume, quarantine release.
+    Reconcile(cmd::reconcile::Args),
+    /// What the reconcile loop decided and why, newest first.
+    Audit(cmd::audit::Args),
     /// Load generators for coherd's own speed.
     Bench(cmd::bench::Args),
     /// Replay a captured NDJSON stream of observations against an intent.
@@ -88,6 +92,8 @@ fn main() -> ExitCode {
         Command::Ready(args) => cmd::ready::run(args),
         Command::Intent(args) => cmd::intent::run(args),
         Command::Silence(args) => cmd::silence::run(args),
+        Command::Reconcile(args) => cmd::reconcile::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Capture(args) => cmd::capture::run(args),

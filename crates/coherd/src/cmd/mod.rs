@@ -1,5 +1,6 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_storage;
 pub(crate) mod capture;
@@ -13,6 +14,7 @@ pub(crate) mod intent;
 pub(crate) mod offsets;
 pub(crate) mod output;
 pub(crate) mod ready;
+pub(crate) mod reconcile;
 pub(crate) mod replay;
 pub(crate) mod report;
 pub(crate) mod rules;
