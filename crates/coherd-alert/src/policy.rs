@@ -322,8 +322,9 @@ pub struct SliAlert {
 /// mismatch under 0.1 %, drain failures under 0.5 %, schema errors under
 /// 0.1 %, duplicates under 0.01 %, and fewer than 2 phase changes per member
 /// an hour. Each opens a ticket; what breaks safety pages through its
-/// divergence.
-pub const SLI_ALERTS: [SliAlert; 7] = [
+/// divergence. Two more watch the reconcile loop: a halted rollout and a
+/// quarantined subject each need a person.
+pub const SLI_ALERTS: [SliAlert; 9] = [
     SliAlert {
         alert: "CoherdTelemetryIncomplete",
         sli: "telemetry_completeness",
@@ -393,6 +394,26 @@ pub const SLI_ALERTS: [SliAlert; 7] = [
         summary: "Members of {service} change phase too often",
         why: "Members changed phase more than twice an hour on average: crash loops, restarts or flapping health checks across the fleet.",
         runbook: "Run `coherd divergences --service {service} --kind flapping`; check restarts and health checks.",
+    },
+    SliAlert {
+        alert: "CoherdReconcileHalted",
+        sli: "reconcile_halted",
+        threshold: Threshold::Above(0.0),
+        for_: minutes(0),
+        urgency: Urgency::Ticket,
+        summary: "Repairs of {service} halted",
+        why: "A repair did not hold (its divergence stayed open after the action succeeded) or an action gave up: the next waves wait, so a bad repair does not spread across the fleet.",
+        runbook: "Run `coherd reconcile status` and `coherd audit --service {service}`; fix the cause, then `coherd reconcile resume --service {service}`.",
+    },
+    SliAlert {
+        alert: "CoherdReconcileQuarantined",
+        sli: "reconcile_quarantined",
+        threshold: Threshold::Above(0.0),
+        for_: minutes(0),
+        urgency: Urgency::Ticket,
+        summary: "Repairs of {service} keep being undone",
+        why: "A subject reopened again and again after repair: another controller (a deploy tool, a GitOps loop, a person) undoes it, and the two would fight; coherd stopped acting on it.",
+        runbook: "Run `coherd reconcile status` for the quarantined ids and `coherd audit --service {service}`; find the other writer, then `coherd reconcile release ID`.",
     },
 ];
 

@@ -37,7 +37,7 @@ const fn def(
 }
 
 /// Every SLI a rule may name.
-pub const SLIS: [SliDef; 12] = [
+pub const SLIS: [SliDef; 14] = [
     def(
         "coherence",
         "coherd_coherence_ratio",
@@ -122,7 +122,43 @@ pub const SLIS: [SliDef; 12] = [
         false,
         "positions the live replica furthest behind trails its dataset's highest live position",
     ),
+    def(
+        "reconcile_halted",
+        "coherd_reconcile_halted_rollouts",
+        None,
+        false,
+        "reconcile rollouts halted by a repair that did not hold or an action that gave up",
+    ),
+    def(
+        "reconcile_quarantined",
+        "coherd_reconcile_quarantined_subjects",
+        None,
+        false,
+        "subjects the reconcile loop stopped acting on because they kept reopening",
+    ),
 ];
+
+/// The SLIs the reconcile loop measures rather than the engine: their
+/// samples come from [`reconcile_samples`], not [`samples`].
+pub fn from_reconciler(name: &str) -> bool {
+    name.starts_with("reconcile_")
+}
+
+/// The reconcile loop's SLIs of a service: rollouts halted and subjects quarantined.
+pub fn reconcile_samples(halted: u32, quarantined: u32) -> [SliSample; 2] {
+    [
+        SliSample {
+            sli: "reconcile_halted",
+            facet: None,
+            value: Some(f64::from(halted)),
+        },
+        SliSample {
+            sli: "reconcile_quarantined",
+            facet: None,
+            value: Some(f64::from(quarantined)),
+        },
+    ]
+}
 
 /// The SLI named `name`.
 pub fn lookup(name: &str) -> Option<&'static SliDef> {
@@ -141,7 +177,7 @@ pub struct SliSample {
     pub value: Option<f64>,
 }
 
-/// Every SLI of [`SLIS`] from a service's SLIs. Coherence counts only while
+/// Every SLI of [`SLIS`] the engine measures, from a service's SLIs. Coherence counts only while
 /// members report: a service with none live has no coherence to judge.
 pub fn samples(s: &ServiceSlis) -> Vec<SliSample> {
     let one = |sli: &'static str, value: Option<f64>| SliSample {
@@ -202,7 +238,7 @@ mod tests {
         engine.observe(t0, &obs).unwrap();
         let s = engine.service_slis("web").unwrap();
         let got = samples(&s);
-        for def in SLIS {
+        for def in SLIS.iter().filter(|d| !from_reconciler(d.name)) {
             let found = got.iter().find(|x| x.sli == def.name);
             assert!(found.is_some(), "no sample of {}", def.name);
             assert_eq!(

@@ -87,6 +87,10 @@ pub struct ActionConfig {
         deserialize_with = "deserialize_duration"
     )]
     pub verify_within: Duration,
+    /// Off for guards (pause a rollout, page a team): the action is not
+    /// meant to resolve the divergence, so its success ends the task.
+    #[serde(default = "defaults::verify")]
+    pub verify: bool,
     /// Delay between attempts (decorrelated jitter).
     #[serde(default)]
     pub backoff: BackoffConfig,
@@ -118,6 +122,9 @@ mod defaults {
     }
     pub(super) fn verify_within() -> Duration {
         Duration::from_secs(120)
+    }
+    pub(super) fn verify() -> bool {
+        true
     }
     pub(super) fn max_attempts() -> u32 {
         3

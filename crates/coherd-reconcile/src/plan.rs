@@ -21,7 +21,7 @@ use crate::state::{
 pub struct Decision {
     /// When.
     pub at: Time,
-    /// What: `planned`, `skipped`, `dispatched`, `succeeded`, `failed`,
+    /// What: `acquired`, `planned`, `skipped`, `dispatched`, `succeeded`, `failed`,
     /// `verified`, `unverified`, `gave_up`, `quarantined`, `released`,
     /// `halted`, `resumed`, `paused`, `refused`.
     pub decision: &'static str,
@@ -233,6 +233,7 @@ impl Reconciler {
                     history.quarantine = Some(Quarantine {
                         since: now,
                         action: a.name.clone(),
+                        service: s.service.clone(),
                         reopens,
                     });
                     let mut d = Decision::control(
@@ -694,9 +695,16 @@ impl Reconciler {
         match outcome {
             Outcome::Succeeded => {
                 stats.succeeded += 1;
-                t.phase = Phase::Succeeded(now);
-                out.decisions
-                    .push(Decision::task(now, "succeeded", t, None));
+                if action.verify {
+                    t.phase = Phase::Succeeded(now);
+                    out.decisions
+                        .push(Decision::task(now, "succeeded", t, None));
+                } else {
+                    t.phase = Phase::Done(now);
+                    let why = "a guard (verify: false): its success ends the task".to_string();
+                    out.decisions
+                        .push(Decision::task(now, "succeeded", t, Some(why)));
+                }
             }
             Outcome::NotSent => {
                 t.attempts -= 1;

@@ -58,6 +58,8 @@ pub enum Phase {
     Resolved(Time),
     /// Dry run: it would have been dispatched.
     DryRun(Time),
+    /// A guard action (`verify: false`) succeeded.
+    Done(Time),
 }
 
 impl Phase {
@@ -81,7 +83,8 @@ impl Phase {
             | Phase::Unverified(t)
             | Phase::GaveUp(t)
             | Phase::Resolved(t)
-            | Phase::DryRun(t) => Some(t),
+            | Phase::DryRun(t)
+            | Phase::Done(t) => Some(t),
             _ => None,
         }
     }
@@ -141,6 +144,8 @@ pub struct Quarantine {
     pub since: Time,
     /// The action whose thrash limit it reached.
     pub action: String,
+    /// The subject's service.
+    pub service: String,
     /// Reopens counted.
     pub reopens: usize,
 }
@@ -215,6 +220,24 @@ pub struct State {
 }
 
 impl State {
+    /// Per service: rollouts halted and subjects quarantined (only services with either).
+    pub fn troubles(&self) -> BTreeMap<String, (u32, u32)> {
+        let mut out: BTreeMap<String, (u32, u32)> = BTreeMap::new();
+        for r in self.rollouts.values() {
+            for (service, r) in r {
+                if r.halted.is_some() {
+                    out.entry(service.clone()).or_default().0 += 1;
+                }
+            }
+        }
+        for e in self.subjects.values() {
+            if let Some(q) = &e.quarantine {
+                out.entry(q.service.clone()).or_default().1 += 1;
+            }
+        }
+        out
+    }
+
     /// Whether nothing may be dispatched to `service` now.
     pub fn is_paused(&self, service: &str) -> bool {
         self.paused || self.paused_services.contains(service)

@@ -150,6 +150,7 @@ impl AlertState {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     alerts: Arc<AlertState>,
+    reconcile: Arc<crate::reconcile::Control>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(feed) = shared
@@ -194,11 +195,14 @@ pub(crate) async fn run(
             // The SLIs are copied under the engine's lock; the rules run after.
             let slis: Vec<(String, coherd_engine::ServiceSlis)> =
                 shared.engine().all_service_slis().into_iter().collect();
+            let troubles = reconcile.troubles();
             let mut alerting = alerts.lock();
             let names: std::collections::BTreeSet<String> =
                 slis.iter().map(|(name, _)| name.clone()).collect();
             for (service, s) in slis {
-                let samples = coherd_alert::sli::samples(&s);
+                let mut samples = coherd_alert::sli::samples(&s);
+                let (halted, quarantined) = troubles.get(&service).copied().unwrap_or_default();
+                samples.extend(coherd_alert::sli::reconcile_samples(halted, quarantined));
                 alerting.on_sli(now, &service, &samples, s.members);
             }
             alerting.retain_sli_services(now, &names);

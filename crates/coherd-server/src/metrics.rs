@@ -298,13 +298,13 @@ impl Metrics {
             rc.in_flight.clone(),
         );
         r.register(
-            "reconcile_quarantined",
-            "Subjects quarantined because they kept reopening (another controller may be undoing the repairs)",
+            "reconcile_quarantined_subjects",
+            "Subjects quarantined because they kept reopening (another controller may be undoing the repairs), by service",
             rc.quarantined.clone(),
         );
         r.register(
-            "reconcile_halted",
-            "Rollouts (action, service) halted by a failed verification or an action that gave up; resume with `coherd reconcile resume`",
+            "reconcile_halted_rollouts",
+            "Rollouts halted by a failed verification or an action that gave up, by service; resume with `coherd reconcile resume`",
             rc.halted.clone(),
         );
         r.register(

@@ -42,10 +42,10 @@ pub(crate) struct ReconcileMetrics {
     pub decisions: Family<Labels, Counter>,
     /// Actions in flight.
     pub in_flight: Gauge,
-    /// Subjects quarantined.
-    pub quarantined: Gauge,
-    /// Rollouts (action, service) halted.
-    pub halted: Gauge,
+    /// Subjects quarantined, by service (only services with some).
+    pub quarantined: Family<Labels, Gauge>,
+    /// Rollouts halted, by service (only services with some).
+    pub halted: Family<Labels, Gauge>,
     /// 1 while the emergency stop is on.
     pub paused: Gauge,
     /// The fencing epoch held; 0 while not holding the lease.
@@ -63,8 +63,8 @@ impl Default for ReconcileMetrics {
         ReconcileMetrics {
             decisions: Family::default(),
             in_flight: Gauge::default(),
-            quarantined: Gauge::default(),
-            halted: Gauge::default(),
+            quarantined: Family::default(),
+            halted: Family::default(),
             paused: Gauge::default(),
             epoch: Gauge::default(),
             repair_seconds: Family::new_with_constructor(repair_histogram),
@@ -444,23 +444,30 @@ impl Control {
                 .filter(|t| t.phase == Phase::InFlight)
                 .count() as i64,
         );
-        m.quarantined.set(
-            state
-                .subjects
-                .values()
-                .filter(|e| e.quarantine.is_some())
-                .count() as i64,
-        );
-        m.halted.set(
-            state
-                .rollouts
-                .values()
-                .flat_map(|s| s.values())
-                .filter(|r| r.halted.is_some())
-                .count() as i64,
-        );
+        m.halted.clear();
+        m.quarantined.clear();
+        for (service, (halted, quarantined)) in state.troubles() {
+            let labels = vec![("service", service)];
+            if halted > 0 {
+                m.halted.get_or_create(&labels).set(i64::from(halted));
+            }
+            if quarantined > 0 {
+                m.quarantined
+                    .get_or_create(&labels)
+                    .set(i64::from(quarantined));
+            }
+        }
         m.paused.set(i64::from(state.paused));
         m.epoch.set(held.fence.epoch as i64);
+    }
+
+    /// Per service: rollouts halted and subjects quarantined, for the alerts.
+    pub(crate) fn troubles(&self) -> std::collections::BTreeMap<String, (u32, u32)> {
+        self.lock()
+            .held
+            .as_ref()
+            .map(|h| h.reconciler.state.troubles())
+            .unwrap_or_default()
     }
 
     /// Deletes audit records past their retention.

@@ -261,6 +261,7 @@ pub async fn serve_on(
     tokio::spawn(alerting::run(
         shared,
         state.alerts.clone(),
+        state.reconcile.clone(),
         running.stopping(),
     ));
     tokio::spawn(alerting::deliver(

@@ -35,3 +35,65 @@ fn every_example_intent_checks_and_is_listed() {
     }
     assert!(checked >= 5, "only {checked} examples");
 }
+
+#[test]
+fn every_example_server_config_checks_and_is_listed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("examples/README.md");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir.join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+            .args(["serve", "--check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
+        let name = format!("config/{}", path.file_name().unwrap().to_string_lossy());
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not in examples/README.md"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn an_invalid_reconcile_config_is_refused_with_every_problem_named() {
+    let dir = std::env::temp_dir().join(format!("coherd-bad-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "reconcile:\n  actions:\n    - name: a\n      match: {kind: drift}\n      waves: [\"50%\"]\n      max_attempts: 0\n      webhook: {url: \"ftp://x\"}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "last wave must be \"100%\"",
+        "max_attempts must be 1 to 100",
+        "must start with http:// or https://",
+    ] {
+        assert!(err.contains(part), "{part} not in {err}");
+    }
+    std::fs::write(&file, "reconcile:\n  actions: []\n  surprise: 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("surprise"));
+}

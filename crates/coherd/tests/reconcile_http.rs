@@ -45,6 +45,8 @@ enum Mode {
     Fix,
     /// Fixes, then another controller puts it back a moment later.
     FixThenRevert,
+    /// Answers 200 and changes nothing.
+    Ignore,
 }
 
 /// A deploy system on loopback: holds each call `hold`, answers 200, then
@@ -75,7 +77,10 @@ impl Receiver {
                     let member = call.body["member"].as_str().unwrap_or_default().to_string();
                     let target = call.body["target"].as_str().unwrap_or_default().to_string();
                     calls.lock().unwrap().push(call);
-                    let Some(server) = server.get() else { return };
+                    let Some(server) = server.get().filter(|_| !matches!(mode, Mode::Ignore))
+                    else {
+                        return;
+                    };
                     std::thread::sleep(Duration::from_millis(200));
                     report(server, std::slice::from_ref(&member), &target);
                     if let Mode::FixThenRevert = mode {
@@ -140,6 +145,7 @@ fn read_call(
 /// with `extra` lines added to the action.
 fn start(name: &str, hook: &str, extra: &str) -> Server {
     let dir = temp_dir(name);
+    let verify = if extra.contains("verify_within") { "" } else { "      verify_within: 20s\n" };
     std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
     std::fs::write(
         dir.join("coherd.yaml"),
@@ -155,8 +161,7 @@ fn start(name: &str, hook: &str, extra: &str) -> Server {
       max_in_flight: 5
       waves: [1, \"10%\", \"50%\", \"100%\"]
       wave_pause: 1s
-      verify_within: 20s
-      backoff: {{base: 1s, cap: 4s}}
+{verify}      backoff: {{base: 1s, cap: 4s}}
       max_attempts: 3
 {extra}"
         ),
@@ -499,4 +504,175 @@ fn the_emergency_stop_holds_dispatch_until_resumed() {
         out.contains("verified") && out.contains("dispatched"),
         "{out}"
     );
+}
+
+fn alert_names(server: &str) -> Vec<String> {
+    get_json(&format!("{server}/v1/alerts"))
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["labels"]["alertname"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_repair_that_does_not_hold_halts_the_rollout_alerts_and_waits_for_resume() {
+    let liar = Receiver::start(Duration::from_millis(50), Mode::Ignore);
+    let s = start("reconcile-halt", &liar.url, "      verify_within: 3s\n");
+    liar.server.set(s.url.clone()).unwrap();
+    report(&s.url, &members(5), "v1");
+    wait_until("the halt", 60, || {
+        !decisions(&audit(&s.url), "halted").is_empty()
+    });
+    assert_eq!(liar.calls().len(), 1, "only the first wave's one member");
+    let log = audit(&s.url);
+    let unverified = decisions(&log, "unverified");
+    assert_eq!(unverified.len(), 1);
+    assert!(
+        unverified[0]["evidence_after"]["resolved_at"].is_null(),
+        "still open: {}",
+        unverified[0]
+    );
+    wait_until("CoherdReconcileHalted", 30, || {
+        alert_names(&s.url)
+            .iter()
+            .any(|a| a == "CoherdReconcileHalted")
+    });
+    let metrics = common::ureq_get(&format!("{}/metrics", s.url)).unwrap().1;
+    assert!(
+        metrics.contains("coherd_reconcile_halted_rollouts{service=\"checkout\"} 1"),
+        "{metrics}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(liar.calls().len(), 1, "halted: no next wave");
+    let out = common::succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+            .args([
+                "reconcile",
+                "resume",
+                "--service",
+                "checkout",
+                "--server",
+                &s.url,
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 halted rollout(s) lifted"));
+    wait_until("the next wave after resume", 30, || liar.calls().len() > 1);
+}
+
+#[test]
+fn a_rollout_guard_runs_its_program_once_when_mixed_turns_critical() {
+    let dir = temp_dir("reconcile-guard");
+    let script = dir.join("pause-rollout.sh");
+    let log = dir.join("guard.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@ key=$COHERD_IDEMPOTENCY_KEY epoch=$COHERD_FENCING_EPOCH\" >> {log}\ncat >> {log}\necho >> {log}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.join("intent.yaml"),
+        "services:\n  checkout:\n    report_interval: 1h\n    facets:\n      schema: {target: \"s2\", uniform: true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("coherd.yaml"),
+        format!(
+            "reconcile:\n  lease_ttl: 2s\n  dispatch_spread: 0s\n  actions:\n    - name: pause-rollout\n      match: {{kind: mixed, severity: [warning, critical]}}\n      exec: {{argv: [\"{}\", \"pause\", \"{{service}}\", \"{{facet}}\"], timeout: 5s}}\n      debounce: 0s\n      verify: false\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let (config, intent) = (
+        dir.join("coherd.yaml").display().to_string(),
+        dir.join("intent.yaml").display().to_string(),
+    );
+    let s = Server::start(&dir, &["--config", &config, "--intent", &intent]);
+    let batch = json!([
+        {"service": "checkout", "member": "a", "seq": 1, "facets": {"schema": "s2"}},
+        {"service": "checkout", "member": "b", "seq": 1, "facets": {"schema": "s2"}},
+        {"service": "checkout", "member": "c", "seq": 1, "facets": {"schema": "s9"}},
+    ]);
+    assert_eq!(
+        post_json(&format!("{}/v1/observations", s.url), &batch.to_string()).0,
+        200
+    );
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("the guard to run", 30, || {
+        read().contains("pause checkout schema key=")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let text = read();
+    assert_eq!(
+        text.matches("pause checkout schema").count(),
+        1,
+        "once per episode: {text}"
+    );
+    assert!(text.contains("epoch=1"));
+    let body: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(body["kind"], "mixed");
+    assert_eq!(body["divergence"]["severity"], "critical");
+    let log = audit(&s.url);
+    assert!(decisions(&log, "succeeded").iter().any(|d| {
+        d["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("a guard"))
+    }));
+    assert!(
+        decisions(&log, "halted").is_empty(),
+        "a guard is not verified, so it never halts"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_reconcile_policy_and_keeps_it_when_the_new_one_is_invalid() {
+    let fixer = Receiver::start(Duration::from_millis(50), Mode::Fix);
+    let s = start("reconcile-reload", &fixer.url, "      dry_run: true\n");
+    fixer.server.set(s.url.clone()).unwrap();
+    let config = s.dir.join("coherd.yaml");
+    let hup = || {
+        let pid = nix::unistd::Pid::from_raw(s.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    };
+    let good = std::fs::read_to_string(&config).unwrap();
+    // An invalid file is refused whole: the dry run stays in force.
+    std::fs::write(
+        &config,
+        good.replace("dry_run: true", "dry_run: true\n      max_attempts: 0"),
+    )
+    .unwrap();
+    hup();
+    wait_until("the refusal in the log", 20, || {
+        s.log().contains("the reconcile config is invalid")
+    });
+    report(&s.url, &members(2), "v1");
+    wait_until("dry-run decisions", 30, || {
+        audit(&s.url)
+            .iter()
+            .filter(|d| {
+                d["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("dry run"))
+            })
+            .count()
+            == 2
+    });
+    assert!(fixer.calls().is_empty());
+    // A valid one takes over: a new drift episode is repaired for real.
+    std::fs::write(&config, good.replace("dry_run: true", "dry_run: false")).unwrap();
+    hup();
+    wait_until("the reload in the log", 20, || {
+        s.log().contains("reconcile policy reloaded")
+    });
+    report(&s.url, &members(3)[2..], "v1");
+    wait_until("a real dispatch", 30, || {
+        fixer.calls().iter().any(|c| c.body["member"] == "c-02")
+    });
 }

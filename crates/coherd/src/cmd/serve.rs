@@ -17,6 +17,7 @@ use coherd_server::ServerConfig;
 #[command(after_help = "Examples:\n  coherd serve --intent intent.yaml\n  \
     coherd serve --config coherd.yaml --db /var/lib/coherd/coherd.db --listen 127.0.0.1:7070\n  \
     coherd serve --capture-raw 2h    # keep two hours of raw reports for `coherd capture export`\n  \
+    coherd serve --config coherd.yaml --intent intent.yaml --check    # validate, then exit\n  \
     COHERD_TOKEN_ADMIN=$(openssl rand -hex 24) coherd serve --listen 0.0.0.0:7070 \\\n      --tls-cert /etc/coherd/tls.crt --tls-key /etc/coherd/tls.key")]
 pub(crate) struct Args {
     /// Configuration file (YAML); flags override it.
@@ -49,6 +50,10 @@ pub(crate) struct Args {
     /// replays only the reports since the newest checkpoint.
     #[arg(long, value_parser = coherd_model::time::parse_duration)]
     pub checkpoint_interval: Option<std::time::Duration>,
+    /// Check the configuration (and the intent file, if given) and exit:
+    /// status 0 when both are valid, 1 with every problem named when not.
+    #[arg(long)]
+    pub check: bool,
     /// Log lines as text, or as one JSON object each (env COHERD_LOG_FORMAT).
     #[arg(long, env = "COHERD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: super::LogFormat,
@@ -85,9 +90,18 @@ pub(crate) fn config(args: &Args) -> Result<ServerConfig> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let config = config(&args)?;
+    if args.check {
+        config.validate()?;
+        if let Some(intent) = &config.intent {
+            coherd_server::read_intent(intent)?;
+        }
+        let actions = config.reconcile.actions.len();
+        println!("configuration valid: {actions} reconcile action(s)");
+        return Ok(ExitCode::SUCCESS);
+    }
     super::init_logging(args.log_format);
     raise_file_limit();
-    let config = config(&args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
