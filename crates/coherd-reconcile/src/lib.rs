@@ -54,8 +54,8 @@ pub use config::{
     ActionConfig, BackoffConfig, ExecConfig, MAX_ACTIONS, MAX_HEADERS, MAX_WAVES, MatchConfig,
     Policy, ReconcileConfig, ThrashConfig, WaveSize, WebhookConfig,
 };
-pub use plan::{Decision, Dispatch, Outcome, Reconciler, Round};
+pub use plan::{Decision, Dispatch, Evidence, Outcome, Reconciler, Round};
 pub use state::{
-    Episodes, Halt, MAX_REOPENS_KEPT, Phase, Quarantine, Rollout, Seen, State, Stats, Task,
-    idempotency_key,
+    Episodes, Halt, Item, MAX_REOPENS_KEPT, Phase, Quarantine, Rollout, Seen, State, Stats, Stored,
+    Task, idempotency_key,
 };

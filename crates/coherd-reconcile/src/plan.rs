@@ -3,7 +3,7 @@
 //! randomness (backoff jitter comes from the idempotency key), so a round
 //! replays the same on a virtual clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use coherd_dephase::{Backoff, Jitter};
@@ -15,6 +15,9 @@ use crate::config::{ActionConfig, Policy};
 use crate::state::{
     Episodes, Halt, MAX_REOPENS_KEPT, Phase, Quarantine, Seen, State, Task, idempotency_key,
 };
+
+/// Divergences by id, for one round's lookups.
+type Index<'a> = HashMap<&'a str, &'a Seen>;
 
 /// One decision, as the audit log records it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,6 +55,22 @@ pub struct Decision {
     /// The divergence's record when it was verified or found unresolved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence_after: Option<Value>,
+    /// Which of the two the divergence's record belongs in; the loop
+    /// attaches it ([`Decision::attach`]) from the engine, which holds it.
+    #[serde(skip)]
+    pub evidence: Evidence,
+}
+
+/// Where a decision wants its divergence's record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Evidence {
+    /// Nowhere.
+    #[default]
+    None,
+    /// As the evidence before the action (planned, dry run, quarantined).
+    Before,
+    /// As the evidence after it (verified, unverified).
+    After,
 }
 
 impl Decision {
@@ -76,6 +95,7 @@ impl Decision {
             wave: None,
             evidence_before: None,
             evidence_after: None,
+            evidence: Evidence::None,
         }
     }
 
@@ -93,6 +113,16 @@ impl Decision {
             wave: t.wave.map(|w| w + 1),
             evidence_before: None,
             evidence_after: None,
+            evidence: Evidence::None,
+        }
+    }
+
+    /// Puts `record` where this decision wants its divergence's record.
+    pub fn attach(&mut self, record: Value) {
+        match self.evidence {
+            Evidence::None => {}
+            Evidence::Before => self.evidence_before = Some(record),
+            Evidence::After => self.evidence_after = Some(record),
         }
     }
 }
@@ -168,28 +198,38 @@ impl Reconciler {
     /// wants, and the latest record of each divergence a task waits on.
     pub fn round(&mut self, policy: &Policy, seen: &[Seen], now: Time) -> Round {
         let mut out = Round::default();
-        let open: BTreeMap<&str, &Seen> = seen
+        let open: Index<'_> = seen
             .iter()
             .filter(|s| s.resolved_at.is_none())
             .map(|s| (s.id.as_str(), s))
             .collect();
-        let latest: BTreeMap<&str, &Seen> = seen.iter().map(|s| (s.id.as_str(), s)).collect();
-        self.track_episodes(policy, &open, now, &mut out);
-        self.make_tasks(policy, &open);
-        self.follow_divergences(policy, &open, &latest, now, &mut out);
+        // In the order given, so a round decides the same every time.
+        let in_order: Vec<&Seen> = seen.iter().filter(|s| s.resolved_at.is_none()).collect();
+        self.track_episodes(policy, &in_order, now, &mut out);
+        self.make_tasks(policy, &in_order);
+        self.follow_divergences(policy, &open, now, &mut out);
+        // Each (action, service)'s tasks, found once: a round costs the tasks, not services x tasks.
+        let mut groups: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
+        for (key, t) in &self.state.tasks {
+            groups
+                .entry((t.action.as_str(), t.seen.service.as_str()))
+                .or_default()
+                .push(key.clone());
+        }
+        let groups: Vec<(String, String, Vec<String>)> = groups
+            .into_iter()
+            .map(|((a, s), keys)| (a.to_string(), s.to_string(), keys))
+            .collect();
+        let mut everywhere = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.phase == Phase::InFlight)
+            .count();
         for (i, action) in policy.actions().iter().enumerate() {
-            let services: Vec<String> = self
-                .state
-                .tasks
-                .values()
-                .filter(|t| t.action == action.name)
-                .map(|t| t.seen.service.clone())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            for service in services {
-                self.advance_waves(action, &service, now, &mut out);
-                self.dispatch(policy, i, &service, now, &mut out);
+            for (_, service, keys) in groups.iter().filter(|g| g.0 == action.name) {
+                self.advance_waves(action, service, keys, now, &mut out);
+                self.dispatch(policy, i, service, keys, &mut everywhere, now, &mut out);
             }
         }
         self.forget(policy, &open, now);
@@ -197,22 +237,16 @@ impl Reconciler {
     }
 
     /// Counts reopens per subject and quarantines those that thrash.
-    fn track_episodes(
-        &mut self,
-        policy: &Policy,
-        open: &BTreeMap<&str, &Seen>,
-        now: Time,
-        out: &mut Round,
-    ) {
-        for s in open.values() {
-            let history = self
-                .state
-                .subjects
-                .entry(s.id.clone())
-                .or_insert_with(|| Episodes {
+    fn track_episodes(&mut self, policy: &Policy, open: &[&Seen], now: Time, out: &mut Round) {
+        for s in open {
+            if !self.state.subjects.contains_key(&s.id) {
+                let first = Episodes {
                     last_opened_at: s.opened_at,
                     ..Episodes::default()
-                });
+                };
+                self.state.subjects.insert(s.id.clone(), first);
+            }
+            let history = self.state.subjects.get_mut(&s.id).expect("inserted above");
             if s.opened_at > history.last_opened_at {
                 history.last_opened_at = s.opened_at;
                 history.reopens.push(s.opened_at);
@@ -248,7 +282,7 @@ impl Reconciler {
                     );
                     d.member = s.member.clone();
                     d.divergence_id = Some(s.id.clone());
-                    d.evidence_before = Some(s.record.clone());
+                    d.evidence = Evidence::Before;
                     out.decisions.push(d);
                     break;
                 }
@@ -257,8 +291,8 @@ impl Reconciler {
     }
 
     /// One task per (open episode, matching action).
-    fn make_tasks(&mut self, policy: &Policy, open: &BTreeMap<&str, &Seen>) {
-        for s in open.values() {
+    fn make_tasks(&mut self, policy: &Policy, open: &[&Seen]) {
+        for s in open {
             for (i, a) in policy.actions().iter().enumerate() {
                 if !policy.matches(i, s.kind, s.severity, &s.service, s.facet.as_deref()) {
                     continue;
@@ -284,8 +318,7 @@ impl Reconciler {
     fn follow_divergences(
         &mut self,
         policy: &Policy,
-        open: &BTreeMap<&str, &Seen>,
-        latest: &BTreeMap<&str, &Seen>,
+        open: &Index<'_>,
         now: Time,
         out: &mut Round,
     ) {
@@ -295,7 +328,6 @@ impl Reconciler {
             let still_open = open
                 .get(t.seen.id.as_str())
                 .is_some_and(|s| s.opened_at == t.seen.opened_at);
-            let after = latest.get(t.seen.id.as_str()).map(|s| s.record.clone());
             let Some(action) = policy.actions().iter().find(|a| a.name == t.action) else {
                 continue;
             };
@@ -326,7 +358,7 @@ impl Reconciler {
                             now.since(at).as_secs()
                         )),
                     );
-                    d.evidence_after = after;
+                    d.evidence = Evidence::After;
                     out.decisions.push(d);
                 }
                 Phase::Succeeded(at) if now >= at.add(action.verify_within) => {
@@ -341,7 +373,7 @@ impl Reconciler {
                         coherd_model::time::format_duration(action.verify_within)
                     );
                     let mut d = Decision::task(now, "unverified", t, Some(reason.clone()));
-                    d.evidence_after = after;
+                    d.evidence = Evidence::After;
                     out.decisions.push(d);
                     halts.push((
                         t.action.clone(),
@@ -396,7 +428,14 @@ impl Reconciler {
 
     /// Starts the next wave when the current one is verified and its pause
     /// is over; plans the tasks it takes.
-    fn advance_waves(&mut self, action: &ActionConfig, service: &str, now: Time, out: &mut Round) {
+    fn advance_waves(
+        &mut self,
+        action: &ActionConfig,
+        service: &str,
+        keys: &[String],
+        now: Time,
+        out: &mut Round,
+    ) {
         let mut rollout = self
             .state
             .rollouts
@@ -408,59 +447,41 @@ impl Reconciler {
         let quarantined = |id: &str, subjects: &BTreeMap<String, Episodes>| {
             subjects.get(id).is_some_and(|e| e.quarantine.is_some())
         };
-        let in_rollout = |t: &Task, id: u64| {
-            t.action == action.name
-                && t.seen.service == service
-                && t.rollout == id
-                && t.wave.is_some()
-        };
-        let mut skips: Vec<(String, String)> = Vec::new();
-        let mut eligible: Vec<String> = Vec::new();
-        for t in self.state.tasks.values() {
-            if t.action != action.name || t.seen.service != service || t.phase != Phase::Waiting {
+        // One pass over the group: what waits (and why), and the state of the wave under way.
+        let debounce = format!(
+            "debounce: open for less than {}",
+            coherd_model::time::format_duration(action.debounce)
+        );
+        let mut skips: Vec<(String, &str)> = Vec::new();
+        let mut eligible: Vec<(Time, String)> = Vec::new();
+        let (mut admitted, mut wave_done, mut last_end) = (0usize, true, None::<Time>);
+        for t in keys.iter().filter_map(|k| self.state.tasks.get(k)) {
+            if t.rollout == rollout.id && t.wave.is_some() {
+                admitted += 1;
+                wave_done &= t.phase.is_terminal();
+                last_end = last_end.max(t.phase.ended_at());
+            }
+            if t.phase != Phase::Waiting {
                 continue;
             }
             let why = if quarantined(&t.seen.id, &self.state.subjects) {
-                Some("quarantine: the subject keeps reopening".to_string())
+                "quarantine: the subject keeps reopening"
             } else if now < t.seen.opened_at.add(action.debounce) {
-                Some(format!(
-                    "debounce: open for less than {}",
-                    coherd_model::time::format_duration(action.debounce)
-                ))
+                debounce.as_str()
             } else if paused {
-                Some("paused".to_string())
+                "paused"
             } else if rollout.halted.is_some() {
-                Some("halted: a wave failed verification; waiting for resume".to_string())
+                "halted: a wave failed verification; waiting for resume"
             } else {
-                eligible.push(t.key.clone());
-                None
+                eligible.push((t.seen.opened_at, t.key.clone()));
+                continue;
             };
-            if let Some(why) = why {
+            if t.skipped.as_deref() != Some(why) {
                 skips.push((t.key.clone(), why));
             }
         }
-        let admitted = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| in_rollout(t, rollout.id))
-            .count();
-        let wave_done = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| in_rollout(t, rollout.id))
-            .all(|t| t.phase.is_terminal());
         if wave_done && rollout.wave.is_some() && rollout.gate_at.is_none() {
-            let last = self
-                .state
-                .tasks
-                .values()
-                .filter(|t| in_rollout(t, rollout.id))
-                .filter_map(|t| t.phase.ended_at())
-                .max()
-                .unwrap_or(now);
-            rollout.gate_at = Some(last.add(action.wave_pause));
+            rollout.gate_at = Some(last_end.unwrap_or(now).add(action.wave_pause));
         }
         let gate_open =
             rollout.wave.is_none() || (wave_done && rollout.gate_at.is_some_and(|g| now >= g));
@@ -477,10 +498,7 @@ impl Reconciler {
                 admitted = 0;
             }
             // Order: oldest divergence first, then by key (stable).
-            eligible.sort_by_key(|k| {
-                let t = &self.state.tasks[k];
-                (t.seen.opened_at, k.clone())
-            });
+            eligible.sort_unstable();
             let total = admitted + eligible.len();
             let mut take = 0;
             while next < action.waves.len() {
@@ -493,7 +511,7 @@ impl Reconciler {
             }
             rollout.wave = Some(next.min(action.waves.len() - 1));
             rollout.gate_at = None;
-            for key in eligible.drain(..take.min(eligible.len())) {
+            for (_, key) in eligible.drain(..take.min(eligible.len())) {
                 let t = self
                     .state
                     .tasks
@@ -510,24 +528,27 @@ impl Reconciler {
                     t,
                     Some(format!("wave {} of {}", next + 1, action.waves.len())),
                 );
-                d.evidence_before = Some(t.seen.record.clone());
+                d.evidence = Evidence::Before;
                 out.decisions.push(d);
             }
         }
-        for key in eligible {
-            skips.push((
-                key,
-                "wave gate: waiting for the wave under way to be verified and its pause to pass"
-                    .into(),
-            ));
+        const GATE: &str =
+            "wave gate: waiting for the wave under way to be verified and its pause to pass";
+        for (_, key) in eligible {
+            if self
+                .state
+                .tasks
+                .get(&key)
+                .is_some_and(|t| t.skipped.as_deref() != Some(GATE))
+            {
+                skips.push((key, GATE));
+            }
         }
         for (key, why) in skips {
             let t = self.state.tasks.get_mut(&key).expect("skipped tasks exist");
-            if t.skipped.as_deref() != Some(why.as_str()) {
-                out.decisions
-                    .push(Decision::task(now, "skipped", t, Some(why.clone())));
-                t.skipped = Some(why);
-            }
+            out.decisions
+                .push(Decision::task(now, "skipped", t, Some(why.to_string())));
+            t.skipped = Some(why.to_string());
         }
         self.state
             .rollouts
@@ -537,32 +558,28 @@ impl Reconciler {
     }
 
     /// Dispatches planned tasks whose backoff is over, within the budgets.
-    fn dispatch(&mut self, policy: &Policy, i: usize, service: &str, now: Time, out: &mut Round) {
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &mut self,
+        policy: &Policy,
+        i: usize,
+        service: &str,
+        keys: &[String],
+        everywhere: &mut usize,
+        now: Time,
+        out: &mut Round,
+    ) {
         let action = &policy.actions()[i];
-        let in_flight = |tasks: &BTreeMap<String, Task>, f: &dyn Fn(&Task) -> bool| {
-            tasks
-                .values()
-                .filter(|t| t.phase == Phase::InFlight && f(t))
-                .count()
-        };
-        let mut here = in_flight(&self.state.tasks, &|t| {
-            t.action == action.name && t.seen.service == service
-        });
-        let mut everywhere = in_flight(&self.state.tasks, &|_| true);
         let paused = self.state.is_paused(service);
-        let mut ready: Vec<(Time, String)> = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| {
-                t.action == action.name
-                    && t.seen.service == service
-                    && t.phase == Phase::Planned
-                    && t.next_at <= now
-            })
-            .map(|t| (t.next_at, t.key.clone()))
-            .collect();
-        ready.sort();
+        let (mut here, mut ready) = (0usize, Vec::<(Time, String)>::new());
+        for t in keys.iter().filter_map(|k| self.state.tasks.get(k)) {
+            match t.phase {
+                Phase::InFlight => here += 1,
+                Phase::Planned if t.next_at <= now => ready.push((t.next_at, t.key.clone())),
+                _ => {}
+            }
+        }
+        ready.sort_unstable();
         for (_, key) in ready {
             let t = self.state.tasks.get_mut(&key).expect("ready tasks exist");
             let blocked = if paused {
@@ -572,7 +589,7 @@ impl Reconciler {
                     "budget: {} actions in flight for this service (max_in_flight)",
                     action.max_in_flight
                 ))
-            } else if everywhere >= policy.config.max_in_flight {
+            } else if *everywhere >= policy.config.max_in_flight {
                 Some(format!(
                     "budget: {} actions in flight in all (reconcile.max_in_flight)",
                     policy.config.max_in_flight
@@ -601,14 +618,14 @@ impl Reconciler {
                     )),
                 );
                 d.attempt = t.attempts + 1;
-                d.evidence_before = Some(t.seen.record.clone());
+                d.evidence = Evidence::Before;
                 out.decisions.push(d);
                 continue;
             }
             t.attempts += 1;
             t.phase = Phase::InFlight;
             here += 1;
-            everywhere += 1;
+            *everywhere += 1;
             self.state
                 .stats
                 .entry(action.name.clone())
@@ -627,7 +644,7 @@ impl Reconciler {
 
     /// Drops what no longer matters: finished tasks of finished rollouts
     /// whose episode is over, and subjects with no episode within the longest thrash window.
-    fn forget(&mut self, policy: &Policy, open: &BTreeMap<&str, &Seen>, now: Time) {
+    fn forget(&mut self, policy: &Policy, open: &Index<'_>, now: Time) {
         let current: BTreeMap<(&str, &str), u64> = self
             .state
             .rollouts
@@ -654,7 +671,7 @@ impl Reconciler {
             .max()
             .unwrap_or(Duration::ZERO);
         let tasks = &self.state.tasks;
-        let live: std::collections::BTreeSet<&str> =
+        let live: std::collections::HashSet<&str> =
             tasks.values().map(|t| t.seen.id.as_str()).collect();
         let recent = now.sub(window);
         self.state.subjects.retain(|id, e| {

@@ -32,7 +32,9 @@ pub struct Seen {
     pub opened_at: Time,
     /// When it resolved; `None` while open.
     pub resolved_at: Option<Time>,
-    /// The record as the API shows it.
+    /// The record as the API shows it; not stored with a task (the loop
+    /// reads it from the engine when a decision or a dispatch needs it).
+    #[serde(skip)]
     pub record: Value,
 }
 
@@ -241,6 +243,152 @@ impl State {
     /// Whether nothing may be dispatched to `service` now.
     pub fn is_paused(&self, service: &str) -> bool {
         self.paused || self.paused_services.contains(service)
+    }
+}
+
+/// The small part of the state, stored as one item.
+#[derive(Serialize)]
+struct MetaRef<'a> {
+    paused: bool,
+    paused_services: &'a BTreeSet<String>,
+    rollouts: &'a BTreeMap<String, BTreeMap<String, Rollout>>,
+    stats: &'a BTreeMap<String, Stats>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    paused: bool,
+    paused_services: BTreeSet<String>,
+    rollouts: BTreeMap<String, BTreeMap<String, Rollout>>,
+    stats: BTreeMap<String, Stats>,
+}
+
+const META: &str = "meta";
+const TASK: &str = "task/";
+const SUBJECT: &str = "subject/";
+
+/// The state as last stored, so the next store writes only what changed:
+/// one item for the small part, one per task and one per subject.
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    meta: Vec<u8>,
+    tasks: BTreeMap<String, Task>,
+    subjects: BTreeMap<String, Episodes>,
+}
+
+/// One stored item: its key and its bytes, `None` to delete it.
+pub type Item = (String, Option<Vec<u8>>);
+
+impl State {
+    /// The items that changed since `stored` (written, or `None`: deleted).
+    /// Costs a comparison per task, and an encoding per changed one. Once
+    /// they are stored, [`Stored::commit`] records that.
+    pub fn changes(&self, stored: &Stored) -> Vec<Item> {
+        let mut out = Vec::new();
+        let meta = serde_json::to_vec(&MetaRef {
+            paused: self.paused,
+            paused_services: &self.paused_services,
+            rollouts: &self.rollouts,
+            stats: &self.stats,
+        })
+        .expect("the state encodes");
+        if meta != stored.meta {
+            out.push((META.to_string(), Some(meta)));
+        }
+        diff(TASK, &self.tasks, &stored.tasks, &mut out);
+        diff(SUBJECT, &self.subjects, &stored.subjects, &mut out);
+        out
+    }
+
+    /// The state from its stored items, and what is stored.
+    pub fn from_items(
+        items: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<(State, Stored), String> {
+        let mut state = State::default();
+        let bad = |key: &str, e: serde_json::Error| {
+            format!("reconcile state item {key:?} cannot be read: {e}")
+        };
+        for (key, bytes) in items {
+            if key == META {
+                let m: Meta = serde_json::from_slice(&bytes).map_err(|e| bad(&key, e))?;
+                state.paused = m.paused;
+                state.paused_services = m.paused_services;
+                state.rollouts = m.rollouts;
+                state.stats = m.stats;
+            } else if let Some(k) = key.strip_prefix(TASK) {
+                let t: Task = serde_json::from_slice(&bytes).map_err(|e| bad(&key, e))?;
+                state.tasks.insert(k.to_string(), t);
+            } else if let Some(id) = key.strip_prefix(SUBJECT) {
+                let e: Episodes = serde_json::from_slice(&bytes).map_err(|e| bad(&key, e))?;
+                state.subjects.insert(id.to_string(), e);
+            }
+        }
+        let mut stored = Stored::default();
+        let all = state.changes(&stored);
+        stored.commit(&state, &all);
+        Ok((state, stored))
+    }
+}
+
+impl Stored {
+    /// Records that `items`, taken from `state`, were stored.
+    pub fn commit(&mut self, state: &State, items: &[Item]) {
+        for (key, value) in items {
+            if key == META {
+                self.meta = value.clone().unwrap_or_default();
+            } else if let Some(k) = key.strip_prefix(TASK) {
+                match state.tasks.get(k).filter(|_| value.is_some()) {
+                    Some(t) => self.tasks.insert(k.to_string(), t.clone()),
+                    None => self.tasks.remove(k),
+                };
+            } else if let Some(id) = key.strip_prefix(SUBJECT) {
+                match state.subjects.get(id).filter(|_| value.is_some()) {
+                    Some(e) => self.subjects.insert(id.to_string(), e.clone()),
+                    None => self.subjects.remove(id),
+                };
+            }
+        }
+    }
+}
+
+/// Walks `now` and `before` together (both sorted): what differs or is new
+/// is written, what left is deleted.
+fn diff<V: PartialEq + Serialize>(
+    prefix: &str,
+    now: &BTreeMap<String, V>,
+    before: &BTreeMap<String, V>,
+    out: &mut Vec<Item>,
+) {
+    let write = |k: &str, v: &V| {
+        (
+            format!("{prefix}{k}"),
+            Some(serde_json::to_vec(v).expect("the state encodes")),
+        )
+    };
+    let (mut a, mut b) = (now.iter().peekable(), before.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((k, v)), Some((kb, vb))) if k == kb => {
+                if v != vb {
+                    out.push(write(k, v));
+                }
+                a.next();
+                b.next();
+            }
+            (Some((k, v)), Some((kb, _))) if k < kb => {
+                out.push(write(k, v));
+                a.next();
+            }
+            (Some((k, v)), None) => {
+                out.push(write(k, v));
+                a.next();
+            }
+            (_, Some((kb, _))) => {
+                out.push((format!("{prefix}{kb}"), None));
+                b.next();
+            }
+        }
     }
 }
 

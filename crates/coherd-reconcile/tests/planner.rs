@@ -378,3 +378,36 @@ proptest! {
         prop_assert!(planned.windows(2).all(|w| w[0].wave <= w[1].wave));
     }
 }
+
+#[test]
+fn the_state_stores_only_what_changed_and_reads_back_whole() {
+    use coherd_reconcile::{State, Stored};
+    let mut sim = Sim::new(policy(json!({})), 6);
+    sim.run(15);
+    let mut stored = Stored::default();
+    let all = sim.r.state.changes(&stored);
+    assert!(all.len() > 6, "meta, tasks and subjects: {}", all.len());
+    stored.commit(&sim.r.state, &all);
+    assert!(sim.r.state.changes(&stored).is_empty(), "nothing changed");
+    sim.run(1);
+    let some = sim.r.state.changes(&stored);
+    assert!(some.len() < all.len(), "one round changes a few items");
+    stored.commit(&sim.r.state, &some);
+    // Read back from every item stored: the same state.
+    let mut items: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (k, v) in all.into_iter().chain(some) {
+        match v {
+            Some(v) => items.insert(k, v),
+            None => items.remove(&k),
+        };
+    }
+    let (back, _) = State::from_items(items).unwrap();
+    let strip = |s: &State| {
+        let mut s = s.clone();
+        for t in s.tasks.values_mut() {
+            t.seen.record = serde_json::Value::Null;
+        }
+        s
+    };
+    assert_eq!(back, strip(&sim.r.state));
+}

@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use coherd_model::Time;
 use coherd_model::time::wall_now;
-use coherd_reconcile::{ActionConfig, Decision, Outcome, Phase, Policy, Reconciler, Seen, State};
-use coherd_store::{Fence, NewAudit, SqliteStore, Store, StoreError};
+use coherd_reconcile::{
+    ActionConfig, Decision, Dispatch, Outcome, Phase, Policy, Reconciler, Seen, State, Stored,
+};
+use coherd_store::{Fence, NewAudit, SqliteStore, StateItem, Store, StoreError};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -77,8 +79,8 @@ struct Held {
     fence: Fence,
     reconciler: Reconciler,
     renewed_at: Time,
-    /// The state as last stored, to store it again only when it changed.
-    stored: String,
+    /// The state as last stored, so a round stores only what changed.
+    stored: Stored,
 }
 
 struct Inner {
@@ -161,17 +163,22 @@ impl Control {
             .is_none_or(|h| h.reconciler.state.is_paused(service))
     }
 
-    /// Stores `decisions` under the held fence with the state when it changed.
+    /// Stores `decisions` and what changed of the state under the held fence.
     fn record(&self, held: &mut Held, decisions: &[Decision], now: Time) -> Result<(), StoreError> {
-        let state = serde_json::to_string(&held.reconciler.state).unwrap_or_default();
-        let changed = state != held.stored;
-        if decisions.is_empty() && !changed {
+        let items = held.reconciler.state.changes(&held.stored);
+        if decisions.is_empty() && items.is_empty() {
             return Ok(());
         }
         let audit = audit_entries(decisions, held.fence.epoch);
-        self.store()
-            .record_fenced(&held.fence, &audit, changed.then_some(state.as_bytes()))?;
-        held.stored = state;
+        let state: Vec<StateItem> = items
+            .iter()
+            .map(|(key, value)| StateItem {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        self.store().record_fenced(&held.fence, &audit, &state)?;
+        held.stored.commit(&held.reconciler.state, &items);
         self.count(decisions, &held.reconciler.state, now);
         Ok(())
     }
@@ -356,8 +363,9 @@ impl Control {
             let _ = self.store().append_audit(&refused);
         }
         let seen = snapshot(shared, &policy, &held.reconciler.state);
-        let round = held.reconciler.round(&policy, &seen, now);
+        let mut round = held.reconciler.round(&policy, &seen, now);
         decisions.extend(round.decisions);
+        attach_records(shared, &mut decisions, &mut round.dispatch);
         match self.record(held, &decisions, now) {
             Ok(()) => {
                 let epoch = held.fence.epoch;
@@ -394,13 +402,10 @@ impl Control {
         let Some(epoch) = store.acquire_lease(LEASE, &self.holder, now, ttl)? else {
             return Ok(None);
         };
-        let state: State = match store.controller_state(LEASE)? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "the stored reconcile state cannot be read; starting from nothing");
-                State::default()
-            }),
-            None => State::default(),
-        };
+        let (state, stored) = State::from_items(store.controller_state(LEASE)?).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the stored reconcile state cannot be read; starting from nothing");
+            (State::default(), Stored::default())
+        });
         drop(store);
         let (reconciler, mut decisions) = Reconciler::restore(state, now);
         decisions.insert(
@@ -423,7 +428,7 @@ impl Control {
                 },
                 reconciler,
                 renewed_at: now,
-                stored: String::new(),
+                stored,
             },
             decisions,
         )))
@@ -569,7 +574,7 @@ fn snapshot(shared: &Shared, policy: &Policy, state: &State) -> Vec<Seen> {
     let mut seen: Vec<Seen> = engine
         .open_divergences()
         .filter(|d| policy.wants(d.kind, &d.service) || watched.contains(d.id.as_str()))
-        .map(to_seen)
+        .map(|d| to_seen(d, false))
         .collect();
     let open: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     if watched.iter().any(|id| !open.contains(id)) {
@@ -580,13 +585,15 @@ fn snapshot(shared: &Shared, policy: &Policy, state: &State) -> Vec<Seen> {
                 latest.insert(&d.id, d);
             }
         }
-        let closed: Vec<Seen> = latest.into_values().map(to_seen).collect();
+        let closed: Vec<Seen> = latest.into_values().map(|d| to_seen(d, false)).collect();
         seen.extend(closed);
     }
     seen
 }
 
-fn to_seen(d: &coherd_engine::Divergence) -> Seen {
+/// The divergence as the planner sees it; its whole record only `with_record`
+/// (most rounds need none, and copying every one would hold the engine long).
+fn to_seen(d: &coherd_engine::Divergence, with_record: bool) -> Seen {
     let text = |k: &str| {
         d.evidence
             .get(k)
@@ -607,7 +614,51 @@ fn to_seen(d: &coherd_engine::Divergence) -> Seen {
         target: text("target"),
         opened_at: d.opened_at,
         resolved_at: d.resolved_at,
-        record: serde_json::to_value(d).unwrap_or_default(),
+        record: if with_record {
+            serde_json::to_value(d).unwrap_or_default()
+        } else {
+            Value::Null
+        },
+    }
+}
+
+/// Copies from the engine the records that `decisions` (as evidence) and
+/// `dispatch` (for the body) need: the open episode, or the latest one.
+fn attach_records(shared: &Shared, decisions: &mut [Decision], dispatch: &mut [Dispatch]) {
+    use coherd_reconcile::Evidence;
+    let wanted: std::collections::HashSet<String> = decisions
+        .iter()
+        .filter(|d| d.evidence != Evidence::None)
+        .filter_map(|d| d.divergence_id.clone())
+        .chain(dispatch.iter().map(|d| d.seen.id.clone()))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut records: std::collections::HashMap<&str, Value> = std::collections::HashMap::new();
+    let engine = shared.engine();
+    // Open episodes first; for the rest, the latest record (scanning back from the newest).
+    let open = engine.open_divergences();
+    for d in open.chain(engine.divergences().iter().rev()) {
+        if let Some(id) = wanted.get(&d.id)
+            && !records.contains_key(id.as_str())
+        {
+            records.insert(id, serde_json::to_value(d).unwrap_or_default());
+            if records.len() == wanted.len() {
+                break;
+            }
+        }
+    }
+    drop(engine);
+    for d in decisions.iter_mut() {
+        if let Some(r) = d.divergence_id.as_deref().and_then(|id| records.get(id)) {
+            d.attach(r.clone());
+        }
+    }
+    for d in dispatch.iter_mut() {
+        if let Some(r) = records.get(d.seen.id.as_str()) {
+            d.seen.record = r.clone();
+        }
     }
 }
 
@@ -620,13 +671,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn send(
-        &self,
-        action: ActionConfig,
-        d: coherd_reconcile::Dispatch,
-        epoch: u64,
-        spread: Duration,
-    ) {
+    fn send(&self, action: ActionConfig, d: Dispatch, epoch: u64, spread: Duration) {
         let control = self.control.clone();
         let client = self.client.clone();
         let outcomes = self.outcomes.clone();
@@ -653,7 +698,7 @@ impl Dispatcher {
 }
 
 /// The webhook's body (and an exec's standard input).
-fn body(action: &ActionConfig, d: &coherd_reconcile::Dispatch, epoch: u64) -> Value {
+fn body(action: &ActionConfig, d: &Dispatch, epoch: u64) -> Value {
     json!({
         "action": action.name, "service": d.seen.service, "member": d.seen.member, "facet": d.seen.facet,
         "kind": d.seen.kind, "target": d.seen.target, "divergence_id": d.seen.id, "attempt": d.attempt,
@@ -664,7 +709,7 @@ fn body(action: &ActionConfig, d: &coherd_reconcile::Dispatch, epoch: u64) -> Va
 async fn perform(
     client: &reqwest::Client,
     action: &ActionConfig,
-    d: &coherd_reconcile::Dispatch,
+    d: &Dispatch,
     epoch: u64,
 ) -> Outcome {
     let body = body(action, d, epoch);
@@ -698,12 +743,7 @@ async fn perform(
 }
 
 /// Runs the program with `{placeholders}` filled in and the body on standard input.
-async fn exec(
-    e: &coherd_reconcile::ExecConfig,
-    body: &Value,
-    d: &coherd_reconcile::Dispatch,
-    epoch: u64,
-) -> Outcome {
+async fn exec(e: &coherd_reconcile::ExecConfig, body: &Value, d: &Dispatch, epoch: u64) -> Outcome {
     use tokio::io::AsyncWriteExt;
     let fill = |arg: &str| {
         let s = |v: &Option<String>| v.clone().unwrap_or_default();

@@ -193,6 +193,17 @@ pub struct Fence {
     pub epoch: u64,
 }
 
+/// One item of a controller's state: written when `value` is `Some`,
+/// deleted when `None`. A controller keeps its state as many items so a
+/// change writes only what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateItem {
+    /// The item's key, unique within the controller.
+    pub key: String,
+    /// Its bytes; `None` deletes it.
+    pub value: Option<Vec<u8>>,
+}
+
 /// A lease as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseInfo {

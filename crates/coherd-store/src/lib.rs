@@ -87,7 +87,7 @@ mod sqlite;
 
 pub use entry::{
     AuditQuery, AuditRecord, CheckpointInfo, Entry, Episode, EpisodeQuery, Fence, IntentRevision,
-    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, TimelineQuery, TruncateStats,
+    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, StateItem, TimelineQuery, TruncateStats,
 };
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
@@ -220,21 +220,21 @@ pub trait Store: Send {
     fn lease(&mut self, name: &str) -> Result<Option<LeaseInfo>, StoreError>;
 
     /// In one transaction: checks that `fence` is current, appends `audit`
-    /// and, when given, replaces the controller's `state`. Returns the audit
-    /// records' ids. [`StoreError::Fenced`] (and nothing stored) when another
-    /// acquisition raised the lease's epoch.
+    /// and writes or deletes the controller's `state` items. Returns the
+    /// audit records' ids. [`StoreError::Fenced`] (and nothing stored) when
+    /// another acquisition raised the lease's epoch.
     fn record_fenced(
         &mut self,
         fence: &Fence,
         audit: &[NewAudit],
-        state: Option<&[u8]>,
+        state: &[StateItem],
     ) -> Result<Vec<u64>, StoreError>;
 
     /// Appends `audit` without a fence: for records of what was refused.
     fn append_audit(&mut self, audit: &[NewAudit]) -> Result<Vec<u64>, StoreError>;
 
-    /// The state controller `name` last recorded.
-    fn controller_state(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The state items controller `name` recorded, by key.
+    fn controller_state(&mut self, name: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// The audit records `query` selects, newest first.
     fn audit(&mut self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;

@@ -145,7 +145,11 @@ fn read_call(
 /// with `extra` lines added to the action.
 fn start(name: &str, hook: &str, extra: &str) -> Server {
     let dir = temp_dir(name);
-    let verify = if extra.contains("verify_within") { "" } else { "      verify_within: 20s\n" };
+    let verify = if extra.contains("verify_within") {
+        ""
+    } else {
+        "      verify_within: 20s\n"
+    };
     std::fs::write(dir.join("intent.yaml"), INTENT).unwrap();
     std::fs::write(
         dir.join("coherd.yaml"),

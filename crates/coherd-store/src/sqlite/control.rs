@@ -7,7 +7,7 @@ use coherd_model::Time;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::error::{Op, db_error};
-use crate::{AuditQuery, AuditRecord, Fence, LeaseInfo, NewAudit, StoreError};
+use crate::{AuditQuery, AuditRecord, Fence, LeaseInfo, NewAudit, StateItem, StoreError};
 
 /// Audit rows deleted per transaction while pruning.
 const DELETE_CHUNK: i64 = 10_000;
@@ -130,7 +130,7 @@ pub(crate) fn record(
     path: &Path,
     fence: &Fence,
     audit: &[NewAudit],
-    state: Option<&[u8]>,
+    state: &[StateItem],
 ) -> Result<Vec<u64>, StoreError> {
     let write_err = |e| db_error(path, e, Op::Write);
     let tx = conn
@@ -138,13 +138,23 @@ pub(crate) fn record(
         .map_err(write_err)?;
     check(&tx, fence).map_err(write_err)??;
     let ids = insert_audit(&tx, audit).map_err(write_err)?;
-    if let Some(state) = state {
-        tx.execute(
-            "INSERT INTO controller_state (name, epoch, state) VALUES (?1, ?2, ?3)
-             ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch, state = excluded.state",
-            params![fence.name, fence.epoch as i64, state],
-        )
-        .map_err(write_err)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT INTO controller_state (name, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, key) DO UPDATE SET value = excluded.value",
+            )
+            .map_err(write_err)?;
+        let mut delete = tx
+            .prepare_cached("DELETE FROM controller_state WHERE name = ?1 AND key = ?2")
+            .map_err(write_err)?;
+        for item in state {
+            match &item.value {
+                Some(v) => put.execute(params![fence.name, item.key, v]),
+                None => delete.execute(params![fence.name, item.key]),
+            }
+            .map_err(write_err)?;
+        }
     }
     tx.commit().map_err(write_err)?;
     Ok(ids)
@@ -168,10 +178,15 @@ pub(crate) fn state(
     conn: &Connection,
     path: &Path,
     name: &str,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    conn.prepare_cached("SELECT state FROM controller_state WHERE name = ?1")
-        .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional())
-        .map_err(|e| db_error(path, e, Op::Read))
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let read = |e| db_error(path, e, Op::Read);
+    let mut stmt = conn
+        .prepare_cached("SELECT key, value FROM controller_state WHERE name = ?1 ORDER BY key")
+        .map_err(read)?;
+    let rows = stmt
+        .query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(read)?;
+    rows.collect::<Result<_, _>>().map_err(read)
 }
 
 pub(crate) fn audit(
@@ -230,7 +245,14 @@ pub(crate) fn prune(conn: &mut Connection, path: &Path, before: Time) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use crate::{AuditQuery, Fence, NewAudit, SqliteStore, Store, StoreError, Time};
+    use crate::{AuditQuery, Fence, NewAudit, SqliteStore, StateItem, Store, StoreError, Time};
+
+    fn item(key: &str, value: Option<&[u8]>) -> StateItem {
+        StateItem {
+            key: key.into(),
+            value: value.map(<[u8]>::to_vec),
+        }
+    }
     use std::time::Duration;
 
     fn audit(decision: &str) -> NewAudit {
@@ -263,7 +285,11 @@ mod tests {
             epoch: 1,
         };
         store
-            .record_fenced(&old, &[audit("dispatched")], Some(b"one"))
+            .record_fenced(
+                &old,
+                &[audit("dispatched")],
+                &[item("meta", Some(b"one")), item("task/a", Some(b"a"))],
+            )
             .unwrap();
         // a lapses; b takes over with the next epoch.
         let later = t.add(Duration::from_secs(16));
@@ -271,7 +297,8 @@ mod tests {
             store.acquire_lease("reconciler", "b", later, ttl).unwrap(),
             Some(2)
         );
-        let refused = store.record_fenced(&old, &[audit("succeeded")], Some(b"two"));
+        let refused =
+            store.record_fenced(&old, &[audit("succeeded")], &[item("meta", Some(b"two"))]);
         assert!(
             matches!(
                 refused,
@@ -284,9 +311,30 @@ mod tests {
             "{refused:?}"
         );
         assert!(store.renew_lease(&old, later, ttl).is_err());
+        let state = store.controller_state("reconciler").unwrap();
         assert_eq!(
-            store.controller_state("reconciler").unwrap().unwrap(),
-            b"one"
+            state,
+            [
+                ("meta".to_string(), b"one".to_vec()),
+                ("task/a".to_string(), b"a".to_vec())
+            ]
+        );
+        // Under the new fence, items are replaced and deleted one by one.
+        let new = Fence {
+            holder: "b".into(),
+            epoch: 2,
+            ..old.clone()
+        };
+        store
+            .record_fenced(
+                &new,
+                &[],
+                &[item("task/a", None), item("meta", Some(b"three"))],
+            )
+            .unwrap();
+        assert_eq!(
+            store.controller_state("reconciler").unwrap(),
+            [("meta".to_string(), b"three".to_vec())]
         );
         let all = store
             .audit(&AuditQuery {

@@ -14,8 +14,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::{
     AuditQuery, AuditRecord, CheckpointInfo, Entry, Episode, EpisodeQuery, Fence, IntentRevision,
-    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, Store, StoreError, Time, TimelineQuery,
-    TruncateStats,
+    LeaseInfo, MemberEvent, NewAudit, NewEntry, SliMinute, StateItem, Store, StoreError, Time,
+    TimelineQuery, TruncateStats,
 };
 use error::{Op, db_error};
 
@@ -204,7 +204,7 @@ impl Store for SqliteStore {
         &mut self,
         fence: &Fence,
         audit: &[NewAudit],
-        state: Option<&[u8]>,
+        state: &[StateItem],
     ) -> Result<Vec<u64>, StoreError> {
         control::record(&mut self.conn, &self.path, fence, audit, state)
     }
@@ -213,7 +213,7 @@ impl Store for SqliteStore {
         control::append_audit(&mut self.conn, &self.path, audit)
     }
 
-    fn controller_state(&mut self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn controller_state(&mut self, name: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         control::state(&self.conn, &self.path, name)
     }
 

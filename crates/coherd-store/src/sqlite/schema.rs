@@ -147,10 +147,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE TABLE controller_state (
-        name  TEXT PRIMARY KEY,
-        epoch INTEGER NOT NULL,
-        -- The controller's state, opaque to the store.
-        state BLOB    NOT NULL
+        name  TEXT NOT NULL,
+        -- One item of the controller's state, opaque to the store.
+        key   TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (name, key)
     ) STRICT, WITHOUT ROWID;
     CREATE TABLE audit (
         id       INTEGER PRIMARY KEY AUTOINCREMENT,
