@@ -409,6 +409,85 @@ pub(crate) fn document() -> Value {
             },
         ),
         (
+            "/v1/reconcile",
+            "get",
+            Op {
+                summary: "The reconcile loop: its lease and fencing epoch, the pause, each action's rollouts by service (wave, halt, tasks by phase) and SLIs (success rate, mean time to repair, actions per repair), and the quarantine",
+                auth: Auth::Scope,
+                params: vec![],
+                body: None,
+                ok: vec![("200", "status", json_content(object()))],
+                errors: &[],
+            },
+        ),
+        (
+            "/v1/reconcile/pause",
+            "post",
+            Op {
+                summary: "Emergency stop (admin): nothing more is dispatched, everywhere or to one service; takes effect before the next dispatch",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(json!({"required": false, "content": json_content(json!({"$ref": "#/components/schemas/ReconcileScope"}))})),
+                ok: vec![("200", "{decisions}", json_content(object()))],
+                errors: &["400", "408", "413", "503"],
+            },
+        ),
+        (
+            "/v1/reconcile/resume",
+            "post",
+            Op {
+                summary: "Lift the pause and the halts a failed verification left (admin), everywhere or for one service",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(json!({"required": false, "content": json_content(json!({"$ref": "#/components/schemas/ReconcileScope"}))})),
+                ok: vec![("200", "{decisions}", json_content(object()))],
+                errors: &["400", "408", "413", "503"],
+            },
+        ),
+        (
+            "/v1/reconcile/release",
+            "post",
+            Op {
+                summary: "End a subject's quarantine (admin)",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(json!({"required": true, "content": json_content(json!({"$ref": "#/components/schemas/ReconcileRelease"}))})),
+                ok: vec![("200", "{decisions}", json_content(object()))],
+                errors: &["400", "404", "408", "413", "503"],
+            },
+        ),
+        (
+            "/v1/reconcile/outcome",
+            "post",
+            Op {
+                summary: "How an action an executor accepted ended (admin), with the fencing epoch it was given; an older epoch is refused (409) and audited",
+                auth: Auth::Scope,
+                params: vec![],
+                body: Some(json!({"required": true, "content": json_content(json!({"$ref": "#/components/schemas/ReconcileOutcome"}))})),
+                ok: vec![("200", "{decisions}", json_content(object()))],
+                errors: &["400", "404", "408", "409", "413", "422", "503"],
+            },
+        ),
+        (
+            "/v1/audit",
+            "get",
+            Op {
+                summary: "The reconcile loop's decisions, newest first: planned, skipped (and why), dispatched, succeeded, failed, verified, unverified, gave up, quarantined, halted, refused; with epoch, attempt, idempotency key and evidence",
+                auth: Auth::Scope,
+                params: [
+                    query("service", "only this service's", json!({"type": "string"})),
+                    query("member", "only this member's", json!({"type": "string"})),
+                    query("action", "only this action's", json!({"type": "string"})),
+                ]
+                .into_iter()
+                .chain(paging("^[0-9]{1,19}$"))
+                .collect(),
+                body: None,
+                ok: vec![("200", "decisions", json_content(list()))],
+                errors: &["400"],
+            },
+        ),
+        (
             "/v1/dephase/{service}/{job}",
             "get",
             Op {
@@ -575,7 +654,16 @@ pub(crate) fn document() -> Value {
                         "pattern": "^[A-Za-z_][A-Za-z0-9_]*(=|!=|=~|!~)"}},
                     "starts_at": time(), "ends_at": time(),
                     "duration": {"type": "string"}, "comment": {"type": "string"}, "created_by": {"type": "string"}},
-                    "additionalProperties": false}
+                    "additionalProperties": false},
+                "ReconcileScope": {"type": "object", "properties": {
+                    "service": nullable(json!({"type": "string"}))}, "additionalProperties": false},
+                "ReconcileRelease": {"type": "object", "required": ["divergence_id"], "properties": {
+                    "divergence_id": {"type": "string"}}, "additionalProperties": false},
+                "ReconcileOutcome": {"type": "object", "required": ["idempotency_key", "fencing_epoch", "outcome"], "properties": {
+                    "idempotency_key": {"type": "string", "maxLength": 128},
+                    "fencing_epoch": {"type": "integer", "minimum": 0},
+                    "outcome": {"type": "string", "enum": ["succeeded", "failed"]},
+                    "detail": {"type": "string", "maxLength": 4096}}, "additionalProperties": false}
             }
         },
         "security": [{"bearer": []}],

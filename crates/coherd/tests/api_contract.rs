@@ -29,7 +29,11 @@ fn schemathesis_finds_the_server_true_to_its_openapi_document() {
     let config = dir.join("coherd.yaml");
     std::fs::write(
         &config,
-        format!("tokens:\n  - {{token: \"{TOKEN}\", scopes: [admin]}}\n"),
+        format!(
+            "tokens:\n  - {{token: \"{TOKEN}\", scopes: [admin]}}\n\
+             reconcile:\n  lease_ttl: 2s\n  actions:\n    - name: fix\n      match: {{kind: drift}}\n      \
+             webhook: {{url: \"http://127.0.0.1:9/fix\"}}\n      dry_run: true\n"
+        ),
     )
     .unwrap();
     let server = Server::start(&dir, &["--config", &config.display().to_string()]);

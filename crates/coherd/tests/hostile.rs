@@ -663,3 +663,135 @@ fn a_token_bound_to_member_patterns_cannot_report_as_another_member() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"web-[0\""), "{err}");
 }
+
+/// The reconcile controls: admin only, bodies bounded and strict, an
+/// outcome under a made-up key or epoch changes nothing, and the audit's
+/// paging refuses what it did not give.
+#[test]
+fn reconcile_controls_refuse_what_is_wrong_and_stay_up() {
+    let s = start_with_config(
+        "hostile-reconcile",
+        &format!(
+            "tokens:\n  - {{token: {ADMIN}, scopes: [admin]}}\n  - {{token: {READ}, scopes: [read]}}\n\
+             reconcile:\n  lease_ttl: 2s\n  actions:\n    - name: fix\n      match: {{kind: drift}}\n      \
+             webhook: {{url: \"http://127.0.0.1:9/fix\"}}\n"
+        ),
+    );
+    let send = |path: &str, token: &str, body: &[u8]| {
+        let auth = format!("Bearer {token}");
+        request(
+            "POST",
+            &format!("{}{path}", s.url),
+            &[
+                ("Content-Type", "application/json"),
+                ("Authorization", &auth),
+            ],
+            body,
+        )
+        .unwrap()
+    };
+    let (status, body) = send("/v1/reconcile/pause", READ, b"{}");
+    assert_eq!(status, 403, "a read token cannot stop the loop: {body}");
+    let huge = format!("{{\"service\": \"{}\"}}", "x".repeat(20 << 10));
+    assert_eq!(send("/v1/reconcile/pause", ADMIN, huge.as_bytes()).0, 413);
+    let (status, body) = send("/v1/reconcile/pause", ADMIN, b"{\"servic\": \"a\"}");
+    assert_eq!(status, 400);
+    assert!(body.contains("servic"), "{body}");
+    let (status, body) = send("/v1/reconcile/resume", ADMIN, b"[[[[[[[[[[[[");
+    assert_eq!(status, 400, "{body}");
+    let long_key =
+        json!({"idempotency_key": "k".repeat(200), "fencing_epoch": 1, "outcome": "failed"});
+    assert_eq!(
+        send(
+            "/v1/reconcile/outcome",
+            ADMIN,
+            long_key.to_string().as_bytes()
+        )
+        .0,
+        422
+    );
+    let bad_outcome = json!({"idempotency_key": "k", "fencing_epoch": 1, "outcome": "maybe"});
+    assert_eq!(
+        send(
+            "/v1/reconcile/outcome",
+            ADMIN,
+            bad_outcome.to_string().as_bytes()
+        )
+        .0,
+        400
+    );
+    let huge_epoch = br#"{"idempotency_key": "k", "fencing_epoch": 99999999999999999999999, "outcome": "failed"}"#;
+    assert_eq!(send("/v1/reconcile/outcome", ADMIN, huge_epoch).0, 400);
+    // Once the loop runs: an unknown key is 404, an old epoch 409 (and audited).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let auth = format!("Bearer {READ}");
+        let (_, body) = request(
+            "GET",
+            &format!("{}/v1/reconcile", s.url),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        if serde_json::from_str::<Value>(&body).unwrap()["running"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop did not start: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let unknown = json!({"idempotency_key": "nope", "fencing_epoch": 1, "outcome": "failed"});
+    assert_eq!(
+        send(
+            "/v1/reconcile/outcome",
+            ADMIN,
+            unknown.to_string().as_bytes()
+        )
+        .0,
+        404
+    );
+    let stale = json!({"idempotency_key": "nope", "fencing_epoch": 0, "outcome": "succeeded"});
+    assert_eq!(
+        send("/v1/reconcile/outcome", ADMIN, stale.to_string().as_bytes()).0,
+        409
+    );
+    let release = json!({"divergence_id": "drift:x:y:z"});
+    assert_eq!(
+        send(
+            "/v1/reconcile/release",
+            ADMIN,
+            release.to_string().as_bytes()
+        )
+        .0,
+        404
+    );
+    let auth = format!("Bearer {READ}");
+    for query in ["cursor=abc", "limit=0", "limit=5000", "colour=red"] {
+        let (status, body) = request(
+            "GET",
+            &format!("{}/v1/audit?{query}", s.url),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+    let (status, body) = request(
+        "GET",
+        &format!("{}/v1/audit", s.url),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let audit: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|d| d["decision"] == "refused" && d["epoch"] == 0),
+        "{audit:?}"
+    );
+    alive(&s);
+}
