@@ -249,22 +249,15 @@ impl Control {
         };
         if epoch != held.fence.epoch {
             let current = held.fence.epoch;
-            let task = held.reconciler.state.tasks.get(key);
-            let mut d = Decision::control(
-                now,
-                "refused",
-                task.map_or("", |t| t.action.as_str()),
-                task.map_or("", |t| t.seen.service.as_str()),
-                Some(format!(
-                    "an outcome ({outcome:?}) reported under fencing epoch {epoch}; the reconciler is at epoch {current}"
-                )),
-            );
-            d.idempotency_key = Some(key.to_string());
-            d.member = task.and_then(|t| t.seen.member.clone());
-            d.divergence_id = task.map(|t| t.seen.id.clone());
-            let audit = audit_entries(&[d], epoch);
+            let stale = Reported {
+                epoch,
+                key: key.to_string(),
+                attempt: 0,
+                outcome,
+            };
+            let audit = refusal(&held.reconciler.state, &stale, current, now);
             self.store()
-                .append_audit(&audit)
+                .append_audit(&[audit])
                 .map_err(ControlError::Store)?;
             return Err(ControlError::Stale { epoch, current });
         }
@@ -346,12 +339,7 @@ impl Control {
         let mut refused = Vec::new();
         for r in outcomes {
             if r.epoch != held.fence.epoch {
-                refused.push(stale_outcome(
-                    &held.reconciler.state,
-                    &r,
-                    held.fence.epoch,
-                    now,
-                ));
+                refused.push(refusal(&held.reconciler.state, &r, held.fence.epoch, now));
                 continue;
             }
             decisions.extend(
@@ -475,6 +463,17 @@ impl Control {
             .unwrap_or_default()
     }
 
+    /// A clean stop: lets the lease lapse now, so the next start acts at once.
+    fn stop(&self) {
+        let mut inner = self.lock();
+        if let Some(held) = inner.held.take() {
+            if let Err(e) = self.store().release_lease(&held.fence) {
+                tracing::warn!(error = %e, "cannot release the reconciler lease; a successor waits for it to lapse");
+            }
+            self.metrics.epoch.set(0);
+        }
+    }
+
     /// Deletes audit records past their retention.
     fn prune(&self) {
         let retention = self.policy().config.audit_retention;
@@ -495,7 +494,9 @@ impl Control {
     }
 }
 
-fn stale_outcome(state: &State, r: &Reported, current: u64, now: Time) -> NewAudit {
+/// The audit record of an outcome refused because it carries epoch
+/// `r.epoch`, not the `current` one: stamped with the epoch it carried.
+fn refusal(state: &State, r: &Reported, current: u64, now: Time) -> NewAudit {
     let task = state.tasks.get(&r.key);
     let mut d = Decision::control(
         now,
@@ -503,12 +504,14 @@ fn stale_outcome(state: &State, r: &Reported, current: u64, now: Time) -> NewAud
         task.map_or("", |t| t.action.as_str()),
         task.map_or("", |t| t.seen.service.as_str()),
         Some(format!(
-            "outcome {:?} of an attempt dispatched under fencing epoch {}; the reconciler is at epoch {current}",
+            "outcome {:?} under fencing epoch {}; the reconciler is at epoch {current}",
             r.outcome, r.epoch
         )),
     );
     d.idempotency_key = Some(r.key.clone());
     d.attempt = r.attempt;
+    d.member = task.and_then(|t| t.seen.member.clone());
+    d.divergence_id = task.map(|t| t.seen.id.clone());
     audit_entries(&[d], r.epoch).remove(0)
 }
 
@@ -836,6 +839,7 @@ pub(crate) fn start(
                     .collect();
                 outcomes.extend(rx.try_iter());
                 if *stop.borrow() {
+                    control.stop();
                     return;
                 }
                 control.step(&shared, outcomes, &dispatcher);

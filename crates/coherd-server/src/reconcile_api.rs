@@ -139,22 +139,16 @@ pub(crate) async fn release(
     state.tokens.check(&headers, Scope::Admin)?;
     let r: Release = parse(&state, body, "release request").await?;
     let id = r.divergence_id.clone();
-    let mut found = false;
     let decisions = control(&state, move |c| {
-        c.command(|rec, now| {
-            let d = rec.release(&r.divergence_id, now);
-            found = d.is_some();
-            d.into_iter().collect()
-        })
-        .map(|v| (v, found))
+        c.command(|rec, now| rec.release(&r.divergence_id, now).into_iter().collect())
     })
     .await?;
-    if !decisions.1 {
+    if decisions.as_array().is_none_or(Vec::is_empty) {
         return Err(ApiError::NotFound(format!(
             "{id:?} is not quarantined; GET /v1/reconcile lists the quarantine"
         )));
     }
-    Ok(Json(json!({"decisions": decisions.0})).into_response())
+    Ok(Json(json!({"decisions": decisions})).into_response())
 }
 
 /// Body of `POST /v1/reconcile/outcome`.

@@ -357,20 +357,26 @@ async fn watch_intent(state: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Reads the `reconcile:` section of the config file again on SIGHUP; an
-/// invalid one is refused whole and the running policy stays.
-async fn reload_reconcile(state: AppState, mut stop: watch::Receiver<bool>) {
-    let Some(path) = state.config.file.clone() else {
-        return;
-    };
+/// Calls `reload` on every SIGHUP until `stop`.
+async fn on_hangup(mut stop: watch::Receiver<bool>, mut reload: impl FnMut()) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => {}
+            _ = hup.recv() => reload(),
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Reads the `reconcile:` section of the config file again on SIGHUP; an
+/// invalid one is refused whole and the running policy stays.
+async fn reload_reconcile(state: AppState, stop: watch::Receiver<bool>) {
+    let Some(path) = state.config.file.clone() else {
+        return;
+    };
+    on_hangup(stop, || {
         match ServerConfig::from_file(&path).and_then(|c| c.reconcile_policy()) {
             Ok(policy) => {
                 let actions = policy.actions().len();
@@ -381,26 +387,19 @@ async fn reload_reconcile(state: AppState, mut stop: watch::Receiver<bool>) {
                 tracing::error!(error = %e, "the reconcile config is invalid; the running policy stays in force")
             }
         }
-    }
+    })
+    .await
 }
 
 /// Reads the TLS certificate and key again on SIGHUP (after a renewal).
-async fn reload_tls(tls: Arc<Tls>, mut stop: watch::Receiver<bool>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {}
-            _ = stop.changed() => return,
+async fn reload_tls(tls: Arc<Tls>, stop: watch::Receiver<bool>) {
+    on_hangup(stop, || match tls.reload() {
+        Ok(()) => tracing::info!("TLS certificate reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate not reloaded; the one in use stays")
         }
-        match tls.reload() {
-            Ok(()) => tracing::info!("TLS certificate reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "TLS certificate not reloaded; the one in use stays")
-            }
-        }
-    }
+    })
+    .await
 }
 
 /// Completes on SIGTERM or Ctrl-C.

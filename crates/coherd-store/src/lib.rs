@@ -216,6 +216,10 @@ pub trait Store: Send {
         ttl: std::time::Duration,
     ) -> Result<(), StoreError>;
 
+    /// Lets the lease `fence` holds lapse now (a clean stop), so a successor
+    /// need not wait out its time to live; nothing when the fence is stale.
+    fn release_lease(&mut self, fence: &Fence) -> Result<(), StoreError>;
+
     /// Lease `name` as stored, held or lapsed.
     fn lease(&mut self, name: &str) -> Result<Option<LeaseInfo>, StoreError>;
 

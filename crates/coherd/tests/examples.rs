@@ -5,6 +5,21 @@
 
 use std::path::Path;
 
+/// Runs `coherd ARGS PATH` and fails the test, with its output, unless it succeeds.
+fn checks(args: &[&str], path: &Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn every_example_intent_checks_and_is_listed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
@@ -15,17 +30,7 @@ fn every_example_intent_checks_and_is_listed() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-            .args(["intent", "check"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
-        );
+        checks(&["intent", "check"], &path);
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(
             readme.contains(&format!("`{name}`")),
@@ -43,17 +48,7 @@ fn every_example_server_config_checks_and_is_listed() {
     let mut checked = 0;
     for entry in std::fs::read_dir(dir.join("config")).unwrap() {
         let path = entry.unwrap().path();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-            .args(["serve", "--check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
-        );
+        checks(&["serve", "--check", "--config"], &path);
         let name = format!("config/{}", path.file_name().unwrap().to_string_lossy());
         assert!(
             readme.contains(&format!("`{name}`")),

@@ -103,6 +103,15 @@ pub(crate) fn renew(
     tx.commit().map_err(write_err)
 }
 
+pub(crate) fn release(conn: &Connection, path: &Path, fence: &Fence) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2 AND epoch = ?3",
+        params![fence.name, fence.holder, fence.epoch as i64],
+    )
+    .map(|_| ())
+    .map_err(|e| db_error(path, e, Op::Write))
+}
+
 fn insert_audit(tx: &Connection, audit: &[NewAudit]) -> rusqlite::Result<Vec<u64>> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO audit (at, epoch, action, service, member, decision, record)
@@ -311,6 +320,12 @@ mod tests {
             "{refused:?}"
         );
         assert!(store.renew_lease(&old, later, ttl).is_err());
+        store.release_lease(&old).unwrap();
+        assert_eq!(
+            store.lease("reconciler").unwrap().unwrap().holder,
+            "b",
+            "a stale release changes nothing"
+        );
         let state = store.controller_state("reconciler").unwrap();
         assert_eq!(
             state,

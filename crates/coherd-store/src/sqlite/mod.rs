@@ -196,6 +196,10 @@ impl Store for SqliteStore {
         control::renew(&mut self.conn, &self.path, fence, now, ttl)
     }
 
+    fn release_lease(&mut self, fence: &Fence) -> Result<(), StoreError> {
+        control::release(&self.conn, &self.path, fence)
+    }
+
     fn lease(&mut self, name: &str) -> Result<Option<LeaseInfo>, StoreError> {
         control::lease(&self.conn, &self.path, name)
     }
