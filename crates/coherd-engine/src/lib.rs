@@ -87,7 +87,8 @@ pub use jobs::{
     WINDOW_PERIODS,
 };
 pub use output::{
-    FacetDistribution, JobStats, MemberView, MembersPage, START_SLOTS, ServiceSummary, Why,
+    FacetDistribution, JobStats, LeaseView, MemberView, MembersPage, START_SLOTS, ServiceSummary,
+    Why,
 };
 pub use schedule::{JobSlot, SlotError};
 pub use sli::{

@@ -34,6 +34,9 @@ pub struct ServiceSummary {
 pub struct FacetDistribution {
     /// The target, if the facet has one.
     pub target: Option<String>,
+    /// When the target last changed (the start of its rollout), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_since: Option<Time>,
     /// Members per value.
     pub values: BTreeMap<String, u32>,
 }
@@ -64,6 +67,23 @@ pub struct MemberView {
     /// Why it is not coherent, one entry per reason (empty when it is).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_coherent: Vec<Why>,
+    /// How each targeted facet stands: `at_target`, `converging`, `lagging`,
+    /// `foreign`, or `unknown` when the member does not report it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub facet_states: BTreeMap<String, &'static str>,
+}
+
+/// A lease a member holds, as it last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseView {
+    /// The exclusive resource.
+    pub resource: String,
+    /// The member holding it.
+    pub member: String,
+    /// Its fencing epoch.
+    pub epoch: u64,
+    /// When it expires.
+    pub expires: Time,
 }
 
 /// One reason a member is not coherent.
@@ -144,11 +164,9 @@ impl Engine {
             s.columns
                 .iter()
                 .map(|c| {
-                    let target = c
-                        .rule
-                        .as_ref()
-                        .filter(|r| r.targeted())
-                        .map(|r| self.syms.resolve(r.target).to_string());
+                    let rule = c.rule.as_ref().filter(|r| r.targeted());
+                    let target = rule.map(|r| self.syms.resolve(r.target).to_string());
+                    let target_since = rule.map(|r| r.tc);
                     let values = c
                         .counts
                         .iter()
@@ -156,7 +174,11 @@ impl Engine {
                         .collect();
                     (
                         self.syms.resolve(c.facet).to_string(),
-                        FacetDistribution { target, values },
+                        FacetDistribution {
+                            target,
+                            target_since,
+                            values,
+                        },
                     )
                 })
                 .collect(),
@@ -169,6 +191,32 @@ impl Engine {
             return false;
         };
         self.services[svc].slot_of(m).is_some()
+    }
+
+    /// The leases a service's members hold, as each last reported them, by
+    /// resource then highest epoch first.
+    pub fn leases(&self, service: &str) -> Option<Vec<LeaseView>> {
+        let s = &self.services[self.svc(service)?];
+        let mut out: Vec<LeaseView> = s
+            .members
+            .iter()
+            .filter(|m| !m.has(flag::REMOVED))
+            .flat_map(|m| {
+                let held = m
+                    .extra
+                    .as_ref()
+                    .map(|x| x.leases.as_slice())
+                    .unwrap_or_default();
+                held.iter().map(move |l| LeaseView {
+                    resource: self.syms.resolve(l.resource).to_string(),
+                    member: self.syms.resolve(m.name).to_string(),
+                    epoch: l.epoch,
+                    expires: l.expires,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.resource.cmp(&b.resource).then(b.epoch.cmp(&a.epoch)));
+        Some(out)
     }
 
     /// How synchronised each declared periodic job of a service is now, by job name.
@@ -291,6 +339,20 @@ impl Engine {
             } else {
                 self.why_not_coherent(svc, slot)
             },
+            facet_states: s
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let rule = c.rule.as_ref().filter(|r| r.targeted())?;
+                    let v = c.values[slot];
+                    let state = if v == NONE {
+                        "unknown"
+                    } else {
+                        rule.classify(v, self.now).as_str()
+                    };
+                    Some((self.syms.resolve(c.facet).to_string(), state))
+                })
+                .collect(),
         }
     }
 

@@ -322,7 +322,7 @@ fn check_service(service: &str) -> ApiResult<()> {
 }
 
 /// Reads the history off the engine and the writer.
-async fn read_history<T: Send + 'static>(
+pub(crate) async fn read_history<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(&mut coherd_store::SqliteStore) -> Result<T, coherd_store::StoreError>
     + Send

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::auth::Tokens;
 use crate::config::ServerConfig;
 use crate::pipeline::{Shared, Writer};
-use crate::{alerting, api, dephase, reconcile_api};
+use crate::{alerting, api, dephase, reconcile_api, ui};
 
 /// Shared by every handler: cheap to clone.
 #[derive(Clone)]
@@ -75,6 +75,16 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/audit", get(reconcile_api::get_audit))
         .route("/v1/intent", get(api::get_intent).put(api::put_intent))
         .route("/v1/openapi.json", get(api::openapi))
+        .route(
+            "/ui",
+            get(|| async { axum::response::Redirect::permanent("/ui/") }),
+        )
+        .route("/ui/", get(ui::executive))
+        .route("/ui/oncall", get(ui::oncall))
+        .route("/ui/services/{service}", get(ui::service))
+        .route("/ui/services/{service}/members/{member}", get(ui::member))
+        .route("/ui/assets/{name}", get(ui::asset))
+        .route("/ui/login", get(ui::login_form).post(ui::login))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

@@ -130,6 +130,19 @@ impl Tokens {
         Ok(())
     }
 
+    /// Whether `token` is a configured token with the read scope (or admin).
+    pub(crate) fn reads(&self, token: &str) -> bool {
+        let mut found = false;
+        for t in &self.0 {
+            if bool::from(t.entry.token.as_bytes().ct_eq(token.trim().as_bytes()))
+                && (t.entry.scopes.contains(&Scope::Read) || t.entry.scopes.contains(&Scope::Admin))
+            {
+                found = true;
+            }
+        }
+        found
+    }
+
     /// Checks the request's bearer token for `scope`; the position of the
     /// token that matched (none when tokens are off).
     pub(crate) fn check(
@@ -140,10 +153,19 @@ impl Tokens {
         if self.0.is_empty() {
             return Ok(None);
         }
-        let given = headers
+        let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // The dashboards' cookie stands for a token on reads only: a page
+        // another site makes the browser load can read nothing it is shown,
+        // and can change nothing.
+        let given = bearer
+            .or_else(|| {
+                (scope == Scope::Read)
+                    .then(|| cookie(headers, UI_COOKIE))
+                    .flatten()
+            })
             .ok_or(ApiError::Unauthorized)?;
         let mut found = None;
         for (i, t) in self.0.iter().enumerate() {
@@ -159,4 +181,20 @@ impl Tokens {
             Err(ApiError::Forbidden(scope))
         }
     }
+}
+
+/// The cookie the dashboards' sign-in sets: a read token, `HttpOnly`,
+/// `SameSite=Strict`, sent only to this server's paths.
+pub(crate) const UI_COOKIE: &str = "coherd_token";
+
+/// The value of cookie `name` in the request, if any.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }

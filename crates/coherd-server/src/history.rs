@@ -207,19 +207,20 @@ fn minute_of(t: Time) -> Time {
 /// not every window (those are on `/v1/services/{service}/slis` and `/metrics`).
 fn sli_minutes(shared: &Shared, minute: Time) -> Vec<SliMinute> {
     // Computed under the engine lock, written out after.
-    let slis: Vec<(String, u32, coherd_engine::ServiceSlis)> = {
+    let slis: Vec<(String, u32, coherd_engine::ServiceSlis, AtTarget)> = {
         let mut engine = shared.engine();
         let services = engine.services();
         services
             .into_iter()
             .filter_map(|s| {
                 let slis = engine.service_slis(&s.service)?;
-                Some((s.service, s.open_divergences, slis))
+                let at_target = at_target(engine.facet_distributions(&s.service));
+                Some((s.service, s.open_divergences, slis, at_target))
             })
             .collect()
     };
     slis.into_iter()
-        .map(|(service, open, s)| {
+        .map(|(service, open, s, at_target)| {
             let exposure: std::collections::BTreeMap<&str, Option<f64>> = s
                 .exposure
                 .iter()
@@ -236,12 +237,35 @@ fn sli_minutes(shared: &Shared, minute: Time) -> Vec<SliMinute> {
                 "phase_mismatch_rate": s.phase_mismatch_rate,
                 "flap_frequency": s.flap_frequency,
                 "exposure": exposure,
+                "at_target": at_target,
             });
             SliMinute {
                 service,
                 minute,
                 record: record.to_string(),
             }
+        })
+        .collect()
+}
+
+/// Per targeted facet, the share of members reporting at its target.
+type AtTarget = std::collections::BTreeMap<String, f64>;
+
+fn at_target(
+    facets: Option<std::collections::BTreeMap<String, coherd_engine::FacetDistribution>>,
+) -> AtTarget {
+    facets
+        .into_iter()
+        .flatten()
+        .filter_map(|(facet, d)| {
+            let target = d.target.as_ref()?;
+            let all: u32 = d.values.values().sum();
+            (all > 0).then(|| {
+                (
+                    facet,
+                    f64::from(d.values.get(target).copied().unwrap_or(0)) / f64::from(all),
+                )
+            })
         })
         .collect()
 }

@@ -44,6 +44,7 @@ mod reconcile;
 mod reconcile_api;
 mod run;
 mod tls;
+mod ui;
 
 pub use alerting::NotifyConfig;
 pub use app::{AppState, app};

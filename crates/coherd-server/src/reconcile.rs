@@ -454,6 +454,53 @@ impl Control {
         m.epoch.set(held.fence.epoch as i64);
     }
 
+    /// What the on-call page shows of the loop: remediations under way and
+    /// the quarantine; `None` while the loop does not run here.
+    pub(crate) fn work(
+        &self,
+    ) -> Option<(
+        Vec<coherd_web::RemediationRow>,
+        Vec<coherd_web::QuarantineRow>,
+    )> {
+        let inner = self.lock();
+        let state = &inner.held.as_ref()?.reconciler.state;
+        let under_way = state
+            .tasks
+            .values()
+            .filter_map(|t| {
+                let phase = match t.phase {
+                    Phase::Planned => "planned",
+                    Phase::InFlight => "in flight",
+                    Phase::Succeeded(_) => "awaiting verification",
+                    _ => return None,
+                };
+                Some(coherd_web::RemediationRow {
+                    action: t.action.clone(),
+                    service: t.seen.service.clone(),
+                    member: t.seen.member.clone(),
+                    divergence_id: t.seen.id.clone(),
+                    phase: phase.to_string(),
+                    attempts: t.attempts,
+                    wave: t.wave.map(|w| w + 1),
+                })
+            })
+            .collect();
+        let quarantined = state
+            .subjects
+            .iter()
+            .filter_map(|(id, e)| {
+                let q = e.quarantine.as_ref()?;
+                Some(coherd_web::QuarantineRow {
+                    divergence_id: id.clone(),
+                    service: q.service.clone(),
+                    action: q.action.clone(),
+                    since: q.since,
+                })
+            })
+            .collect();
+        Some((under_way, quarantined))
+    }
+
     /// Per service: rollouts halted and subjects quarantined, for the alerts.
     pub(crate) fn troubles(&self) -> std::collections::BTreeMap<String, (u32, u32)> {
         self.lock()
