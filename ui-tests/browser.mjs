@@ -65,6 +65,15 @@ try {
     await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
   }
 
+  // The member's timeline holds its divergence episode (the history is written within a second or two).
+  let timeline = false;
+  for (let i = 0; i < 10 && !timeline; i++) {
+    await page.goto(server + "/ui/services/checkout/members/c-01", { waitUntil: "load" });
+    timeline = (await page.textContent("main")).includes("opened drift");
+    if (!timeline) await page.waitForTimeout(500);
+  }
+  check(timeline, "the member's timeline does not show its drift episode");
+
   // Live: a new drift appears on the on-call page without a reload, and leaves when resolved.
   await page.goto(server + "/ui/oncall", { waitUntil: "load" });
   await page.waitForSelector("#live:has-text('live')", { timeout: 10000 }).catch(() => failures.push("the stream never connected"));

@@ -488,11 +488,25 @@ pub(crate) async fn member(
         after: None,
         limit: 1000,
     };
-    let events = crate::api::read_history(&state, move |store| store.member_events(&query)).await?;
-    let timeline = events
+    let episodes_query = coherd_store::EpisodeQuery {
+        since: query.since,
+        until: query.until,
+        service: Some(service.clone()),
+        kind: None,
+        open: None,
+        after: None,
+        limit: 10_000,
+    };
+    let (events, episodes) = crate::api::read_history(&state, move |store| {
+        Ok((
+            store.member_events(&query)?,
+            store.episodes(&episodes_query)?,
+        ))
+    })
+    .await?;
+    // The member's divergence episodes: their openings and resolutions, beside its own events.
+    let mut timeline: Vec<(Time, String, serde_json::Value)> = events
         .into_iter()
-        .rev()
-        .take(300)
         .map(|e| {
             (
                 e.at,
@@ -501,6 +515,26 @@ pub(crate) async fn member(
             )
         })
         .collect();
+    for e in episodes.iter().filter(|e| e.id.contains(member.as_str())) {
+        let record: serde_json::Value = serde_json::from_str(&e.record).unwrap_or_default();
+        let about = record["subjects"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|m| m == member.as_str()));
+        if !about {
+            continue;
+        }
+        let brief = serde_json::json!({"id": e.id, "severity": record["severity"], "evidence": record["evidence"]});
+        timeline.push((e.opened_at, format!("opened {}", e.kind), brief.clone()));
+        if let Some(at) = e.resolved_at {
+            timeline.push((
+                at,
+                format!("resolved {}", e.kind),
+                serde_json::json!({"id": e.id}),
+            ));
+        }
+    }
+    timeline.sort_by(|a, b| b.0.cmp(&a.0));
+    timeline.truncate(300);
     let page = web::MemberPage {
         now,
         service,
