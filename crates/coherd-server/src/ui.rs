@@ -533,7 +533,7 @@ pub(crate) async fn member(
             ));
         }
     }
-    timeline.sort_by(|a, b| b.0.cmp(&a.0));
+    timeline.sort_by_key(|e| std::cmp::Reverse(e.0));
     timeline.truncate(300);
     let page = web::MemberPage {
         now,
