@@ -189,23 +189,14 @@ pub(crate) async fn get_service(
     let slis = engine.service_slis(&service);
     // Counted whole; listed only the most severe, oldest first.
     let mut counts: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-    let open_here = engine
-        .divergences()
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.service == service && d.is_open())
-        .map(|(i, d)| {
-            *counts
-                .entry(d.kind.as_str())
-                .or_default()
-                .entry(d.severity.as_str())
-                .or_default() += 1;
-            (Reverse(d.severity), d.opened_at, d.id.as_str(), i)
-        });
-    let open: Vec<&Divergence> = page::smallest(open_here, SERVICE_TOP_DIVERGENCES)
-        .into_iter()
-        .map(|(.., i)| &engine.divergences()[i])
-        .collect();
+    for d in engine.open_divergences().filter(|d| d.service == service) {
+        *counts
+            .entry(d.kind.as_str())
+            .or_default()
+            .entry(d.severity.as_str())
+            .or_default() += 1;
+    }
+    let (open, _) = most_severe_open(&engine, Some(&service), SERVICE_TOP_DIVERGENCES);
     let body = json!({
         "service": summary.service,
         "members": summary.members,
@@ -270,23 +261,54 @@ pub(crate) async fn get_member(
     Path((service, member)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     state.tokens.check(&headers, Scope::Read)?;
-    let (view, open) = {
-        let mut engine = state.shared.engine();
-        engine.refresh_open_subjects();
-        let view = engine.member(&service, &member).ok_or_else(|| {
-            ApiError::NotFound(format!("service {service:?} has no member {member:?}"))
-        })?;
-        let open: Vec<Divergence> = engine
-            .open_divergences()
-            .filter(|d| d.service == service && d.subjects.contains(&member))
-            .take(SERVICE_TOP_DIVERGENCES)
-            .cloned()
-            .collect();
-        (view, open)
-    };
+    let (view, open) = member_now(&mut state.shared.engine(), &service, &member)?;
     let mut body = serde_json::to_value(view).unwrap_or_default();
     body["divergences"] = serde_json::to_value(open).unwrap_or_default();
     Ok(Json(body).into_response())
+}
+
+/// A member as the engine sees it now, and the divergences open against it
+/// (at most [`SERVICE_TOP_DIVERGENCES`]); copied out under the engine lock.
+pub(crate) fn member_now(
+    engine: &mut coherd_engine::Engine,
+    service: &str,
+    member: &str,
+) -> ApiResult<(coherd_engine::MemberView, Vec<Divergence>)> {
+    engine.refresh_open_subjects();
+    let view = engine.member(service, member).ok_or_else(|| {
+        ApiError::NotFound(format!("service {service:?} has no member {member:?}"))
+    })?;
+    let open = engine
+        .open_divergences()
+        .filter(|d| d.service == service && d.subjects.iter().any(|s| s == member))
+        .take(SERVICE_TOP_DIVERGENCES)
+        .cloned()
+        .collect();
+    Ok((view, open))
+}
+
+/// The `k` most severe open divergences (oldest first among equals), of one
+/// service or all, and how many are open in all; one pass over the records.
+pub(crate) fn most_severe_open(
+    engine: &coherd_engine::Engine,
+    service: Option<&str>,
+    k: usize,
+) -> (Vec<Divergence>, usize) {
+    let mut total = 0;
+    let open = engine
+        .divergences()
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_open() && service.is_none_or(|s| d.service == s))
+        .map(|(i, d)| {
+            total += 1;
+            (Reverse(d.severity), d.opened_at, d.id.as_str(), i)
+        });
+    let top = page::smallest(open, k)
+        .into_iter()
+        .map(|(.., i)| engine.divergences()[i].clone())
+        .collect();
+    (top, total)
 }
 
 /// Query of `GET /v1/history/timeline` and `GET /v1/history/sli`.

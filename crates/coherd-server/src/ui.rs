@@ -3,14 +3,13 @@
 //! engine (under its lock, briefly), the alerts, the reconciler and the
 //! history, then renders after every lock is released.
 
-use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use coherd_engine::{Divergence, Severity};
+use coherd_engine::Severity;
 use coherd_model::Time;
 use coherd_model::time::wall_now;
 use coherd_web as web;
@@ -278,23 +277,7 @@ pub(crate) async fn oncall(
     let (divergences, open_total) = {
         let mut engine = state.shared.engine();
         engine.refresh_open_subjects();
-        let all: Vec<(usize, &Divergence)> = engine
-            .divergences()
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.is_open())
-            .collect();
-        let total = all.len();
-        let top = page::smallest(
-            all.iter()
-                .map(|(i, d)| (Reverse(d.severity), d.opened_at, d.id.as_str(), *i)),
-            ONCALL_DIVERGENCES,
-        );
-        let list: Vec<Divergence> = top
-            .into_iter()
-            .map(|(.., i)| engine.divergences()[i].clone())
-            .collect();
-        (list, total)
+        crate::api::most_severe_open(&engine, None, ONCALL_DIVERGENCES)
     };
     let alerts: Vec<web::AlertRow> = {
         let mut alerting = state.alerts.lock();
@@ -362,16 +345,7 @@ pub(crate) async fn service(
                 members: Vec::new(),
                 more: false,
             });
-        let open_here = engine
-            .divergences()
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.service == service && d.is_open())
-            .map(|(i, d)| (Reverse(d.severity), d.opened_at, d.id.as_str(), i));
-        let open: Vec<Divergence> = page::smallest(open_here, 100)
-            .into_iter()
-            .map(|(.., i)| engine.divergences()[i].clone())
-            .collect();
+        let (open, _) = crate::api::most_severe_open(&engine, Some(&service), 100);
         let next = members
             .more
             .then(|| {
@@ -396,17 +370,7 @@ pub(crate) async fn service(
             convergence: Vec::new(),
             open,
             leases: engine.leases(&service).unwrap_or_default(),
-            jobs: engine
-                .job_stats(&service)
-                .into_iter()
-                .map(|j| web::JobRow {
-                    job: j.job,
-                    order_parameter: j.order_parameter,
-                    peak_concurrency: j.peak_concurrency,
-                    members: j.members,
-                    start_slots: j.start_slots,
-                })
-                .collect(),
+            jobs: engine.job_stats(&service),
             summary,
         }
     };
@@ -466,20 +430,7 @@ pub(crate) async fn member(
 ) -> Result<Response, UiError> {
     allow(&state, &headers)?;
     let now = wall_now();
-    let (view, open) = {
-        let mut engine = state.shared.engine();
-        engine.refresh_open_subjects();
-        let view = engine.member(&service, &member).ok_or_else(|| {
-            ApiError::NotFound(format!("service {service:?} has no member {member:?}"))
-        })?;
-        let open: Vec<Divergence> = engine
-            .open_divergences()
-            .filter(|d| d.service == service && d.subjects.contains(&member))
-            .take(100)
-            .cloned()
-            .collect();
-        (view, open)
-    };
+    let (view, open) = crate::api::member_now(&mut state.shared.engine(), &service, &member)?;
     let query = coherd_store::TimelineQuery {
         service: service.clone(),
         member: member.clone(),

@@ -26,7 +26,7 @@ pub use executive::{Executive, ServiceRow, Totals};
 pub use layout::{Nav, login, page};
 pub use member::MemberPage;
 pub use oncall::{AlertRow, Oncall, QuarantineRow, RemediationRow};
-pub use service::{Curve, JobRow, ServicePage};
+pub use service::{Curve, ServicePage};
 
 /// A static file the pages use: its path under `/ui/assets/`, content type and bytes.
 pub struct Asset {

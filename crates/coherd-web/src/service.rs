@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use coherd_engine::{Divergence, FacetDistribution, Kind, LeaseView, MemberView, ServiceSummary};
+use coherd_engine::{
+    Divergence, FacetDistribution, JobStats, Kind, LeaseView, MemberView, ServiceSummary,
+};
 use coherd_model::Time;
 use maud::{Markup, html};
 
@@ -10,21 +12,6 @@ use crate::chart::{bars, line};
 use crate::layout::{Nav, age, page, percent, th, when};
 use crate::member_href;
 use crate::oncall::divergence_row;
-
-/// A periodic job's synchrony.
-#[derive(Debug, Clone)]
-pub struct JobRow {
-    /// The job (event kind).
-    pub job: String,
-    /// Kuramoto order parameter: 1 in lockstep, near 0 spread.
-    pub order_parameter: Option<f64>,
-    /// Most runs at once.
-    pub peak_concurrency: usize,
-    /// Members running it.
-    pub members: usize,
-    /// Starts per slot of its period.
-    pub start_slots: Vec<usize>,
-}
 
 /// A facet's rollout: the share of members at target each minute since
 /// the target changed.
@@ -62,7 +49,7 @@ pub struct ServicePage {
     /// Leases the members hold.
     pub leases: Vec<LeaseView>,
     /// Periodic jobs.
-    pub jobs: Vec<JobRow>,
+    pub jobs: Vec<JobStats>,
 }
 
 const STATES: [(&str, &str, &str); 5] = [
