@@ -73,3 +73,37 @@ pub(crate) fn bars(counts: &[usize], label: &str) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_breaks_at_gaps_and_stays_in_its_box() {
+        let svg = sparkline(
+            &[Some(1.0), Some(0.5), None, Some(0.0), Some(2.0)],
+            0.0,
+            1.0,
+            "c",
+        )
+        .into_string();
+        assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+        assert!(
+            svg.contains("0.0,1.0 30.0,12.0"),
+            "1 at the top, 0.5 halfway: {svg}"
+        );
+        assert!(svg.contains("120.0,1.0"), "2 is clamped to the top: {svg}");
+        assert!(svg.contains("aria-label=\"c\""));
+    }
+
+    #[test]
+    fn bars_scale_to_the_largest_slot_and_labels_are_escaped() {
+        let svg = bars(&[0, 2, 4], "starts of <job>").into_string();
+        assert_eq!(svg.matches("<rect").count(), 3);
+        assert!(
+            svg.contains("height=\"46.0\""),
+            "the largest fills the height: {svg}"
+        );
+        assert!(svg.contains("starts of &lt;job&gt;"), "{svg}");
+    }
+}

@@ -106,3 +106,28 @@ pub(crate) fn th(col: usize, label: &str, numeric: bool) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_times_read_compactly() {
+        assert_eq!(percent(Some(0.98765)), "98.8%");
+        assert_eq!(percent(None), "–");
+        assert_eq!(percent(Some(f64::NAN)), "–");
+        let t0 = Time::from_secs(1_000_000);
+        assert_eq!(age(t0.add(std::time::Duration::from_secs(59)), t0), "59s");
+        assert_eq!(age(t0.add(std::time::Duration::from_secs(7200)), t0), "2h");
+        assert_eq!(
+            when("2026-12-02T10:00:00.123Z".parse().unwrap()),
+            "2026-12-02T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn the_sign_in_form_escapes_its_message() {
+        let html = login(Some("<b>no</b>")).into_string();
+        assert!(html.contains("&lt;b&gt;no&lt;/b&gt;") && !html.contains("<b>no"));
+    }
+}
