@@ -104,7 +104,10 @@ pub(crate) fn member_event(
     change: &MemberChange,
 ) -> MemberEvent {
     let what = match change {
-        MemberChange::Changed { facet, .. } => format!("changed:{facet}"),
+        // The value it changed to is part of what identifies the event: a
+        // batch that a reporter buffered through an outage can change one
+        // facet twice in one instant, and both changes belong in the timeline.
+        MemberChange::Changed { facet, to, .. } => format!("changed:{facet}:{to}"),
         MemberChange::Joined { .. } => "joined".into(),
         MemberChange::Silent => "silent".into(),
         MemberChange::Back => "back".into(),

@@ -132,7 +132,7 @@ pub struct MemberEvent {
     /// When it happened.
     pub at: Time,
     /// What happened, with the facet for a change (`joined`,
-    /// `changed:version`...): with the member and `at`, what identifies it.
+    /// `changed:version:1.4.2`...): with the member and `at`, what identifies it.
     pub what: String,
     /// The event as the API shows it (JSON).
     pub record: String,

@@ -32,6 +32,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the service: durable HTTP ingest, query API, stream and metrics.
     Serve(cmd::serve::Args),
+    /// Run beside a member: read its facets where they are and report them.
+    Agent(cmd::agent::Args),
     /// Send observations to a running coherd: one from flags, or a file of them.
     Report(cmd::report::Args),
     /// Services at a glance: members, live, coherence, mixed facets, open divergences.
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Divergences(args) => cmd::divergences::run(args),

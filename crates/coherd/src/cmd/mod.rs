@@ -1,5 +1,6 @@
 //! One module per subcommand: each has `Args` (clap) and `run(Args) -> Result<ExitCode>`.
 
+pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod bench_storage;
