@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod agent;
+pub mod cli;
 mod config;
 mod probe;
 pub mod prom;

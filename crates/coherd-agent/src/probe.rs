@@ -99,7 +99,8 @@ async fn get(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<S
 }
 
 async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
-    let child = tokio::process::Command::new(&argv[0])
+    use tokio::io::AsyncReadExt;
+    let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -107,15 +108,26 @@ async fn run(argv: &[String], timeout: Duration) -> Result<String, String> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-    let out = tokio::time::timeout(timeout, child.wait_with_output())
+    let stdout = child.stdout.take().ok_or("no standard output")?;
+    let finished = async {
+        // At most MAX_OUTPUT bytes are kept, however much the program prints.
+        let mut out = Vec::new();
+        stdout
+            .take(MAX_OUTPUT as u64)
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, out))
+    };
+    let (status, out) = tokio::time::timeout(timeout, finished)
         .await
         .map_err(|_| format!("{} did not finish within {timeout:?}", argv[0]))?
         .map_err(|e| format!("{}: {e}", argv[0]))?;
-    if !out.status.success() {
-        return Err(format!("{} exited with {}", argv[0], out.status));
+    if !status.success() {
+        return Err(format!("{} exited with {status}", argv[0]));
     }
-    let stdout = &out.stdout[..out.stdout.len().min(MAX_OUTPUT)];
-    Ok(String::from_utf8_lossy(stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The innermost cause of a request error (reqwest's own message is generic).

@@ -16,6 +16,7 @@ async fn endpoint(health: Arc<Mutex<String>>) -> String {
     let health2 = health.clone();
     let app = axum::Router::new()
         .route("/health", axum::routing::get(move || async move { health2.lock().unwrap().clone() }))
+        .route("/huge", axum::routing::get(|| async { "x".repeat(2 << 20) }))
         .route(
             "/metrics",
             axum::routing::get(|| async {
@@ -101,6 +102,19 @@ async fn every_probe_reads_its_source() {
         "the file's hash as sha256sum gives it; an unset variable is left out"
     );
     assert_eq!(r.counters["requests"], 42.0);
+    // Bounded: a body or an output past 1 MiB is refused, and only that facet is left out.
+    let bounded = Agent::new(config(
+        "http://127.0.0.1:9",
+        "c-2",
+        &dir,
+        json!({"body": {"http": format!("{url}/huge")}, "out": {"command": ["sh", "-c", "head -c 3000000 /dev/zero"]}, "ok": {"static": "y"}}),
+        json!({}),
+    ))
+    .unwrap();
+    assert_eq!(
+        bounded.read().await.facets,
+        BTreeMap::from([("ok".to_string(), "y".to_string())])
+    );
     *health.lock().unwrap() = r#"{"status":"DOWN"}"#.into();
     assert_eq!(agent.read().await.facets["phase"], "draining");
     // The observation is one coherd takes, and seq only grows.
@@ -261,4 +275,37 @@ async fn reports_wait_while_coherd_is_unreachable_and_arrive_in_order() {
     assert_eq!(agent.pending(), 0);
     let two = "sha256:3fc4ccfe745870e2c0d99f71f30ff0656c8dedd41cc1d7d3d376b0dbe685e2f3";
     assert_eq!(facet_of(&server, "b-1").await.as_deref(), Some(two));
+}
+
+#[test]
+fn the_small_binary_is_the_same_agent() {
+    let dir = temp("bin");
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "service: checkout\nmember: s-1\nstate_dir: {}\nfacets:\n  owner: {{static: team-a}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd-agent"))
+        .args(["--once", "--dry-run", "--config"])
+        .arg(dir.join("agent.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let obs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(obs["facets"]["owner"], "team-a");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_coherd-agent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout)
+            .contains("coherd agent --config agent.yaml --once --dry-run")
+    );
 }
