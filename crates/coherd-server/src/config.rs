@@ -97,6 +97,8 @@ pub struct ServerConfig {
     /// The reconcile loop: which divergences to repair and how carefully.
     /// Reloaded from the config file on SIGHUP; refused whole when invalid.
     pub reconcile: coherd_reconcile::ReconcileConfig,
+    /// Where coherd reads the fleet itself: Prometheus servers.
+    pub sources: crate::prometheus_source::SourcesConfig,
     /// The file this config came from, read again on SIGHUP.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -135,6 +137,7 @@ impl Default for ServerConfig {
             alerting: coherd_alert::AlertConfig::default(),
             notify: crate::alerting::NotifyConfig::default(),
             reconcile: coherd_reconcile::ReconcileConfig::default(),
+            sources: crate::prometheus_source::SourcesConfig::default(),
             file: None,
         }
     }
@@ -224,6 +227,7 @@ impl ServerConfig {
             ));
         }
         self.reconcile_policy()?;
+        self.sources.check().map_err(ServerError::Config)?;
         if self.checkpoint_interval < Duration::from_secs(1) {
             return Err(ServerError::Config(
                 "checkpoint_interval must be at least 1s (the default, 60s, suits most fleets)"

@@ -67,6 +67,8 @@ pub(crate) struct Metrics {
     pub delivery: crate::delivery::DeliveryMetrics,
     /// The reconcile loop.
     pub reconcile: crate::reconcile::ReconcileMetrics,
+    /// Polls of the Prometheus sources, by source and outcome.
+    pub source_polls: crate::prometheus_source::PollMetrics,
     /// HTTP requests by matched route, method and status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Ingest acknowledgement latency.
@@ -140,6 +142,7 @@ impl Default for Metrics {
             ingest_rejected: Counter::default(),
             delivery: Default::default(),
             reconcile: Default::default(),
+            source_polls: Default::default(),
             requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 16)),
@@ -285,6 +288,11 @@ impl Metrics {
             "Age of the oldest notification waiting for a receiver",
             Unit::Seconds,
             d.oldest.clone(),
+        );
+        r.register(
+            "source_polls",
+            "Polls of the Prometheus sources, by source and outcome (ok, error)",
+            self.source_polls.clone(),
         );
         let rc = &self.reconcile;
         r.register(

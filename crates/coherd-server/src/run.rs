@@ -272,6 +272,15 @@ pub async fn serve_on(
     ));
     tokio::spawn(watch_intent(state.clone(), running.stopping()));
     tokio::spawn(reload_reconcile(state.clone(), running.stopping()));
+    for source in state.config.sources.prometheus.clone() {
+        tokio::spawn(crate::prometheus_source::run(
+            source,
+            state.writer.clone(),
+            state.config.limits,
+            state.shared.metrics.source_polls.clone(),
+            running.stopping(),
+        ));
+    }
     let reconcile_thread = crate::reconcile::start(
         state.reconcile.clone(),
         state.shared.clone(),

@@ -83,6 +83,25 @@ fn an_invalid_reconcile_config_is_refused_with_every_problem_named() {
     ] {
         assert!(err.contains(part), "{part} not in {err}");
     }
+    std::fs::write(
+        &file,
+        "sources:\n  prometheus:\n    - {name: p, url: \"ftp://x\", interval: 10ms, queries: [{query: up}]}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "url must start with http",
+        "interval must be at least 1s",
+        "maps no facet and no phase",
+    ] {
+        assert!(err.contains(part), "{part} not in {err}");
+    }
     std::fs::write(&file, "reconcile:\n  actions: []\n  surprise: 1\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
         .args(["serve", "--check", "--config"])
