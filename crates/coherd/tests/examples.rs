@@ -59,55 +59,45 @@ fn every_example_server_config_checks_and_is_listed() {
     assert!(checked >= 1);
 }
 
-#[test]
-fn an_invalid_reconcile_config_is_refused_with_every_problem_named() {
-    let dir = std::env::temp_dir().join(format!("coherd-bad-config-{}", std::process::id()));
+/// `coherd serve --check` on a config of `yaml`: it must refuse it, naming every part of `want`.
+fn refused(yaml: &str, want: &[&str]) {
+    let dir = std::env::temp_dir().join(format!(
+        "coherd-bad-config-{}-{}",
+        std::process::id(),
+        want.len()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.yaml");
-    std::fs::write(
-        &file,
+    std::fs::write(&file, yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
+        .args(["serve", "--check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{yaml} was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in want {
+        assert!(err.contains(part), "{part} not in {err}");
+    }
+}
+
+#[test]
+fn an_invalid_reconcile_or_sources_config_is_refused_with_every_problem_named() {
+    refused(
         "reconcile:\n  actions:\n    - name: a\n      match: {kind: drift}\n      waves: [\"50%\"]\n      max_attempts: 0\n      webhook: {url: \"ftp://x\"}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["serve", "--check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        "last wave must be \"100%\"",
-        "max_attempts must be 1 to 100",
-        "must start with http:// or https://",
-    ] {
-        assert!(err.contains(part), "{part} not in {err}");
-    }
-    std::fs::write(
-        &file,
+        &[
+            "last wave must be \"100%\"",
+            "max_attempts must be 1 to 100",
+            "must start with http:// or https://",
+        ],
+    );
+    refused(
         "sources:\n  prometheus:\n    - {name: p, url: \"ftp://x\", interval: 10ms, queries: [{query: up}]}\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["serve", "--check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in [
-        "url must start with http",
-        "interval must be at least 1s",
-        "maps no facet and no phase",
-    ] {
-        assert!(err.contains(part), "{part} not in {err}");
-    }
-    std::fs::write(&file, "reconcile:\n  actions: []\n  surprise: 1\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coherd"))
-        .args(["serve", "--check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("surprise"));
+        &[
+            "url must start with http",
+            "interval must be at least 1s",
+            "maps no facet and no phase",
+        ],
+    );
+    refused("reconcile:\n  actions: []\n  surprise: 1\n", &["surprise"]);
 }
