@@ -325,14 +325,24 @@ impl Reconciler {
         let mut halts: Vec<(String, String, String)> = Vec::new();
         let mut gone: Vec<String> = Vec::new();
         for t in self.state.tasks.values_mut() {
-            let still_open = open
+            let now_open = open
                 .get(t.seen.id.as_str())
-                .is_some_and(|s| s.opened_at == t.seen.opened_at);
-            let Some(action) = policy.actions().iter().find(|a| a.name == t.action) else {
+                .filter(|s| s.opened_at == t.seen.opened_at);
+            let still_open = now_open.is_some();
+            let Some((i, action)) = policy
+                .actions()
+                .iter()
+                .enumerate()
+                .find(|(_, a)| a.name == t.action)
+            else {
                 continue;
             };
+            // A reloaded policy may no longer want a task not yet planned.
+            let wanted = now_open.is_some_and(|s| {
+                policy.matches(i, s.kind, s.severity, &s.service, s.facet.as_deref())
+            });
             match t.phase {
-                Phase::Waiting if !still_open => gone.push(t.key.clone()),
+                Phase::Waiting if !wanted => gone.push(t.key.clone()),
                 Phase::Planned if !still_open => {
                     t.phase = Phase::Resolved(now);
                     out.decisions.push(Decision::task(
@@ -392,7 +402,10 @@ impl Reconciler {
                     now,
                     "skipped",
                     &t,
-                    Some("the divergence resolved on its own".into()),
+                    Some(
+                        "the divergence resolved on its own, or the policy no longer matches it"
+                            .into(),
+                    ),
                 ));
             }
         }

@@ -411,3 +411,14 @@ fn the_state_stores_only_what_changed_and_reads_back_whole() {
     };
     assert_eq!(back, strip(&sim.r.state));
 }
+
+#[test]
+fn a_reloaded_policy_that_no_longer_matches_drops_what_waits() {
+    let mut sim = Sim::new(policy(json!({})), 3);
+    sim.run(3);
+    assert_eq!(sim.r.state.tasks.len(), 3, "waiting out the debounce");
+    sim.policy = policy(json!({"match": {"kind": "drift", "facet": "version"}}));
+    sim.run(60);
+    assert!(sim.dispatched.is_empty(), "nothing the new policy does not want is dispatched");
+    assert!(sim.r.state.tasks.is_empty());
+}
