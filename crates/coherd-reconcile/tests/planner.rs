@@ -419,6 +419,9 @@ fn a_reloaded_policy_that_no_longer_matches_drops_what_waits() {
     assert_eq!(sim.r.state.tasks.len(), 3, "waiting out the debounce");
     sim.policy = policy(json!({"match": {"kind": "drift", "facet": "version"}}));
     sim.run(60);
-    assert!(sim.dispatched.is_empty(), "nothing the new policy does not want is dispatched");
+    assert!(
+        sim.dispatched.is_empty(),
+        "nothing the new policy does not want is dispatched"
+    );
     assert!(sim.r.state.tasks.is_empty());
 }

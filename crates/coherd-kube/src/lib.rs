@@ -1,0 +1,26 @@
+//! coherd's Kubernetes source, sans-IO: how Kubernetes objects, as the API
+//! serves them (JSON), become coherd observations. A watcher (next) feeds
+//! it Pods, EndpointSlices and Leases as they change; this crate decides
+//! what each means, so the mapping is tested on real object shapes without
+//! a cluster.
+//!
+//! - A **Pod** is a member of the service its `app.kubernetes.io/name` label
+//!   names: facets from its containers' images (tag and digest) and chosen
+//!   labels and annotations (a config hash); its phase from the pod's status:
+//!   Pending is `starting`, Running and Ready is `ready`, Running not ready is
+//!   `starting`, a deletion timestamp is `draining`, Succeeded or Failed is
+//!   `stopped`; `deploy` from `pod-template-hash`.
+//! - An **EndpointSlice** is an observer: for each endpoint's pod, its view of
+//!   the pod's phase (`ready` while the endpoint is ready or serving, else
+//!   `draining` when terminating, else `starting`), so a pod terminating but
+//!   still ready in a slice is a `drain_violation`.
+//! - A **Lease** (coordination.k8s.io) is held by its `holderIdentity`, with
+//!   `leaseTransitions` as the fencing epoch and `renewTime +
+//!   leaseDurationSeconds` as its expiry.
+
+// Unit tests compile with the dev-dependencies that only benches and integration tests use.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+
+mod map;
+
+pub use map::{Mapping, endpoint_slice, lease, pod};
