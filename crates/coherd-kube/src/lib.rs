@@ -1,8 +1,10 @@
-//! coherd's Kubernetes source, sans-IO: how Kubernetes objects, as the API
-//! serves them (JSON), become coherd observations. A watcher (next) feeds
-//! it Pods, EndpointSlices and Leases as they change; this crate decides
-//! what each means, so the mapping is tested on real object shapes without
-//! a cluster.
+//! coherd's Kubernetes source: how Kubernetes objects, as the API serves
+//! them, become coherd observations ([`pod`], [`endpoint_slice`], [`lease`],
+//! pure), and [`run`], kube-rs watchers of Pods, EndpointSlices and Leases
+//! (list, then watch from the list's resourceVersion with bookmarks; a 410
+//! Gone relists; errors back off) that hand each change's reports to a sink.
+//! The mapping is tested on the API's object shapes, the watchers against a
+//! fake API server that serves list and watch streams.
 //!
 //! - A **Pod** is a member of the service its `app.kubernetes.io/name` label
 //!   names: facets from its containers' images (tag and digest) and chosen
@@ -22,5 +24,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod map;
+mod watch;
 
 pub use map::{Mapping, endpoint_slice, lease, pod};
+pub use watch::{Scope, run};
