@@ -35,6 +35,7 @@ mod error;
 mod fairness;
 mod history;
 mod ingest;
+mod kube_source;
 mod listener;
 mod metrics;
 mod openapi;
@@ -53,5 +54,7 @@ pub use auth::{Scope, TokenEntry};
 pub use checkpoint::{Rebuilt, RestoredIntent, encode_checkpoint, rebuild_engine};
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use prometheus_source::{PhaseFromValue, PromQuery, PrometheusSource, SourcesConfig};
+pub use prometheus_source::{
+    KubeSource, PhaseFromValue, PromQuery, PrometheusSource, SourcesConfig,
+};
 pub use run::{Running, read_intent, serve, serve_on, shutdown_signal};

@@ -31,6 +31,27 @@ const MAX_ANSWER: usize = 64 << 20;
 pub struct SourcesConfig {
     /// Prometheus servers to poll.
     pub prometheus: Vec<PrometheusSource>,
+    /// A Kubernetes cluster to watch.
+    pub kubernetes: Option<KubeSource>,
+}
+
+/// A Kubernetes cluster: Pods as members, EndpointSlices as observers, Leases.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSource {
+    /// The API server's URL, for `kubectl proxy` or a plain-HTTP test API;
+    /// without it, the in-cluster config or the kubeconfig (`KUBECONFIG`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// One namespace; none: all.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A label selector for Pods (`tier=web`).
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// The service label, facets from labels and annotations, the observers' service.
+    #[serde(default)]
+    pub mapping: coherd_kube::Mapping,
 }
 
 /// One Prometheus server and what to ask it.
@@ -301,8 +322,7 @@ async fn poll(client: &reqwest::Client, source: &PrometheusSource) -> Result<Mem
     Ok(members)
 }
 
-/// Turns what a poll saw into observations, validated as any report, and
-/// stores them through the writer.
+/// Turns what a poll saw into report bodies and stores them.
 async fn submit(
     writer: &Writer,
     source: &PrometheusSource,
@@ -310,14 +330,28 @@ async fn submit(
     seq: u64,
     limits: &Limits,
 ) -> Result<(), String> {
-    let mut observations = Vec::with_capacity(members.len());
-    for ((service, member), facets) in members {
-        let text =
-            json!({"service": service, "member": member, "seq": seq, "facets": facets}).to_string();
-        match Observation::from_json(&text, limits) {
+    let bodies = members
+        .into_iter()
+        .map(|((service, member), facets)| json!({"service": service, "member": member, "seq": seq, "facets": facets}))
+        .collect();
+    store(writer, &source.name, bodies, limits).await
+}
+
+/// Validates report bodies as any report is validated (one that is not valid
+/// is logged and left out) and stores them through the writer; shared by the
+/// sources.
+pub(crate) async fn store(
+    writer: &Writer,
+    source: &str,
+    bodies: Vec<Value>,
+    limits: &Limits,
+) -> Result<(), String> {
+    let mut observations = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        match Observation::from_json(&body.to_string(), limits) {
             Ok(o) => observations.push(o),
             Err(e) => {
-                tracing::warn!(source = %source.name, %service, %member, error = ?e, "a series does not make a valid report; left out")
+                tracing::warn!(%source, service = %body["service"], member = %body["member"], error = ?e, "a report from a source is not valid; left out")
             }
         }
     }

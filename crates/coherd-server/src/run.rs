@@ -272,6 +272,14 @@ pub async fn serve_on(
     ));
     tokio::spawn(watch_intent(state.clone(), running.stopping()));
     tokio::spawn(reload_reconcile(state.clone(), running.stopping()));
+    if let Some(k) = state.config.sources.kubernetes.clone() {
+        tokio::spawn(crate::kube_source::run(
+            k,
+            state.writer.clone(),
+            state.config.limits,
+            running.stopping(),
+        ));
+    }
     for source in state.config.sources.prometheus.clone() {
         tokio::spawn(crate::prometheus_source::run(
             source,
