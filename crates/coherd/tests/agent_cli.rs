@@ -7,9 +7,9 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, get_json, temp_dir};
+use common::{Server, get_json, temp_dir, wait_until};
 use serde_json::Value;
 
 fn write_config(dir: &std::path::Path, server: &str, member: &str) -> std::path::PathBuf {
@@ -93,14 +93,6 @@ fn configs_in_coherd(url: &str, members: &[String]) -> Vec<Option<String>> {
                 .and_then(|v| v["facets"]["config"].as_str().map(String::from))
         })
         .collect()
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

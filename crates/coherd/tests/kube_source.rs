@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{Server, get_json, temp_dir};
+use common::{Server, get_json, temp_dir, wait_until};
 use serde_json::{Value, json};
 
 /// A fake API server: lists what `objects` holds per path, and streams
@@ -137,17 +136,6 @@ fn slice(routed: &[(&str, bool)]) -> Value {
             "targetRef": {"kind": "Pod", "name": p, "namespace": "shop"}}))
         .collect();
     json!({"metadata": {"name": "checkout-x1", "labels": {"kubernetes.io/service-name": "checkout"}}, "addressType": "IPv4", "endpoints": endpoints})
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -9,9 +9,8 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{Server, get_json, temp_dir};
+use common::{Server, get_json, temp_dir, wait_until};
 
 /// An exporter on loopback serving `app_build_info{version=...} 1`, or 500 when `version` is empty.
 fn exporter(version: Arc<Mutex<String>>) -> String {
@@ -48,18 +47,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
 }
 
 fn member(url: &str, m: &str) -> serde_json::Value {

@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, get_json, post_json, temp_dir};
+use common::{Server, get_json, post_json, temp_dir, wait_until};
 use serde_json::{Value, json};
 
 const INTENT: &str = "services:\n  checkout:\n    report_interval: 1h\n    facets:\n      config: {target: \"v2\"}\n";
@@ -193,14 +193,6 @@ fn audit(server: &str) -> Vec<Value> {
     }
     all.reverse();
     all
-}
-
-fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn members(n: usize) -> Vec<String> {

@@ -322,3 +322,17 @@ pub(crate) fn hang_up_after_first_read(command: &mut Command) -> std::process::O
     drop(stdout);
     child.wait_with_output().expect("coherd ends")
 }
+
+/// Polls `done` every 100 ms until it holds, failing the test after `secs`
+/// seconds with what was awaited; returns how long it took.
+pub(crate) fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
