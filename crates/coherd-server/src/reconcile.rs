@@ -624,7 +624,7 @@ fn snapshot(shared: &Shared, policy: &Policy, state: &State) -> Vec<Seen> {
     let mut seen: Vec<Seen> = engine
         .open_divergences()
         .filter(|d| policy.wants(d.kind, &d.service) || watched.contains(d.id.as_str()))
-        .map(|d| to_seen(d, false))
+        .map(to_seen)
         .collect();
     let open: std::collections::BTreeSet<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     if watched.iter().any(|id| !open.contains(id)) {
@@ -635,15 +635,16 @@ fn snapshot(shared: &Shared, policy: &Policy, state: &State) -> Vec<Seen> {
                 latest.insert(&d.id, d);
             }
         }
-        let closed: Vec<Seen> = latest.into_values().map(|d| to_seen(d, false)).collect();
+        let closed: Vec<Seen> = latest.into_values().map(to_seen).collect();
         seen.extend(closed);
     }
     seen
 }
 
-/// The divergence as the planner sees it; its whole record only `with_record`
-/// (most rounds need none, and copying every one would hold the engine long).
-fn to_seen(d: &coherd_engine::Divergence, with_record: bool) -> Seen {
+/// The divergence as the planner sees it, without its record: most rounds
+/// need none, and copying every one would hold the engine long
+/// ([`attach_records`] copies the few a round needs).
+fn to_seen(d: &coherd_engine::Divergence) -> Seen {
     let text = |k: &str| {
         d.evidence
             .get(k)
@@ -664,11 +665,7 @@ fn to_seen(d: &coherd_engine::Divergence, with_record: bool) -> Seen {
         target: text("target"),
         opened_at: d.opened_at,
         resolved_at: d.resolved_at,
-        record: if with_record {
-            serde_json::to_value(d).unwrap_or_default()
-        } else {
-            Value::Null
-        },
+        record: Value::Null,
     }
 }
 
